@@ -1,0 +1,44 @@
+"""How each kind of model is loaded, keyed ``"<kind>:<name>"`` in the ``ModelCache``.
+
+One place for the cache keys, so extensions and the preload list agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from worker.models import ModelCache
+from worker.settings import Settings
+
+KINDS = ("remove-bg", "classifier", "zero-shot", "captioner")
+
+
+def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
+    s = settings
+    if kind == "remove-bg":
+        from .remove_bg import RembgModel
+
+        return lambda: RembgModel(name, s.models_dir, s.device)
+    from .vision import Captioner, ImageClassifier, ZeroShotTagger
+
+    cls = {"classifier": ImageClassifier, "zero-shot": ZeroShotTagger,
+           "captioner": Captioner}.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
+    return lambda: cls(name, s.models_dir, s.device, s.fp16)
+
+
+def get(models: ModelCache, kind: str, name: str, settings: Settings) -> Any:
+    """The loaded model (loading it once per process if needed)."""
+    return models.get(f"{kind}:{name}", loader(kind, name, settings))
+
+
+def preload(models: ModelCache, settings: Settings) -> list[str]:
+    """Load the settings' preload list; returns the keys loaded."""
+    done = []
+    for key in settings.preload:
+        kind, _, name = key.partition(":")
+        get(models, kind, name, settings)
+        done.append(key)
+    return done

@@ -1,0 +1,55 @@
+"""Finds extension handlers through the ``extworker.extensions`` entry-point group."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import EntryPoint, entry_points
+
+from pydantic import BaseModel
+
+from worker.contract import BUILTIN_MODELS
+
+from .base import Extension
+
+log = logging.getLogger(__name__)
+GROUP = "extworker.extensions"
+
+
+class Registry:
+    """Extension instances by name (one instance per process)."""
+
+    def __init__(self, handlers: dict[str, Extension]) -> None:
+        self.handlers = handlers
+
+    @classmethod
+    def discover(cls, extra: list[str] | None = None) -> Registry:
+        """Load every installed handler (entry points, then ``extra`` import paths
+        ``"module:Class"``); a broken plug-in is logged and skipped."""
+        handlers: dict[str, Extension] = {}
+        found = list(entry_points(group=GROUP))
+        for path in extra or []:
+            found.append(EntryPoint(name="", value=path, group=GROUP))
+        for ep in found:
+            try:
+                handler_cls = ep.load()
+                if not ep.name:  # an import path: the class names itself
+                    ep = EntryPoint(name=handler_cls.name, value=ep.value, group=GROUP)
+                if not handler_cls.available():
+                    log.info("extension %s is not available here (missing extra)", ep.name)
+                    continue
+                handler = handler_cls()
+            except Exception:
+                log.exception("extension entry point %s failed to load; skipped", ep.value)
+                continue
+            if getattr(handler, "name", None) != ep.name:
+                log.error("entry point %s loads %r, whose name differs; skipped", ep.name, handler)
+                continue
+            handlers[ep.name] = handler
+        return cls(handlers)
+
+    def get(self, name: str) -> Extension | None:
+        return self.handlers.get(name)
+
+    def third_party_params(self) -> dict[str, type[BaseModel]]:
+        """Params models of handlers whose names are not part of the built-in contract."""
+        return {n: h.params_model for n, h in self.handlers.items() if n not in BUILTIN_MODELS}

@@ -1,0 +1,210 @@
+"""Fixtures: real Redis (a dedicated DB, flushed per test), the real u2netp model,
+real photos from scikit-image, and a real ``extworker serve`` subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from PIL import Image
+
+from worker.models import pull
+from worker.runtime import Runtime
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB = int(os.environ.get("EXTWORKER_TEST_REDIS_DB", "13"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis that answers: EXTWORKER_TEST_REDIS_URL, else 127.0.0.1:6379, else our own."""
+    url = os.environ.get("EXTWORKER_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_DB}")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        yield url
+        return
+    except redis.RedisError:
+        pass
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.exit(
+            f"no Redis answers at {url} and redis-server is not installed: install it "
+            "(apt-get install redis-server / brew install redis) or set EXTWORKER_TEST_REDIS_URL",
+            returncode=3,
+        )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/{TEST_DB}"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture
+def rclient(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the test DB, flushed before each test (only that DB)."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """MODELS_DIR with the real u2netp, pulled through ``models pull``'s code (cached)."""
+    path = Path(os.environ.get("EXTWORKER_TEST_MODELS_DIR", ROOT / ".data" / "test-models"))
+    pull("u2netp", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(models_dir: Path) -> dict[str, str]:
+    """Tiny random transformers models in MODELS_DIR/hf (built once, cached)."""
+    from tests.tiny_models import build
+
+    return build(models_dir)
+
+
+@pytest.fixture(scope="session")
+def vocabulary_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vocab") / "tags.txt"
+    path.write_text("# test vocabulary\ncat\ndog\nrocket\ncoffee\ncar\nperson\ntree\n")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, models_dir: Path, tiny: dict[str, str],
+             vocabulary_file: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url, data_dir=tmp_path / "data", models_dir=models_dir,
+        egress_allowlist="127.0.0.1/32,::1/128",
+        classifier_model=tiny["classifier"], zero_shot_model=tiny["siglip"],
+        caption_model=tiny["captioner"], tag_vocabulary_file=vocabulary_file,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings, rclient: redis.Redis) -> Runtime:
+    """An in-process runtime on real Redis; enqueued executions are collected, not sent."""
+    queued: list[tuple[str, str, str]] = []
+    rt = Runtime(settings, enqueue=lambda q, j, s: queued.append((q, j, s)))
+    rt.queued = queued  # type: ignore[attr-defined]
+    return rt
+
+
+def jpeg(im: Image.Image, quality: int = 90, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=quality, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    import skimage.data
+
+    return Image.fromarray(skimage.data.astronaut())
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "EXTWORKER_REDIS_URL": settings.redis_url,
+        "EXTWORKER_DATA_DIR": str(settings.data_dir),
+        "EXTWORKER_MODELS_DIR": str(settings.models_dir),
+        "EXTWORKER_EGRESS_ALLOWLIST": settings.egress_allowlist or "",
+        "EXTWORKER_CLASSIFIER_MODEL": settings.classifier_model,
+        "EXTWORKER_ZERO_SHOT_MODEL": settings.zero_shot_model,
+        "EXTWORKER_CAPTION_MODEL": settings.caption_model,
+        "PYTHONUNBUFFERED": "1",
+    })
+    if settings.tag_vocabulary_file:
+        env["EXTWORKER_TAG_VOCABULARY_FILE"] = str(settings.tag_vocabulary_file)
+    return env
+
+
+def cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    exe = [sys.executable, "-m", "worker.cli"]
+    proc = subprocess.run([*exe, *args], env=env_for(settings), capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"extworker {args} failed: {proc.stderr}")
+    return proc
+
+
+class Server:
+    """A real ``extworker serve`` subprocess; its log is kept for assertions."""
+
+    def __init__(self, settings: Settings, log: Path, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self.fh = open(log, "w")
+        self.http_port = _free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "serve", "--processes", "1", "--threads", "2",
+             *extra],
+            env={**env_for(settings), "EXTWORKER_HTTP_PORT": str(self.http_port), **(env or {})},
+            stdout=self.fh, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while "ready for action" not in log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("worker did not start:\n" + log.read_text())
+            time.sleep(0.1)
+
+    def kill(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig)
+        self.proc.wait(10)
+        self.fh.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM to the main process only, as Kubernetes does; it drains its children."""
+        if self.fh.closed:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
+        self.fh.close()
+
+
+@pytest.fixture
+def server(settings: Settings, rclient: redis.Redis, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(settings, tmp_path / "worker.log")
+    yield srv
+    srv.stop()

@@ -1,0 +1,119 @@
+"""The dramatiq side: a broker, the dispatch actor and one execute actor per queue.
+
+``dispatch`` (queue ``default``) turns a job into pending extensions and
+sends one ``execute_<queue>`` message per extension to the queue of its
+resource class (``extensions`` for model work — what GPU nodes consume).
+Actors are thin: all logic lives in ``Pipeline``, which is idempotent, so
+dramatiq's at-least-once redelivery is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from .errors import PermanentError
+from .runtime import Runtime
+from .settings import Settings
+
+DISPATCH = "dispatch"
+
+
+def execute_actor_name(queue: str) -> str:
+    return f"execute_{queue}"
+
+
+def build_broker(settings: Settings) -> RedisBroker:
+    return RedisBroker(
+        url=settings.redis_url,
+        heartbeat_timeout=int(settings.broker_heartbeat_timeout_s * 1000),
+        maintenance_chance=settings.broker_maintenance_chance,
+    )
+
+
+def _bind(job_id: str, slot: str | None = None) -> None:
+    """Log context for everything this message logs: job, extension, attempt."""
+    import structlog
+    from dramatiq.middleware import CurrentMessage
+
+    message = CurrentMessage.get_current_message()
+    attempt = (message.options.get("retries", 0) + 1) if message is not None else 1
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(jobId=job_id, attempt=attempt,
+                                           **({"extension": slot} if slot else {}))
+
+
+@dataclass
+class Actors:
+    dispatch: dramatiq.Actor[Any, Any]
+    execute: dict[str, dramatiq.Actor[Any, Any]] = field(default_factory=dict)
+    deliver_due: dramatiq.Actor[Any, Any] | None = None
+
+    def enqueue(self, queue: str, job_id: str, slot: str) -> None:
+        self.execute[queue].send(job_id, slot)
+
+
+def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
+    """Declare the actors on ``broker`` and wire the pipeline's enqueue to them."""
+    s = runtime.settings
+
+    def dispatch(job: dict[str, Any]) -> None:
+        _bind(str(job.get("jobId", "")) if isinstance(job, dict) else "")
+        runtime.pipeline.accept(job)
+
+    def make_execute() -> Callable[[str, str], None]:
+        def execute(job_id: str, slot: str) -> None:
+            _bind(job_id, slot)
+            runtime.pipeline.execute(job_id, slot)
+
+        return execute
+
+    actors = Actors(
+        dispatch=dramatiq.actor(
+            dispatch, broker=broker, actor_name=DISPATCH, queue_name=s.queue_default,
+            max_retries=20, time_limit=60_000, throws=(PermanentError,),
+        )
+    )
+    queues = {s.queue_extensions, s.queue_default}
+    queues |= {runtime.pipeline.queue_name(h.queue) for h in runtime.registry.handlers.values()}
+    for queue in sorted(queues):
+        actors.execute[queue] = dramatiq.actor(
+            make_execute(), broker=broker, actor_name=execute_actor_name(queue),
+            queue_name=queue, max_retries=20, time_limit=s.extension_time_limit_s * 1000,
+            throws=(PermanentError,),
+        )
+    runtime.pipeline.enqueue = actors.enqueue
+
+    if runtime.webhooks is not None:
+        hooks = runtime.webhooks
+
+        def deliver_due() -> None:
+            claimed = hooks.run_due()
+            if claimed >= s.webhook_batch:  # more may be waiting: keep going
+                actors.deliver_due.send()  # type: ignore[union-attr]
+
+        actors.deliver_due = dramatiq.actor(
+            deliver_due, broker=broker, actor_name="deliver_due", queue_name=s.queue_webhooks,
+            max_retries=3, time_limit=int((s.webhook_timeout_s + 60) * 1000),
+        )
+
+        def notify(doc: dict[str, Any], slot: str, file_object: dict[str, Any] | None) -> None:
+            if not doc.get("webhookUrl"):
+                return
+            ext = doc["extensions"][slot]
+            created = hooks.enqueue(
+                account=doc["accountId"], url=doc["webhookUrl"], job_id=doc["jobId"],
+                file_id=doc["fileId"], service=slot, status=ext["status"],
+                file_object=file_object, error=ext.get("error"),
+                sync_until=doc.get("syncUntil"))
+            # Wake the webhooks queue for a delivery due now; later ones (a caller is
+            # waiting, a repeated hand-off) are picked up by the pump.
+            if created is not None and created["nextAt"] <= hooks.now_ms():
+                actors.deliver_due.send()  # type: ignore[union-attr]
+
+        runtime.pipeline.notify = notify
+    return actors

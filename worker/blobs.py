@@ -1,0 +1,61 @@
+"""Blob storage behind a small interface, on fsspec.
+
+The default root is a local directory (``DATA_DIR/blobs``); any fsspec URL
+works (``s3://bucket/prefix`` with s3fs installed, ``memory://`` in tests).
+Keys are relative paths such as ``<fileId>/<versionId>/<name>``.
+"""
+
+from __future__ import annotations
+
+import fsspec
+
+from .errors import RetryableError
+
+
+class BlobStore:
+    def __init__(self, root_url: str, public_url_base: str | None = None) -> None:
+        self.fs, root = fsspec.core.url_to_fs(root_url)
+        self.root = root.rstrip("/")
+        self.root_url = root_url.rstrip("/")
+        self.public_url_base = public_url_base.rstrip("/") if public_url_base else None
+
+    def _path(self, key: str) -> str:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"bad blob key {key!r}")
+        return f"{self.root}/{key}"
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` (whole-object; a partial write is never visible)."""
+        path = self._path(key)
+        try:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            tmp = f"{path}.partial"
+            with self.fs.open(tmp, "wb") as fh:
+                fh.write(data)
+            self.fs.mv(tmp, path)
+        except OSError as e:
+            raise RetryableError(f"blob storage write failed for {key}: {e}") from e
+
+    def get(self, key: str) -> bytes:
+        try:
+            with self.fs.open(self._path(key), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise RetryableError(f"blob storage read failed for {key}: {e}") from e
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm(self._path(key))
+        except FileNotFoundError:
+            pass
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(key)))
+
+    def url(self, key: str) -> str:
+        """Where a client fetches the blob: the public base if set, else the storage URL."""
+        if self.public_url_base:
+            return f"{self.public_url_base}/{key}"
+        return f"{self.root_url}/{key}"

@@ -1,0 +1,99 @@
+"""The Python client of an upload service: publish a job, optionally wait for it.
+
+Other languages publish the same JSON with a plain ``XADD`` (see the README);
+this module is a convenience, not the contract.
+
+``submit(job, wait=S)`` is the synchronous attempt: it returns within ``S``
+seconds; extensions final by then come back ``success``/``failed`` with their
+outputs and get **no** webhook; the rest come back ``pending`` and get the
+webhook when they finish (``worker.claims`` makes that exactly one of the two).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ValidationError
+
+from . import claims
+from .contract import JobEnvelope, extension_label, format_validation_error
+from .errors import PermanentError
+from .intake import publish
+from .kv import RedisKV
+from .records import FileRecord
+from .settings import Settings
+
+FINAL = ("success", "failed")
+
+
+def submit(
+    job: dict[str, Any] | BaseModel,
+    *,
+    settings: Settings,
+    client: redis.Redis | None = None,
+    wait: float | None = None,
+    poll_s: float = 0.02,
+) -> dict[str, Any]:
+    """Publish ``job``; returns ``{"jobId", "extensionStatus", "file"}`` (see module doc)."""
+    if isinstance(job, BaseModel):
+        raw = job.model_dump(mode="json", exclude_none=True)
+    else:
+        raw = dict(job)
+    raw.setdefault("jobId", uuid.uuid4().hex)
+    started = time.monotonic()
+    if wait is not None:
+        raw["syncUntil"] = time.time() + wait
+    try:
+        JobEnvelope.model_validate(raw)
+    except ValidationError as e:
+        raise PermanentError(f"invalid job: {format_validation_error(e)}") from None
+    client = client or redis.Redis.from_url(settings.redis_url)
+    publish(client, settings, raw)
+    kv = RedisKV(client)
+    deadline = started + (wait or 0)
+    asked = [extension_label(e, i) for i, e in enumerate(raw["extensions"])]
+    while True:
+        doc = kv.get(settings.key("job", raw["jobId"]))
+        finished = doc is not None and doc["state"] in ("dispatched", "rejected") and all(
+            s["status"] in FINAL for s in doc["extensions"].values())
+        # Leave a little time for the claims and the record read.
+        if finished or wait is None or time.monotonic() >= deadline - 2 * poll_s:
+            return _report(client, settings, kv, raw, doc, asked, claim=wait is not None)
+        time.sleep(poll_s)
+
+
+def _report(client: redis.Redis, settings: Settings, kv: RedisKV, raw: dict[str, Any],
+            doc: dict[str, Any] | None, asked: list[str], claim: bool) -> dict[str, Any]:
+    slots = (doc or {}).get("extensions", {})
+    status: dict[str, str] = {}
+    errors: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+    for name in slots or dict.fromkeys(asked):
+        slot = slots.get(name)
+        final = slot is not None and slot["status"] in FINAL
+        if final and claim:
+            owner = claims.claim(client, settings, raw["jobId"], name, claims.SYNC)
+            final = owner == claims.SYNC  # else the webhook reports it
+        if not final or slot is None:
+            status[name] = "pending"
+            continue
+        status[name] = slot["status"]
+        if slot.get("error"):
+            errors[name] = slot["error"]
+        if slot.get("output"):
+            outputs[name] = slot["output"]
+    rec = kv.get(settings.key("file", raw["fileId"]))
+    out: dict[str, Any] = {
+        "jobId": raw["jobId"], "state": (doc or {}).get("state"), "extensionStatus": status,
+        "file": FileRecord.model_validate(rec).file_object() if rec else None,
+    }
+    if errors:
+        out["errors"] = errors
+    if outputs:
+        out["outputs"] = outputs
+    if doc and doc.get("error"):
+        out["error"] = doc["error"]
+    return out

@@ -1,0 +1,99 @@
+"""Which device runs inference: ``EXTWORKER_DEVICE=auto|cpu|cuda[:N]``.
+
+``auto`` uses a GPU only when one really works: for torch, ``cuda`` is
+available and the index exists; for ONNX Runtime, the CUDA provider is
+offered **and** a device is visible (onnxruntime lists its CUDA provider
+whenever ``onnxruntime-gpu`` is installed, GPU or not). Every pick is logged
+once per process with its reason. An explicit ``cuda`` that cannot work is an
+error, not a silent CPU fallback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from typing import Any
+
+from .errors import ExtworkerError
+
+log = logging.getLogger(__name__)
+_logged: set[tuple[str, str, str]] = set()
+
+
+def _index(device: str) -> int:
+    return int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+
+
+def _note(runtime: str, requested: str, picked: str, reason: str) -> None:
+    if (runtime, requested, picked) not in _logged:
+        _logged.add((runtime, requested, picked))
+        log.info("%s device: requested %s, using %s (%s)", runtime, requested, picked, reason)
+
+
+def cuda_devices() -> int:
+    """How many CUDA devices torch can use (0 without torch or without a GPU)."""
+    if importlib.util.find_spec("torch") is None:
+        return 0
+    import torch
+
+    try:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken driver reads as "no GPU"
+        return 0
+
+
+def gpu_visible() -> bool:
+    """Is any NVIDIA device visible to this process? (torch if present, else /dev)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if importlib.util.find_spec("torch") is not None:
+        return cuda_devices() > 0
+    return os.path.exists("/dev/nvidia0")
+
+
+def torch_device(device: str) -> str:
+    """The torch device string for the setting: ``cpu`` or ``cuda:N``."""
+    if device == "cpu":
+        _note("torch", device, "cpu", "configured")
+        return "cpu"
+    count = cuda_devices()
+    index = _index(device)
+    if count > index:
+        _note("torch", device, f"cuda:{index}", f"{count} CUDA device(s) visible")
+        return f"cuda:{index}"
+    if device == "auto":
+        _note("torch", device, "cpu", "CUDA absent")
+        return "cpu"
+    raise ExtworkerError(f"EXTWORKER_DEVICE={device}, but torch sees {count} CUDA device(s)")
+
+
+def onnx_providers(device: str) -> tuple[list[Any], str]:
+    """ONNX Runtime providers for the setting, and the device label we report."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        _note("onnxruntime", device, "cpu", "configured")
+        return ["CPUExecutionProvider"], "cpu"
+    index = _index(device)
+    offered = "CUDAExecutionProvider" in ort.get_available_providers()
+    if offered and gpu_visible():
+        _note("onnxruntime", device, f"cuda:{index}", "CUDA provider and a device present")
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], (
+            f"cuda:{index}")
+    if device == "auto":
+        why = "no CUDA provider (install the gpu extra)" if not offered else "no GPU visible"
+        _note("onnxruntime", device, "cpu", why)
+        return ["CPUExecutionProvider"], "cpu"
+    raise ExtworkerError(
+        f"EXTWORKER_DEVICE={device}, but onnxruntime "
+        + ("has no CUDA provider" if not offered else "sees no GPU"))
+
+
+def active_device(session: Any, wanted: str) -> str:
+    """What an ONNX session really runs on (CUDA requested can silently fall back)."""
+    providers = session.get_providers()
+    if wanted.startswith("cuda") and "CUDAExecutionProvider" not in providers:
+        log.warning("CUDA was requested but the ONNX session runs on CPU")
+        return "cpu"
+    return wanted

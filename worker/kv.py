@@ -1,0 +1,176 @@
+"""A small transactional document store, with a Redis and an embedded backend.
+
+Everything stateful (file records, unit counters, job documents) is a JSON
+document under a key, and every change is one ``transact`` call: read the
+keys, compute the writes in Python, commit them all-or-nothing. Domain logic
+is written once against this interface; the backends only differ in how they
+make a read-compute-write atomic:
+
+* ``RedisKV`` — optimistic: ``WATCH`` the keys, read, ``MULTI``/``EXEC`` the
+  writes; a concurrent change aborts the ``EXEC`` and the function runs again
+  on fresh values. Writes to several keys land together or not at all.
+* ``LocalKV`` — an exclusive ``flock`` over a directory of JSON files, for the
+  Redis-less ``extworker apply``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import redis
+
+from .errors import RetryableError
+
+T = TypeVar("T")
+DELETE = object()  # a write value meaning "remove the key"
+
+
+@dataclass
+class Txn(Generic[T]):
+    """What a transaction function returns: the writes to commit and a result."""
+
+    writes: dict[str, Any] = field(default_factory=dict)
+    result: T | None = None
+    ttl: dict[str, int] = field(default_factory=dict)  # seconds, per written key
+
+
+class KV(Protocol):
+    def get(self, key: str) -> Any | None: ...
+
+    def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None: ...
+
+
+class RedisKV:
+    """Documents as JSON strings in Redis; ``transact`` is WATCH/MULTI/EXEC."""
+
+    max_attempts = 500
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def get(self, key: str) -> Any | None:
+        try:
+            raw = self.client.get(key)
+        except redis.RedisError as e:
+            raise RetryableError(f"redis unavailable: {e}") from e
+        return None if raw is None else json.loads(raw)
+
+    def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None:
+        for attempt in range(self.max_attempts):
+            try:
+                with self.client.pipeline(transaction=True) as pipe:
+                    pipe.watch(*keys)
+                    raws = pipe.mget(keys)
+                    current = {
+                        k: None if v is None else json.loads(v)
+                        for k, v in zip(keys, raws, strict=True)
+                    }
+                    txn = fn(current)
+                    if not txn.writes:
+                        pipe.unwatch()
+                        return txn.result
+                    pipe.multi()
+                    for k, v in txn.writes.items():
+                        if v is DELETE:
+                            pipe.delete(k)
+                        else:
+                            pipe.set(k, json.dumps(v, separators=(",", ":")), ex=txn.ttl.get(k))
+                    pipe.execute()
+                    return txn.result
+            except redis.WatchError:
+                # Someone else committed first: back off a little, recompute.
+                time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+            except redis.RedisError as e:
+                raise RetryableError(f"redis unavailable: {e}") from e
+        raise RetryableError(f"too much contention on {keys}")
+
+
+class LocalKV:
+    """Documents as files under ``root``; one process-wide ``flock`` serialises them.
+
+    TTLs are ignored: the embedded store is for single-machine use.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_path = root / ".lock"
+
+    def _path(self, key: str) -> Path:
+        return self.root / (urllib.parse.quote(key, safe="") + ".json")
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self._lock_path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read(self, key: str) -> Any | None:
+        try:
+            return json.loads(self._path(key).read_text())
+        except FileNotFoundError:
+            return None
+
+    def get(self, key: str) -> Any | None:
+        with self._locked():
+            return self._read(key)
+
+    def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None:
+        with self._locked():
+            txn = fn({k: self._read(k) for k in keys})
+            for k, v in txn.writes.items():
+                path = self._path(k)
+                if v is DELETE:
+                    path.unlink(missing_ok=True)
+                    continue
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(v, separators=(",", ":")))
+                tmp.replace(path)
+            return txn.result
+
+
+class AccountDocs:
+    """Base of the per-account stores (saved extensions, metadata fields): all of an
+    account's items are one dict document at ``<ns>:<prefix>:<account>``, so limits and
+    uniqueness are enforced in one transaction."""
+
+    prefix: str
+
+    def __init__(self, kv: KV, settings: Any) -> None:
+        self.kv = kv
+        self.settings = settings
+
+    def _key(self, account: str) -> str:
+        return str(self.settings.key(self.prefix, account))
+
+    def _doc(self, account: str) -> dict[str, Any]:
+        return self.kv.get(self._key(account)) or {}
+
+    def delete(self, account: str, member: str) -> bool:
+        """Remove one item; ``False`` if it was not there."""
+        return remove_member(self.kv, self._key(account), member)
+
+
+def remove_member(kv: KV, key: str, member: str) -> bool:
+    """Drop ``member`` from the dict document at ``key``; ``False`` if it was not there."""
+
+    def txn(cur: dict[str, Any]) -> Txn[bool]:
+        doc = cur[key] or {}
+        if member not in doc:
+            return Txn(result=False)
+        return Txn(writes={key: {k: v for k, v in doc.items() if k != member}}, result=True)
+
+    return bool(kv.transact([key], txn))

@@ -1,0 +1,424 @@
+"""The pipeline: job → validated extensions → results → record patch + units.
+
+Data flows one way. ``accept`` (the dispatch step) validates a job, records
+it, marks every requested extension ``pending`` (or ``failed`` with a message
+naming the field) and hands each runnable extension to ``enqueue``.
+``execute`` runs one extension and commits its record patch, its units and
+its final status in **one** transaction. Both are idempotent: a job document
+per ``jobId`` makes a duplicate publish a no-op, and an extension leaves
+``pending`` exactly once, so a redelivered message neither runs twice nor
+charges twice.
+
+The same class serves the dramatiq actors (``RedisKV``) and the Redis-less
+``extworker apply`` (``LocalKV`` and an in-process queue).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from extensions.base import ExtensionContext, ExtensionResult
+from extensions.registry import Registry
+from webhooks.urlguard import EgressPolicy
+
+from . import metering
+from .blobs import BlobStore
+from .contract import (
+    JobEnvelope,
+    SavedExtensionRef,
+    extension_label,
+    format_validation_error,
+    parse_extension,
+)
+from .errors import PermanentError, QuotaExceeded, RetryableError
+from .fetch import fetch
+from .fields import FieldStore
+from .imaging import probe
+from .kv import KV, Txn
+from .models import ModelCache
+from .records import ErrorInfo, FileRecord, NewVersion, RecordPatch, new_id, now_iso
+from .saved import SavedStore
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+Enqueue = Callable[[str, str, str], None]  # (queue, jobId, slot)
+# (job document, slot, file object after it) when an extension reaches its final state
+Notify = Callable[[dict[str, Any], str, dict[str, Any] | None], None]
+
+
+def _err(message: str, code: str) -> dict[str, str]:
+    return {"message": message, "code": code}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(model: type[BaseModel], config_json: str) -> BaseModel:
+    """Params from a stored config, parsed once per process per distinct config
+    (a saved AI-task shared by many jobs is validated once)."""
+    return model.model_validate_json(config_json)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        kv: KV,
+        blobs: BlobStore,
+        registry: Registry,
+        models: ModelCache,
+        enqueue: Enqueue | None = None,
+        notify: Notify | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kv = kv
+        self.blobs = blobs
+        self.registry = registry
+        self.models = models
+        self.enqueue = enqueue
+        self.notify = notify
+        # (slot name, final slot, seconds since start, seconds in the handler) → metrics
+        self.observe: Callable[[str, dict[str, Any], float, float | None], None] | None = None
+        self.egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
+        self.saved = SavedStore(kv, settings)
+        self.fields = FieldStore(kv, settings)
+
+    # --- keys -----------------------------------------------------------------
+
+    def job_key(self, job_id: str) -> str:
+        return self.settings.key("job", job_id)
+
+    def file_key(self, file_id: str) -> str:
+        return self.settings.key("file", file_id)
+
+    def units_key(self, account: str, month: str | None = None) -> str:
+        return self.settings.key("units", account, month or metering.month_of())
+
+    # --- files ----------------------------------------------------------------
+
+    def add_file(
+        self, data: bytes, name: str, folder: str = "/", tags: list[str] | None = None
+    ) -> FileRecord:
+        """Store ``data`` as a new file (version 1) — the upload service's part."""
+        if not re.fullmatch(r"[^/\\\x00]{1,255}", name):
+            raise PermanentError(f"name: invalid file name {name!r}")
+        file_id, version_id = new_id(), new_id()
+        key = f"{file_id}/{version_id}/{name}"
+        self.blobs.put(key, data)
+        info = probe(data)
+        now = now_iso()
+        folder = "/" + folder.strip("/") + "/" if folder.strip("/") else "/"
+        facts = {"mime": info.mime, "width": info.width, "height": info.height,
+                 "hasAlpha": info.has_alpha} if info else {"mime": "application/octet-stream"}
+        record = FileRecord.model_validate({
+            "fileId": file_id, "name": name, "filePath": f"{folder}{name}", "tags": tags or None,
+            "versionInfo": {"id": version_id, "name": "Version 1"}, "url": self.blobs.url(key),
+            "fileType": "image" if info else "non-image", "size": len(data),
+            "createdAt": now, "updatedAt": now, **facts,
+            "versions": [{"id": version_id, "name": "Version 1", "blobKey": key,
+                          "size": len(data), "createdAt": now, **facts}],
+        })
+        fk = self.file_key(file_id)
+        self.kv.transact([fk], lambda cur: Txn(writes={fk: record.model_dump(mode="json")}))
+        return record
+
+    def get_file(self, file_id: str) -> FileRecord | None:
+        doc = self.kv.get(self.file_key(file_id))
+        return None if doc is None else FileRecord.model_validate(doc)
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        return self.kv.get(self.job_key(job_id))
+
+    def usage(self, account: str, month: str | None = None) -> dict[str, Any]:
+        doc = self.kv.get(self.units_key(account, month)) or metering.empty_usage()
+        return {"accountId": account, "month": month or metering.month_of(), **doc}
+
+    # --- dispatch -------------------------------------------------------------
+
+    def _plan(self, job: JobEnvelope) -> dict[str, dict[str, Any]]:
+        """Validate each extension on its own: a slot per extension, pending or failed.
+
+        A ``saved-extension`` is resolved here, for the job's account; its slot is
+        named ``saved-extension:<id>`` and keeps the resolved config, so later edits
+        of the saved extension never change this job.
+        """
+        slots: dict[str, dict[str, Any]] = {}
+        extra = self.registry.third_party_params()
+        for i, raw in enumerate(job.extensions):
+            label = extension_label(raw, i)
+            if label == "saved-extension" and isinstance(raw, dict) and isinstance(
+                    raw.get("id"), str):
+                label = f"saved-extension:{raw['id'][:128]}"
+            if label in slots:
+                log.warning("job %s: duplicate extension %s ignored", job.jobId, label)
+                continue
+            slot: dict[str, Any] = {"name": label, "extension": label, "status": "pending",
+                                    "config": None, "queue": None, "error": None, "units": 0,
+                                    "output": None}
+            try:
+                params = parse_extension(raw, f"extensions[{i}]", extra)
+                if isinstance(params, SavedExtensionRef):
+                    saved = self.saved.get(job.accountId, params.id)
+                    if saved is None:
+                        raise LookupError(f"saved extension not found: {params.id}")
+                    params = parse_extension(saved["config"], f"extensions[{i}] ({params.id})",
+                                             extra)
+                    slot["saved"] = {"id": saved["id"], "updatedAt": saved["updatedAt"]}
+                name = params.name  # type: ignore[attr-defined]
+                handler = self.registry.get(name)
+                if handler is None:
+                    raise ValueError(f"extension {name!r} is not available in this deployment")
+                slot["extension"] = name
+                slot["config"] = params.model_dump(mode="json", by_alias=True)
+                slot["queue"] = self.queue_name(handler.queue)
+            except LookupError as e:
+                slot.update(status="failed", error=_err(str(e), "saved_extension_not_found"),
+                            finishedAt=now_iso())
+            except ValueError as e:
+                code = "not_available" if "not available" in str(e) else "invalid_params"
+                slot.update(status="failed", error=_err(str(e), code), finishedAt=now_iso())
+            slots[label] = slot
+        return slots
+
+    def queue_name(self, resource_class: str) -> str:
+        return {"extensions": self.settings.queue_extensions,
+                "default": self.settings.queue_default}.get(resource_class, resource_class)
+
+    def accept(self, raw: Any) -> dict[str, Any] | None:
+        """The dispatch step. Returns the job document (``None`` for an unusable message)."""
+        try:
+            job = JobEnvelope.model_validate(raw)
+        except ValidationError as e:
+            message = "invalid job: " + format_validation_error(e)
+            log.error("%s", message)
+            job_id = raw.get("jobId") if isinstance(raw, dict) else None
+            if isinstance(job_id, str) and re.fullmatch(r"[A-Za-z0-9._:\-]{1,128}", job_id):
+                jk = self.job_key(job_id)
+                doc = {"jobId": job_id, "state": "rejected", "error": _err(message, "invalid_job"),
+                       "extensions": {}, "createdAt": now_iso()}
+                self.kv.transact([jk], lambda cur: Txn(
+                    writes={} if cur[jk] else {jk: doc}, ttl={jk: self.settings.job_ttl_s}))
+            return None
+
+        jk, fk = self.job_key(job.jobId), self.file_key(job.fileId)
+        planned = self._plan(job)
+
+        def txn(cur: dict[str, Any]) -> Txn[tuple[str, dict[str, Any]]]:
+            existing = cur[jk]
+            if existing is not None:
+                return Txn(result=("duplicate" if existing["state"] != "accepted" else
+                                   "resume", existing))
+            doc = {
+                "jobId": job.jobId, "accountId": job.accountId, "fileId": job.fileId,
+                "webhookUrl": str(job.webhookUrl) if job.webhookUrl else None,
+                "dryRun": job.dryRun, "origin": job.origin, "removeAITags": job.removeAITags,
+                "syncUntil": job.syncUntil,
+                "state": "accepted", "createdAt": now_iso(), "extensions": planned,
+            }
+            writes: dict[str, Any] = {jk: doc}
+            if cur[fk] is None:
+                for slot in planned.values():
+                    if slot["status"] == "pending":
+                        slot.update(status="failed", finishedAt=now_iso(),
+                                    error=_err(f"file not found: {job.fileId}", "file_not_found"))
+                doc["state"] = "dispatched"
+            else:
+                patch = RecordPatch(
+                    status={n: s["status"] for n, s in planned.items()},
+                    errors={n: (ErrorInfo(**s["error"]) if s["error"] else None)
+                            for n, s in planned.items()},
+                    remove_ai_tags=job.removeAITags,
+                )
+                record = patch.apply(FileRecord.model_validate(cur[fk]),
+                                     self.settings.max_versions)
+                writes[fk] = record.model_dump(mode="json")
+            return Txn(writes=writes, result=("new", doc), ttl={jk: self.settings.job_ttl_s})
+
+        outcome, doc = self.kv.transact([jk, fk], txn)  # type: ignore[misc]
+        if outcome == "duplicate":
+            log.info("job %s already dispatched; duplicate ignored", job.jobId)
+        elif self.enqueue is not None:
+            for slot_name, slot in doc["extensions"].items():
+                if slot["status"] == "pending":
+                    self.enqueue(slot["queue"], job.jobId, slot_name)
+        if doc["state"] == "accepted":  # (never for a duplicate)
+            def done(cur: dict[str, Any]) -> Txn[dict[str, Any]]:
+                d = cur[jk]
+                d["state"] = "dispatched"
+                return Txn(writes={jk: d}, result=d, ttl={jk: self.settings.job_ttl_s})
+            doc = self.kv.transact([jk], done) or doc
+        # Every time (not only the first): notify is idempotent, and this is how a
+        # hand-off that failed before a redelivery still happens.
+        for slot_name, slot in doc["extensions"].items():
+            if slot["status"] == "failed":
+                self._notify(doc, slot_name, None)
+        return doc
+
+    # --- execution ------------------------------------------------------------
+
+    def execute(self, job_id: str, slot_name: str) -> dict[str, Any] | None:
+        """Run one extension of a job and commit its outcome. Returns the slot."""
+        doc = self.get_job(job_id)
+        if doc is None or slot_name not in doc.get("extensions", {}):
+            log.warning("job %s has no extension %s (expired or unknown)", job_id, slot_name)
+            return None
+        slot = doc["extensions"][slot_name]
+        if slot["status"] != "pending":  # already final: a redelivered message
+            record = self.get_file(doc["fileId"]) if slot["status"] == "success" else None
+            self._notify(doc, slot_name, record.file_object() if record else None)
+            return slot
+        ext_name = slot.get("extension", slot_name)
+        log.info("extension started", extra={"jobId": job_id, "fileId": doc["fileId"],
+                                             "extension": slot_name})
+        started = time.perf_counter()
+        run_seconds: float | None = None
+        handler = self.registry.get(ext_name)
+        result: ExtensionResult | None = None
+        blob_key: str | None = None
+        units = 0
+        try:
+            if handler is None:
+                raise PermanentError(
+                    f"extension {ext_name!r} is not available in this deployment",
+                    code="not_available")
+            params = _parsed(handler.params_model, json.dumps(slot["config"], sort_keys=True))
+            units = 0 if doc["dryRun"] else handler.units(params, self.settings)
+            record = self.get_file(doc["fileId"])
+            if record is None:
+                raise PermanentError(f"file not found: {doc['fileId']}", code="file_not_found")
+            quota = self.settings.quota_for(doc["accountId"])
+            if quota is not None and units:  # early refusal; the commit checks again
+                metering.check_quota(self.kv.get(self.units_key(doc["accountId"])), units, quota)
+            ctx = self._context(doc, record)
+            t0 = time.perf_counter()
+            result = handler.run(ctx, params)
+            run_seconds = time.perf_counter() - t0
+            if result.new_version is not None:
+                blob_key = self._store_version(doc, slot_name, result)
+        except RetryableError:
+            raise
+        except PermanentError as e:
+            slot, changed = self._commit(doc, slot_name, None, 0, _err(str(e), e.code))
+        except Exception as e:  # a handler bug must not crash the worker or loop forever
+            log.exception("extension %s of job %s crashed", slot_name, job_id)
+            slot, changed = self._commit(doc, slot_name, None, 0, _err(
+                f"internal error in {ext_name}: {type(e).__name__}: {e}", "internal_error"))
+        else:
+            slot, changed = self._commit(doc, slot_name, result, units, None, blob_key)
+            if slot["status"] == "failed" and blob_key:
+                self.blobs.delete(blob_key)
+        if changed and self.observe is not None:
+            self.observe(slot_name, slot, time.perf_counter() - started, run_seconds)
+        return slot
+
+    def _context(self, doc: dict[str, Any], record: FileRecord) -> ExtensionContext:
+        s = self.settings
+        return ExtensionContext(
+            settings=s, models=self.models, job_id=doc["jobId"], account_id=doc["accountId"],
+            record=record, read_source=lambda: self.blobs.get(record.current.blobKey),
+            fetch=lambda url: fetch(url, self.egress, s.fetch_timeout_s, s.fetch_max_bytes),
+            custom_fields=lambda: self.fields.all(doc["accountId"]),
+        )
+
+    def _store_version(self, doc: dict[str, Any], slot_name: str, result: ExtensionResult) -> str:
+        # Deterministic key: a redelivered message rewrites the same object.
+        key = f"{doc['fileId']}/{doc['jobId']}-{slot_name}.{result.new_version_ext}"
+        assert result.new_version is not None
+        self.blobs.put(key, result.new_version)
+        return key
+
+    def _commit(
+        self,
+        doc: dict[str, Any],
+        slot_name: str,
+        result: ExtensionResult | None,
+        units: int,
+        error: dict[str, str] | None,
+        blob_key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Record patch + units + final status, atomically; at most once per slot.
+
+        Returns the slot and whether this call was the one that finished it."""
+        jk, fk = self.job_key(doc["jobId"]), self.file_key(doc["fileId"])
+        uk = self.units_key(doc["accountId"])
+        quota = self.settings.quota_for(doc["accountId"])
+        new_version = None
+        if result is not None and result.new_version is not None and blob_key:
+            info = probe(result.new_version)
+            new_version = NewVersion(
+                blobKey=blob_key, url=self.blobs.url(blob_key), size=len(result.new_version),
+                mime=info.mime if info else result.new_version_mime,
+                width=info.width if info else None, height=info.height if info else None,
+                hasAlpha=info.has_alpha if info else False,
+                origin=f"{doc['jobId']}/{slot_name}")
+
+        def txn(cur: dict[str, Any]) -> Txn[tuple[dict[str, Any], bool, Any]]:
+            job, raw_record = cur[jk], cur[fk]
+            if job is None or job["extensions"][slot_name]["status"] != "pending":
+                return Txn(result=(job or doc, False, None))
+            slot = job["extensions"][slot_name]
+            writes: dict[str, Any] = {}
+            outcome_error = error
+            record = FileRecord.model_validate(raw_record) if raw_record else None
+            if outcome_error is None and record is None:
+                outcome_error = _err(f"file not found: {doc['fileId']}", "file_not_found")
+            if outcome_error is None and result is not None and record is not None:
+                try:
+                    metering.check_quota(cur[uk], units, quota)
+                    patch = result.patch.model_copy(update={
+                        "status": {**result.patch.status, slot_name: "success"},
+                        "errors": {**result.patch.errors, slot_name: None},
+                        "new_version": new_version})
+                    record = patch.apply(record, self.settings.max_versions)
+                    writes[fk] = record.model_dump(mode="json")
+                    if units:
+                        metered = slot.get("extension", slot_name)  # saved: the base name
+                        writes[uk] = metering.charged(cur[uk], metered, units)
+                    slot.update(status="success", units=units, output=result.output,
+                                model=result.model, device=result.device)
+                except (PermanentError, QuotaExceeded) as e:
+                    outcome_error = _err(str(e), e.code)
+            if outcome_error is not None:
+                slot.update(status="failed", error=outcome_error, units=0)
+                if record is not None:
+                    failed = RecordPatch(status={slot_name: "failed"},
+                                         errors={slot_name: ErrorInfo(**outcome_error)})
+                    writes[fk] = failed.apply(record, self.settings.max_versions).model_dump(
+                        mode="json")
+            slot["finishedAt"] = now_iso()
+            writes[jk] = job
+            ttl = {jk: self.settings.job_ttl_s}
+            if uk in writes:
+                ttl[uk] = 400 * 24 * 3600  # a month's counter outlives the month
+            file_object = (
+                FileRecord.model_validate(writes[fk]).file_object() if fk in writes else None)
+            return Txn(writes=writes, result=(job, True, file_object), ttl=ttl)
+
+        job, changed, file_object = self.kv.transact([jk, fk, uk], txn)  # type: ignore[misc]
+        slot = job["extensions"][slot_name]
+        if changed:
+            log.info(
+                "extension finished",
+                extra={"jobId": doc["jobId"], "fileId": doc["fileId"], "extension": slot_name,
+                       "status": slot["status"], "device": slot.get("device")},
+            )
+            self._notify(job, slot_name, file_object)  # the document just committed
+        return slot, changed
+
+    def _notify(self, doc: dict[str, Any], slot_name: str, file_object: Any) -> None:
+        """Hand a final state on (webhooks). ``notify`` is idempotent per (job, slot), and
+        a redelivered message calls it again, so a hand-off that fails is retried, not lost."""
+        if self.notify is None:
+            return
+        try:
+            self.notify(doc, slot_name, file_object)
+        except RetryableError:
+            raise
+        except Exception as e:
+            raise RetryableError(f"hand-off of {slot_name} failed: {e}") from e

@@ -1,0 +1,205 @@
+"""Runtime configuration: one pydantic settings class, read from ``EXTWORKER_*``.
+
+Build it once at the entry point (the CLI or the worker module dramatiq
+imports) and pass it down; nothing else in the package reads the environment.
+
+Nested values use ``__`` (``EXTWORKER_UNIT_COSTS__REMOVE_BG=100`` is not
+supported because the keys contain dashes; give the whole mapping as JSON:
+``EXTWORKER_UNIT_COSTS='{"remove-bg": 100}'`` — it is merged over the defaults).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_UNIT_COSTS: dict[str, int] = {
+    # From the hosted extensions reference.
+    "remove-bg": 130,
+    "google-auto-tagging": 2,
+    "aws-auto-tagging": 1,
+    # Our choices (see README "Extension units").
+    "ai-auto-description": 8,
+    "ai-tasks": 4,  # per task in the extension
+}
+
+
+class Settings(BaseSettings):
+    """Every knob of a worker or CLI process. Field names map to ``EXTWORKER_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXTWORKER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis for the broker, records, units and jobs."
+    )
+    data_dir: Path = Field(
+        Path(".data"), description="Blobs (local storage) and the embedded stores of `apply`."
+    )
+    models_dir: Path = Field(
+        Path(".data/models"), description="Where `models pull` puts models; loaded offline."
+    )
+    blob_url: str | None = Field(
+        None,
+        description="fsspec URL of blob storage (default: `DATA_DIR/blobs` on local disk).",
+    )
+    public_url_base: str | None = Field(
+        None, description="If set, file `url`s are this base + the blob key (a CDN in front)."
+    )
+    namespace: str = Field("extworker", description="Prefix of every Redis key we own.")
+
+    queue_default: str = Field("default", description="Queue of the dispatch actor.")
+    queue_extensions: str = Field(
+        "extensions", description="Queue of model work (what GPU nodes consume)."
+    )
+    queue_webhooks: str = Field("webhooks", description="Queue of webhook deliveries.")
+
+    unit_costs: dict[str, int] = Field(
+        default_factory=dict, description="Unit cost per extension (JSON), merged over defaults."
+    )
+    default_quota: int | None = Field(
+        None, description="Monthly unit quota for every account without its own (none: no limit)."
+    )
+    quotas: dict[str, int] = Field(
+        default_factory=dict, description='Per-account monthly quotas, JSON: `{"acme": 50000}`.'
+    )
+
+    device: str = Field("cpu", description="`auto`, `cpu` or `cuda[:N]` for model inference.")
+    remove_bg_model: str = Field("u2netp", description="Default remove-bg model.")
+    tagger_google: Literal["classifier", "zero-shot"] = Field(
+        "zero-shot", description="Local tagger behind `google-auto-tagging`."
+    )
+    tagger_aws: Literal["classifier", "zero-shot"] = Field(
+        "classifier", description="Local tagger behind `aws-auto-tagging`."
+    )
+    classifier_model: str = Field(
+        "vit-base-imagenet", description="Image classifier (a name in MODELS_DIR/hf)."
+    )
+    zero_shot_model: str = Field(
+        "siglip-base", description="CLIP-style zero-shot model (a name in MODELS_DIR/hf)."
+    )
+    tag_vocabulary_file: Path | None = Field(
+        None, description="Labels for zero-shot tagging, one per line (default: shipped list)."
+    )
+    caption_model: str = Field(
+        "blip-caption-base", description="Image-to-text model for `ai-auto-description`."
+    )
+    caption_max_tokens: int = Field(40, ge=1, le=200, description="Longest caption, in tokens.")
+    task_engine: Literal["zero-shot"] = Field(
+        "zero-shot", description="How ai-tasks score options (CLIP-style model)."
+    )
+    task_model: str | None = Field(
+        None, description="Model of the task engine (default: EXTWORKER_ZERO_SHOT_MODEL)."
+    )
+    task_threshold: float = Field(
+        0.5, ge=0, le=1, description="ai-tasks: options scoring at least this are chosen."
+    )
+    task_yes_no_margin: float = Field(
+        0.1, ge=0, le=1, description="ai-tasks yes_no: lead one answer needs over the other."
+    )
+    fp16: bool = Field(True, description="Half precision for torch models on CUDA.")
+    model_idle_ttl_s: float | None = Field(
+        1800, description="Unload a model unused this long (none: never)."
+    )
+    preload: list[str] = Field(
+        default_factory=list,
+        description='Models to load at worker boot, JSON: `["remove-bg:u2netp"]` — '
+        "`<kind>:<name>`, kinds remove-bg, classifier, zero-shot, captioner.",
+    )
+    extra_extensions: list[str] = Field(
+        default_factory=list, description='More handlers by import path, JSON: '
+        '`["my_pkg.ext:MyExtension"]` (besides the `extworker.extensions` entry points).'
+    )
+    png_compress_level: int = Field(
+        1, ge=0, le=9, description="zlib level of PNG outputs (1: fastest, 9: smallest)."
+    )
+    max_image_pixels: int = Field(
+        50_000_000, description="Images above this many pixels fail (decompression-bomb guard)."
+    )
+    egress_allowlist: str | None = Field(
+        None, description="Comma-separated CIDRs and hostnames outbound requests may reach "
+        "even though they are not public (tests, private deployments)."
+    )
+    egress_https_only: bool = Field(False, description="Refuse plain-http outbound URLs.")
+    fetch_timeout_s: float = Field(8.0, description="Header timeout of remote fetches.")
+    fetch_max_bytes: int = Field(25 * 1024 * 1024, description="Size cap of remote fetches.")
+    max_versions: int = Field(100, description="Versions kept per file; beyond, writes fail.")
+    extension_time_limit_s: int = Field(600, description="Longest one extension may run.")
+    processes: int = Field(1, ge=1, description="`serve` worker processes (never the core count).")
+    threads: int = Field(2, ge=1, description="`serve` threads per process.")
+    secret_key: str | None = Field(
+        None, description="Encrypts webhook secrets at rest (Fernet; any passphrase)."
+    )
+    webhook_delays_s: list[int] = Field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 23095],
+        description="Delay before each attempt after the previous one (JSON list; ±20 % jitter).",
+    )
+    webhook_timeout_s: float = Field(30.0, description="Whole-exchange limit of one attempt.")
+    webhook_lease_s: float = Field(
+        90.0, description="A claimed attempt is retried by another worker after this."
+    )
+    webhook_secret_grace_s: int = Field(
+        86400, description="After a rotation, also sign with the previous secret this long."
+    )
+    webhook_legacy_signature: bool = Field(
+        False, description="Also send `x-ik-signature: t=<ms>,v1=<hex>`."
+    )
+    webhook_batch: int = Field(100, description="Deliveries claimed per `deliver_due` message.")
+    webhook_poll_s: float = Field(1.0, description="How often webhook workers look for due ones.")
+    webhook_log_max: int = Field(10_000, description="Deliveries kept in the log, at most.")
+    webhook_log_ttl_s: int = Field(
+        30 * 24 * 3600, description="Final deliveries are kept this long after their last attempt."
+    )
+    http_host: str = Field("0.0.0.0", description="Bind address of the metrics/health port.")
+    http_port: int = Field(9191, description="`/metrics`, `/healthz`, `/readyz` (0: off).")
+    shutdown_timeout_s: float = Field(
+        30, description="On SIGTERM, how long in-flight messages may finish before the "
+        "process exits (unfinished ones are redelivered)."
+    )
+    broker_heartbeat_timeout_s: float = Field(
+        60, description="A worker silent this long is dead: its unacked messages are requeued."
+    )
+    broker_maintenance_chance: int = Field(
+        1000, ge=0, le=1_000_000,
+        description="Broker fetches per million that also requeue dead workers' messages.",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: console on a terminal, JSON otherwise."
+    )
+    job_ttl_s: int = Field(7 * 24 * 3600, description="How long job documents are kept.")
+    intake_stream: str = Field("intake", description="Stream (under the namespace) for jobs.")
+    intake_maxlen: int = Field(100_000, description="Approximate cap of the intake stream.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        if v in ("auto", "cpu") or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @model_validator(mode="after")
+    def _lease_outlives_timeout(self) -> Settings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("webhook_lease_s must be longer than webhook_timeout_s")
+        return self
+
+    def unit_cost(self, extension: str) -> int:
+        """Units charged for one successful run of ``extension`` (per task for ai-tasks)."""
+        return {**DEFAULT_UNIT_COSTS, **self.unit_costs}.get(extension, 0)
+
+    def quota_for(self, account: str) -> int | None:
+        """The monthly unit quota of ``account``, or ``None`` for unlimited."""
+        return self.quotas.get(account, self.default_quota)
+
+    def key(self, *parts: str) -> str:
+        """A Redis key under our namespace: ``key("file", id)`` → ``extworker:file:<id>``."""
+        return ":".join((self.namespace, *parts))
+
+    @property
+    def blob_root(self) -> str:
+        """fsspec URL of blob storage."""
+        return self.blob_url or f"file://{(self.data_dir / 'blobs').resolve()}"
