@@ -1,0 +1,314 @@
+"""Webhook delivery against local receivers, with an injected clock (no real waiting
+except where the 30-second exchange limit itself is under test)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.receiver import Receiver, Reply
+from webhooks.deliverer import Webhooks
+from webhooks.schedule import DEFAULT_DELAYS_S
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def receiver():
+    holder: list[Receiver] = []
+
+    def make(script=None) -> Receiver:
+        r = Receiver(script)
+        holder.append(r)
+        return r
+
+    yield make
+    for r in holder:
+        r.close()
+
+
+def _enqueue(hooks: Webhooks, url: str, job: str = "job-1", status: str = "success",
+             account: str = "acme") -> dict:
+    doc = hooks.enqueue(
+        account=account, url=url, job_id=job, file_id="file-1", service="remove-bg",
+        status=status, file_object={"fileId": "file-1", "versionInfo": {"name": "Version 2"}}
+        if status == "success" else None,
+        error=None if status == "success" else {"message": "boom", "code": "invalid_image"})
+    assert doc is not None
+    return doc
+
+
+def _walk(hooks: Webhooks, clock: Clock, delivery_id: str, max_steps: int = 20) -> dict:
+    """Run attempts, jumping the clock to each next due time, until the delivery is final."""
+    for _ in range(max_steps):
+        hooks.run_due()
+        doc = hooks.store.get(delivery_id)
+        if doc["status"] != "pending":
+            return doc
+        clock.t = doc["nextAt"] / 1000
+    raise AssertionError("delivery never became final")
+
+
+def _offsets_ok(doc: dict, delays=DEFAULT_DELAYS_S) -> None:
+    ats = [a["at"] for a in doc["attempts"]]
+    for k in range(1, len(ats)):
+        gap = (ats[k] - ats[k - 1]) / 1000
+        assert 0.8 * delays[k] - 0.01 <= gap <= 1.2 * delays[k] + 0.01, (k, gap)
+
+
+@pytest.mark.parametrize("failures", [0, 1, 3])
+def test_fails_n_times_then_200_gives_n_plus_1_attempts_on_schedule(
+        settings, rclient, receiver, failures):
+    recv = receiver(lambda n: Reply(500) if n < failures else Reply(200))
+    clock = Clock()
+    hooks = Webhooks(rclient, settings, clock=clock)
+    doc = _walk(hooks, clock, _enqueue(hooks, recv.url)["id"])
+    assert doc["status"] == "delivered" and len(recv.requests) == failures + 1
+    assert [a["status"] for a in doc["attempts"]] == [500] * failures + [200]
+    _offsets_ok(doc)
+    bodies = {r.body for r in recv.requests}
+    assert len(bodies) == 1  # the same bytes on every attempt
+    assert {r.headers["webhook-id"] for r in recv.requests} == {doc["id"]}
+    assert json.loads(bodies.pop())["fileObject"]["versionInfo"]["name"] == "Version 2"
+
+
+def test_receiver_down_for_the_whole_schedule_is_exhausted_then_redelivered(
+        settings, rclient, receiver):
+    up = {"on": False}
+    recv = receiver(lambda n: Reply(200) if up["on"] else Reply(503))
+    clock = Clock()
+    hooks = Webhooks(rclient, settings, clock=clock)
+    first = clock.t
+    doc = _walk(hooks, clock, _enqueue(hooks, recv.url)["id"])
+    assert doc["status"] == "exhausted" and len(doc["attempts"]) == len(DEFAULT_DELAYS_S) == 8
+    _offsets_ok(doc)
+    span_h = (doc["attempts"][-1]["at"] / 1000 - first) / 3600
+    assert 19.2 <= span_h <= 28.8  # ~24 h (each delay ±20 %)
+    assert rclient.zscore(hooks.store.dead, doc["id"]) is not None
+    assert int(rclient.hget(hooks.store.stats, "exhausted")) == 1
+    up["on"] = True
+    again = hooks.redeliver(doc["id"])
+    assert again["status"] == "pending" and again["series"] == 2
+    hooks.run_due()
+    final = hooks.store.get(doc["id"])
+    assert final["status"] == "delivered" and len(final["attempts"]) == 9
+    assert recv.requests[-1].headers["webhook-id"] == doc["id"]
+    assert rclient.zscore(hooks.store.dead, doc["id"]) is None
+
+
+def test_slow_receivers_fail_at_thirty_seconds(settings, rclient, receiver):
+    assert settings.webhook_timeout_s == 30
+    silent = receiver(lambda n: Reply(200, delay_s=31))
+    trickle = receiver(lambda n: Reply(200, trickle_s=0.5))
+    hooks = Webhooks(rclient, settings, clock=Clock())
+    a = _enqueue(hooks, silent.url, job="silent")["id"]
+    b = _enqueue(hooks, trickle.url, job="trickle")["id"]
+    t0 = time.monotonic()
+    hooks.run_due()  # both at once
+    assert time.monotonic() - t0 < 33
+    for did in (a, b):
+        att = hooks.store.get(did)["attempts"][0]
+        assert 29_500 <= att["durationMs"] <= 31_500, att
+        assert att["error"] == "no complete response within 30 s"
+        assert hooks.store.get(did)["status"] == "pending"  # retried on schedule
+
+
+def test_redirect_not_followed(settings, rclient, receiver):
+    target = receiver()
+    hop = receiver(lambda n: Reply(302, headers={"Location": target.url}))
+    hooks = Webhooks(rclient, settings, clock=Clock())
+    did = _enqueue(hooks, hop.url)["id"]
+    hooks.run_due()
+    doc = hooks.store.get(did)
+    assert doc["attempts"][0]["error"] == "HTTP 302 (redirects are not followed)"
+    assert doc["status"] == "pending" and target.requests == []
+
+
+def test_410_stops_retrying(settings, rclient, receiver):
+    recv = receiver(lambda n: Reply(410))
+    clock = Clock()
+    hooks = Webhooks(rclient, settings, clock=clock)
+    did = _enqueue(hooks, recv.url)["id"]
+    hooks.run_due()
+    clock.t += 10 * 86400
+    hooks.run_due()
+    doc = hooks.store.get(did)
+    assert doc["status"] == "gone" and len(recv.requests) == 1 and doc["nextAt"] is None
+
+
+@pytest.mark.parametrize(("retry_after", "low", "high"),
+                         [("7", 7, 7), ("1", 4, 6), ("3600", 8, 12)])
+def test_retry_after_is_honoured_within_bounds(settings, rclient, receiver, retry_after,
+                                               low, high):
+    recv = receiver(lambda n: Reply(429, headers={"Retry-After": retry_after}))
+    clock = Clock()
+    hooks = Webhooks(rclient, settings, clock=clock)
+    did = _enqueue(hooks, recv.url)["id"]
+    hooks.run_due()  # attempt 1 at t; next is scheduled at 5 s ±20 %
+    doc = hooks.store.get(did)
+    delay = (doc["nextAt"] - doc["attempts"][0]["at"]) / 1000
+    assert low - 0.01 <= delay <= high + 0.01
+
+
+def test_signatures_verify_with_standardwebhooks_and_rotation(settings, rclient, receiver):
+    settings.webhook_secret_grace_s = 1
+    settings.webhook_legacy_signature = True
+    recv = receiver()
+    hooks = Webhooks(rclient, settings)  # real clock: verify() checks the timestamp
+    old = hooks.secrets.current("acme")
+    assert old.startswith("whsec_") and hooks.secrets.current("acme") == old
+    _enqueue(hooks, recv.url, job="before")
+    hooks.run_due()
+    req = recv.requests[0]
+    assert Webhook(old).verify(req.body, req.headers)["status"] == "SUCCESS"
+    import base64
+    import hashlib
+    import hmac
+    t, v1 = (p.split("=", 1)[1] for p in req.headers["x-ik-signature"].split(","))
+    expected = hmac.new(base64.b64decode(old[6:]), f"{t}.".encode() + req.body,
+                        hashlib.sha256).hexdigest()
+    assert v1 == expected
+
+    new = hooks.secrets.rotate("acme")
+    _enqueue(hooks, recv.url, job="grace")
+    hooks.run_due()
+    req = recv.requests[1]
+    assert len(req.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new).verify(req.body, req.headers)
+    Webhook(old).verify(req.body, req.headers)
+
+    time.sleep(1.1)
+    _enqueue(hooks, recv.url, job="after")
+    hooks.run_due()
+    req = recv.requests[2]
+    assert len(req.headers["webhook-signature"].split(" ")) == 1
+    Webhook(new).verify(req.body, req.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(req.body, req.headers)
+
+
+def test_secrets_are_encrypted_at_rest(settings, rclient):
+    settings.secret_key = "correct horse battery staple"
+    hooks = Webhooks(rclient, settings)
+    secret = hooks.secrets.current("acme")
+    raw = rclient.get(settings.key("wh", "secret", "acme")).decode()
+    assert "whsec_" not in raw and secret[6:] not in raw
+    assert Webhooks(rclient, settings).secrets.current("acme") == secret
+    settings.secret_key = "wrong"
+    with pytest.raises(RuntimeError, match="does not decrypt"):
+        Webhooks(rclient, settings).secrets.current("acme")
+
+
+def test_large_response_read_is_bounded_and_logged(settings, rclient, receiver):
+    recv = receiver(lambda n: Reply(200, body=b"y" * 2_000_000))
+    hooks = Webhooks(rclient, settings, clock=Clock())
+    did = _enqueue(hooks, recv.url)["id"]
+    hooks.run_due()
+    doc = hooks.store.get(did)
+    assert doc["status"] == "delivered" and doc["attempts"][0]["response"] == "y" * 1024
+
+
+def test_refused_url_is_never_contacted(settings, rclient, receiver):
+    recv = receiver()
+    settings.egress_allowlist = None
+    hooks = Webhooks(rclient, settings, clock=Clock())
+    did = _enqueue(hooks, recv.url)["id"]
+    hooks.run_due()
+    doc = hooks.store.get(did)
+    assert doc["status"] == "refused" and recv.requests == []
+    assert "loopback" in doc["attempts"][0]["error"]
+
+
+def test_duplicate_event_is_one_delivery(settings, rclient, receiver):
+    recv = receiver()
+    hooks = Webhooks(rclient, settings, clock=Clock())
+    _enqueue(hooks, recv.url)
+    assert hooks.enqueue(account="acme", url=recv.url, job_id="job-1", file_id="file-1",
+                         service="remove-bg", status="success", file_object={},
+                         error=None) is None
+    hooks.run_due()
+    assert len(recv.requests) == 1
+
+
+def test_expired_lease_is_claimed_again(settings, rclient, receiver):
+    """A worker that claimed and died: after the lease, another worker attempts it."""
+    recv = receiver()
+    clock = Clock()
+    hooks = Webhooks(rclient, settings, clock=clock)
+    did = _enqueue(hooks, recv.url)["id"]
+    lease, ids = hooks.store.claim(hooks.now_ms(), 90_000, 10)  # ...and then it died
+    assert ids == [did]
+    assert hooks.run_due() == 0  # leased: nobody else touches it
+    clock.t += 91
+    assert hooks.run_due() == 1
+    assert hooks.store.get(did)["status"] == "delivered"
+    # The dead worker's late finish is refused: it no longer holds the lease.
+    assert not hooks.store.finish(hooks.store.get(did), lease, None, False, hooks.now_ms())
+
+
+def test_cli_delivery_log(settings, rclient, receiver):
+    from tests.conftest import cli
+
+    recv = receiver(lambda n: Reply(500, body=b"nope"))
+    hooks = Webhooks(rclient, settings)
+    did = _enqueue(hooks, recv.url)["id"]
+    hooks.run_due()
+    listed = json.loads(cli(settings, "deliveries", "list", "--file-id", "file-1").stdout)
+    assert [d["id"] for d in listed] == [did] and listed[0]["status"] == "pending"
+    assert json.loads(cli(settings, "deliveries", "list", "--status", "delivered").stdout) == []
+    shown = json.loads(cli(settings, "deliveries", "show", did).stdout)
+    att = shown["attempts"][0]
+    assert att["status"] == 500 and att["response"] == "nope" and att["durationMs"] >= 0
+    proc = cli(settings, "deliveries", "redeliver", did, check=False)
+    assert proc.returncode == 1 and "still pending" in proc.stderr
+    s1 = json.loads(cli(settings, "secrets", "show", "acme").stdout)["secret"]
+    s2 = json.loads(cli(settings, "secrets", "rotate", "acme").stdout)["secret"]
+    assert s1.startswith("whsec_") and s2 != s1
+    assert json.loads(cli(settings, "secrets", "show", "acme").stdout)["secret"] == s2
+
+
+@pytest.mark.slow
+def test_worker_killed_after_claiming_loses_nothing(settings, rclient, receiver, tmp_path):
+    from tests.conftest import Server
+
+    settings.webhook_timeout_s = 2
+    settings.webhook_lease_s = 4
+    seen_first = {"at": None}
+
+    def script(n: int) -> Reply:
+        if n == 0:
+            seen_first["at"] = time.time()
+            return Reply(200, delay_s=60)  # hold the first attempt open
+        return Reply(200)
+
+    recv = receiver(script)
+    hooks = Webhooks(rclient, settings)
+    did = _enqueue(hooks, recv.url)["id"]
+    env = {"EXTWORKER_WEBHOOK_TIMEOUT_S": "2", "EXTWORKER_WEBHOOK_LEASE_S": "4"}
+    first = Server(settings, tmp_path / "w1.log", "--queues", "webhooks", env=env)
+    deadline = time.time() + 30
+    while seen_first["at"] is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert seen_first["at"] is not None, (tmp_path / "w1.log").read_text()
+    first.kill(signal.SIGKILL)  # mid-attempt, after the claim
+    second = Server(settings, tmp_path / "w2.log", "--queues", "webhooks", env=env)
+    try:
+        deadline = time.time() + 30
+        while hooks.store.get(did)["status"] != "delivered" and time.time() < deadline:
+            time.sleep(0.1)
+        doc = hooks.store.get(did)
+        assert doc["status"] == "delivered", (tmp_path / "w2.log").read_text()
+        assert len(recv.requests) == 2
+        assert {r.headers["webhook-id"] for r in recv.requests} == {did}
+    finally:
+        second.stop()

@@ -1,0 +1,1 @@
+"""Webhook delivery: signing, URL guard, sender, retry schedule, delivery log."""

@@ -1,0 +1,210 @@
+"""Turning finished extensions into deliveries, and attempting the due ones.
+
+``Webhooks.enqueue`` is the only thing the worker calls: it gets a finished
+event (one extension of one job reached its final state) and stores a
+delivery — body serialised once, id stable per (job, extension) — due now.
+``Webhooks.run_due`` (the ``deliver_due`` actor on the ``webhooks`` queue)
+claims due deliveries under a lease, checks each URL with the egress guard,
+signs and POSTs them concurrently, logs every attempt and schedules the next
+one or ends the delivery: ``delivered`` (2xx), ``gone`` (410: never
+retried), ``refused`` (the guard said no: never contacted), ``exhausted``
+(the schedule ran out: dead-letter set, redeliver with
+``extworker deliveries redeliver ID``).
+
+The clock is injected, so tests walk a 24-hour schedule without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import redis
+
+from worker import claims
+from worker.settings import Settings
+
+from . import schedule, signing
+from .events import body_for, webhook_id
+from .secrets import SecretStore
+from .sender import Attempt, post
+from .store import DeliveryStore
+from .urlguard import EgressPolicy, EgressRefused, Target, check
+
+log = logging.getLogger(__name__)
+MAX_LOGGED_ATTEMPTS = 100
+PER_RECEIVER = 8
+
+
+class Webhooks:
+    def __init__(self, client: redis.Redis, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = DeliveryStore(client, settings.key("wh"), settings.webhook_log_max,
+                                   settings.webhook_log_ttl_s)
+        self.secrets = SecretStore(client, settings.key("wh", "secret"), settings.secret_key,
+                                   settings.webhook_secret_grace_s)
+        self.policy = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
+        self.delays = tuple(settings.webhook_delays_s)
+        self.on_attempt: Callable[[dict[str, Any], Attempt | None], None] | None = None
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # --- intake ---------------------------------------------------------------
+
+    def enqueue(self, *, account: str, url: str, job_id: str, file_id: str, service: str,
+                status: str, file_object: dict[str, Any] | None,
+                error: dict[str, str] | None,
+                sync_until: float | None = None) -> dict[str, Any] | None:
+        """Store the delivery of one finished extension; ``None`` if it already exists.
+
+        With ``sync_until`` (a caller is waiting) the first attempt is not due
+        before then, and it first claims the report (``worker.claims``).
+        """
+        now = self.now_ms()
+        due = max(now, int(sync_until * 1000)) if sync_until else now
+        doc = {
+            "id": webhook_id(job_id, service), "accountId": account, "url": url,
+            "jobId": job_id, "fileId": file_id, "service": service,
+            "event": "SUCCESS" if status == "success" else "FAILURE",
+            "body": body_for(service, status, file_id, file_object, error),
+            "status": "pending", "series": 1, "attempt": 0, "createdAt": now, "nextAt": due,
+            "lastError": None, "attempts": [], "syncUntil": sync_until,
+        }
+        return doc if self.store.create(doc, due) else None
+
+    def redeliver(self, delivery_id: str) -> dict[str, Any]:
+        return self.store.restart(delivery_id, self.now_ms())
+
+    # --- attempts -------------------------------------------------------------
+
+    def run_due(self, limit: int | None = None) -> int:
+        """Attempt every due delivery (up to ``limit``); returns how many were claimed."""
+        limit = limit or self.settings.webhook_batch
+        lease_ms = int(self.settings.webhook_lease_s * 1000)
+        lease, ids = self.store.claim(self.now_ms(), lease_ms, limit)
+        if ids:
+            asyncio.run(self._attempt_all(ids, lease))
+        return len(ids)
+
+    async def _attempt_all(self, ids: list[str], lease: int) -> None:
+        """Attempt a claimed batch. Redis is touched in bulk before (documents, secrets)
+        and after (one pipelined finish); in between only HTTP runs, concurrently."""
+        docs = [d for d in self.store.get_many(ids) if d is not None and d["status"] == "pending"]
+        docs = self._claim_reports(docs, lease)
+        secrets = {a: self.secrets.signing_secrets(a, self.clock())
+                   for a in {d["accountId"] for d in docs}}
+        urls = sorted({d["url"] for d in docs})
+        checked = await asyncio.gather(*(asyncio.to_thread(self._check, u) for u in urls))
+        targets = dict(zip(urls, checked, strict=True))
+        clients: dict[tuple[str, str, int, str], tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
+        gate = asyncio.Semaphore(64)  # attempts in flight, all receivers together
+
+        def client_for(t: Target) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+            # One pool per (address, host): a TLS connection is never reused for
+            # another hostname's SNI. Each pool gets at most PER_RECEIVER requests at
+            # once — kind to receivers, and httpcore's pool scheduling is quadratic in
+            # queued requests, so a small pool is also the fast one.
+            key = (t.scheme, str(t.ip), t.port, t.host)
+            if key not in clients:
+                limits = httpx.Limits(max_connections=PER_RECEIVER,
+                                      max_keepalive_connections=PER_RECEIVER)
+                clients[key] = (httpx.AsyncClient(
+                    trust_env=False, follow_redirects=False, limits=limits,
+                    timeout=httpx.Timeout(self.settings.webhook_timeout_s + 5)),
+                    asyncio.Semaphore(PER_RECEIVER))
+            return clients[key]
+
+        async def one(doc: dict[str, Any]) -> tuple[dict[str, Any], Attempt, str | None]:
+            target = targets[doc["url"]]
+            if isinstance(target, str):  # refused: never contacted
+                return doc, Attempt(None, 0, f"URL refused: {target}", ""), "refused"
+            ts = int(self.clock())
+            headers = signing.headers(doc["id"], ts, doc["body"], secrets[doc["accountId"]],
+                                      legacy=self.settings.webhook_legacy_signature)
+            client, per_receiver = client_for(target)
+            async with gate, per_receiver:
+                attempt = await post(client, target, headers, doc["body"].encode(),
+                                     self.settings.webhook_timeout_s)
+            final = "delivered" if attempt.ok else "gone" if attempt.status == 410 else None
+            return doc, attempt, final
+
+        try:
+            results = await asyncio.gather(*(one(d) for d in docs), return_exceptions=True)
+        finally:
+            await asyncio.gather(*(c.aclose() for c, _ in clients.values()))
+        outcomes = []
+        for r in results:
+            if isinstance(r, BaseException):
+                # The lease runs out and another attempt happens: never lost.
+                log.error("webhook attempt crashed: %r", r)
+                continue
+            outcomes.append(r)
+        self._finish_all(outcomes, lease)
+
+    def _claim_reports(self, docs: list[dict[str, Any]], lease: int) -> list[dict[str, Any]]:
+        """First attempts of jobs a caller waited on: claim the report, or stand down."""
+        waiting = [d for d in docs if d.get("syncUntil") and d["series"] == 1 and d["attempt"] == 0]
+        if not waiting:
+            return docs
+        client = self.store.client
+        owners = {d["id"]: claims.claim(client, self.settings, d["jobId"], d["service"],
+                                        claims.WEBHOOK) for d in waiting}
+        suppressed = [d for d in waiting if owners[d["id"]] == claims.SYNC]
+        if suppressed:
+            now = self.now_ms()
+            batch = []
+            for d in suppressed:
+                d.update(status="suppressed", nextAt=None,
+                         lastError="reported to the waiting caller; no webhook")
+                batch.append((d, lease, None, False, now))
+            self.store.finish_many(batch)
+        gone = {d["id"] for d in suppressed}
+        return [d for d in docs if d["id"] not in gone]
+
+    def _check(self, url: str) -> Target | str:
+        try:
+            return check(url, self.policy)
+        except EgressRefused as e:
+            return str(e)
+
+    def _finish_all(self, outcomes: list[tuple[dict[str, Any], Attempt, str | None]],
+                    lease: int) -> None:
+        now = self.now_ms()
+        batch = []
+        for doc, attempt, final_status in outcomes:
+            doc["attempt"] += 1
+            doc["attempts"].append({
+                "series": doc["series"], "n": doc["attempt"], "at": now,
+                "status": attempt.status, "durationMs": attempt.duration_ms,
+                "error": attempt.error, "response": attempt.response,
+            })
+            doc["attempts"] = doc["attempts"][-MAX_LOGGED_ATTEMPTS:]
+            doc["lastError"] = attempt.error
+            next_due = None
+            exhausted = False
+            if final_status is None:
+                delay = schedule.next_delay(self.delays, doc["attempt"], attempt.retry_after_s)
+                if delay is None:
+                    final_status, exhausted = "exhausted", True
+                else:
+                    next_due = now + int(delay * 1000)
+            doc["status"] = final_status or "pending"
+            doc["nextAt"] = next_due
+            batch.append((doc, lease, next_due, exhausted, now))
+        applied = self.store.finish_many(batch) if batch else []
+        for (doc, *_), ok, (_, attempt, _) in zip(batch, applied, outcomes, strict=True):
+            if not ok:
+                log.warning("webhook delivery %s: lease lost; another worker owns it", doc["id"])
+                continue
+            log.info("webhook attempt", extra={
+                "delivery": doc["id"], "status": attempt.status, "outcome": doc["status"],
+                "attempt": doc["attempt"]})
+            if self.on_attempt is not None:
+                self.on_attempt(doc, attempt)
