@@ -1,0 +1,34 @@
+"""``ai-auto-description``: a caption from a local image-to-text model.
+
+Writes the record's ``description``: one sentence, special tokens removed,
+sentence case. Model and length are settings (``EXTWORKER_CAPTION_MODEL``,
+``EXTWORKER_CAPTION_MAX_TOKENS``).
+"""
+
+from __future__ import annotations
+
+from worker.contract import AiAutoDescription as Params
+from worker.errors import PermanentError
+from worker.imaging import open_image
+from worker.records import RecordPatch
+
+from . import loaders
+from .base import ExtensionContext, ExtensionResult
+from .vision import VisionExtension
+
+
+class AiAutoDescription(VisionExtension):
+    name = "ai-auto-description"
+    params_model = Params
+
+    def run(self, ctx: ExtensionContext, params: Params) -> ExtensionResult:
+        s = ctx.settings
+        image = open_image(ctx.read_source(), s.max_image_pixels)
+        model = loaders.get(ctx.models, "captioner", s.caption_model, s)
+        text = model.predict(image, s.caption_max_tokens)
+        if not text:
+            raise PermanentError("the captioning model produced no text", code="empty_output")
+        return ExtensionResult(
+            patch=RecordPatch(set_fields={"description": text}),
+            output={"description": text}, model=s.caption_model, device=model.device,
+        )

@@ -1,0 +1,85 @@
+"""``google-auto-tagging`` and ``aws-auto-tagging`` on local models.
+
+Both names keep the hosted API's params (``minConfidence`` 0–100, ``maxTags``
+0–30) and output (``AITags`` entries ``{name, confidence, source}``, best
+first). Which local tagger answers each name is a setting
+(``EXTWORKER_TAGGER_GOOGLE`` / ``EXTWORKER_TAGGER_AWS``): ``classifier`` (an
+ImageNet-style image classifier) or ``zero-shot`` (a CLIP-style model over
+the tag vocabulary). Re-running a tagger replaces the AITags of its own
+source and keeps the others.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import ClassVar
+
+from worker.contract import AwsAutoTagging as AwsParams
+from worker.contract import GoogleAutoTagging as GoogleParams
+from worker.errors import PermanentError
+from worker.imaging import open_image
+from worker.records import AITag, RecordPatch
+
+from . import loaders
+from .base import ExtensionContext, ExtensionResult
+from .vision import VisionExtension
+
+DEFAULT_VOCABULARY = Path(__file__).with_name("data") / "tags.txt"
+
+
+@cache
+def load_vocabulary(path: str) -> tuple[str, ...]:
+    """One label per line; ``#`` comments and blanks ignored; duplicates dropped."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    labels = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return tuple(dict.fromkeys(labels))
+
+
+def select(scored: list[tuple[str, float]], min_confidence: float, max_tags: int,
+           source: str) -> list[AITag]:
+    """Apply the thresholds exactly: confidence ≥ minConfidence, at most maxTags, best first."""
+    tags = []
+    for name, p in scored:
+        confidence = round(p * 100, 2)
+        if confidence >= min_confidence and len(tags) < max_tags:
+            tags.append(AITag(name=name, confidence=confidence, source=source))
+    return sorted(tags, key=lambda t: -t.confidence)
+
+
+class _AutoTagging(VisionExtension):
+    setting: ClassVar[str]
+
+    def run(self, ctx: ExtensionContext, params: GoogleParams | AwsParams) -> ExtensionResult:
+        s = ctx.settings
+        kind = getattr(s, self.setting)
+        image = open_image(ctx.read_source(), s.max_image_pixels)
+        if kind == "classifier":
+            name = s.classifier_model
+            model = loaders.get(ctx.models, kind, name, s)
+            scored = model.predict(image)
+        elif kind == "zero-shot":
+            name = s.zero_shot_model
+            model = loaders.get(ctx.models, kind, name, s)
+            vocabulary = load_vocabulary(str(s.tag_vocabulary_file or DEFAULT_VOCABULARY))
+            scored = model.predict(image, vocabulary)
+        else:  # the settings validator prevents this; keep the message anyway
+            raise PermanentError(f"unknown tagger kind {kind!r}", code="misconfigured")
+        tags = select(scored, params.minConfidence, params.maxTags, self.name)
+        return ExtensionResult(
+            patch=RecordPatch(ai_tags=tags, ai_tags_source=self.name),
+            output={"AITags": [t.model_dump() for t in tags], "tagger": kind},
+            model=name, device=model.device,
+        )
+
+
+class GoogleAutoTagging(_AutoTagging):
+    name = "google-auto-tagging"
+    params_model = GoogleParams
+    setting = "tagger_google"
+
+
+class AwsAutoTagging(_AutoTagging):
+    name = "aws-auto-tagging"
+    params_model = AwsParams
+    setting = "tagger_aws"

@@ -1,0 +1,215 @@
+"""Local vision models (transformers/torch), loaded offline from ``MODELS_DIR``.
+
+Each class wraps one kind of model behind ``load`` (in ``__init__``) and one
+predict method; the extensions choose a class by setting and get instances
+from the process's ``ModelCache`` (loaded once, thread-safe, unloaded when
+idle). Everything loads with ``HF_HUB_OFFLINE=1`` and ``local_files_only``:
+a model that is not in ``MODELS_DIR/hf/<name>`` is a ``ModelMissing`` error
+naming ``extworker models pull``.
+
+* ``ImageClassifier`` — ``AutoModelForImageClassification`` (ViT, ConvNeXt…):
+  softmax over its labels.
+* ``ZeroShotTagger`` — a CLIP-style dual encoder (CLIP, SigLIP) scoring an
+  image against a vocabulary of labels; the vocabulary's text embeddings are
+  computed once per vocabulary and cached.
+* ``Captioner`` — an image-to-text model (BLIP, GIT, ViT-GPT2) generating a
+  caption, cleaned to one sentence.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from worker.devices import torch_device
+from worker.models import require
+
+from .base import Extension
+
+log = logging.getLogger(__name__)
+
+
+def vision_available() -> bool:
+    """torch and transformers are installed (the ``vision`` extra)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+
+
+class VisionExtension(Extension):
+    """Base of the extensions that run these models: model work, vision extra required."""
+
+    queue = "extensions"
+
+    @classmethod
+    def available(cls) -> bool:
+        return vision_available()
+
+
+def _offline() -> None:
+    # Belt and braces: the environment says offline *and* every call passes
+    # local_files_only, so nothing can reach a hub at run time.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+class VisionModel:
+    """Common loading: path, device, dtype, inference mode."""
+
+    def __init__(self, name: str, models_dir: Path, device: str, fp16: bool = True) -> None:
+        _offline()
+        import torch
+
+        self.name = name
+        self.path = require(name, models_dir)
+        self.device = torch_device(device)
+        self.dtype = torch.float16 if (fp16 and self.device.startswith("cuda")) else torch.float32
+        self.torch = torch
+        self._lock = threading.Lock()
+        t0 = time.perf_counter()
+        self._load()
+        self.load_seconds = time.perf_counter() - t0
+        log.info("loaded %s (%s) on %s in %.2fs", name, type(self).__name__, self.device,
+                 self.load_seconds)
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _to_device(self, model: Any) -> Any:
+        return model.to(self.device, dtype=self.dtype).eval()
+
+    def _pixels(self, processor: Any, image: Image.Image) -> Any:
+        px = processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        return px.to(self.device, dtype=self.dtype)
+
+
+class ImageClassifier(VisionModel):
+    def _load(self) -> None:
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        self.processor = AutoImageProcessor.from_pretrained(self.path, local_files_only=True)
+        self.model = self._to_device(
+            AutoModelForImageClassification.from_pretrained(self.path, local_files_only=True))
+        labels = self.model.config.id2label
+        self.labels = [clean_label(labels[i]) for i in range(len(labels))]
+
+    def predict(self, image: Image.Image) -> list[tuple[str, float]]:
+        """Every label with its probability (0–1), best first; duplicate names merged."""
+        with self.torch.inference_mode():
+            logits = self.model(pixel_values=self._pixels(self.processor, image)).logits[0]
+            probs = logits.float().softmax(-1).cpu().tolist()
+        best: dict[str, float] = {}
+        for label, p in zip(self.labels, probs, strict=True):
+            best[label] = max(best.get(label, 0.0), p)
+        return sorted(best.items(), key=lambda kv: -kv[1])
+
+
+class ZeroShotTagger(VisionModel):
+    """Scores ``prompt.format(label)`` for every label against the image.
+
+    SigLIP-family models (those with a ``logit_bias``) give each label an
+    independent probability (sigmoid) — the right reading for multi-label
+    tagging. CLIP-family models give a softmax over the vocabulary, so their
+    confidences are shares that sum to 100 across it.
+    """
+
+    prompt = "a photo of {}."
+
+    def _load(self) -> None:
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        self.processor = AutoImageProcessor.from_pretrained(self.path, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.model = self._to_device(AutoModel.from_pretrained(self.path, local_files_only=True))
+        self.sigmoid = getattr(self.model, "logit_bias", None) is not None
+        self._text_cache: dict[tuple[str, ...], Any] = {}
+
+    @staticmethod
+    def _tensor(out: Any) -> Any:
+        # transformers 5 returns model outputs here; older versions a tensor.
+        return out if hasattr(out, "norm") else out.pooler_output
+
+    def text_embeddings(self, prompts: tuple[str, ...]) -> Any:
+        """Normalised text embeddings of some prompts, computed once per prompt tuple."""
+        cached = self._text_cache.get(prompts)
+        if cached is not None:
+            return cached
+        with self._lock, self.torch.inference_mode():
+            kwargs: dict[str, Any] = {"padding": "max_length" if self.sigmoid else True,
+                                      "truncation": True, "return_tensors": "pt"}
+            if self.sigmoid:
+                kwargs["max_length"] = min(64, self.tokenizer.model_max_length)
+            tokens = self.tokenizer(list(prompts), **kwargs).to(self.device)
+            args = {"input_ids": tokens["input_ids"]}
+            if not self.sigmoid and "attention_mask" in tokens:
+                args["attention_mask"] = tokens["attention_mask"]
+            emb = self._tensor(self.model.get_text_features(**args)).float()
+            emb = emb / emb.norm(dim=-1, keepdim=True)
+            if len(self._text_cache) > 256:
+                self._text_cache.clear()
+            self._text_cache[prompts] = emb
+            return emb
+
+    def scores(self, image: Image.Image, prompts: tuple[str, ...]) -> list[float]:
+        """How well each prompt describes the image (0–1), in the prompts' order."""
+        text = self.text_embeddings(prompts)
+        with self.torch.inference_mode():
+            img = self._tensor(self.model.get_image_features(
+                pixel_values=self._pixels(self.processor, image))).float()
+            img = img / img.norm(dim=-1, keepdim=True)
+            logits = (img @ text.T)[0] * self.model.logit_scale.float().exp()
+            if self.sigmoid:
+                probs = (logits + self.model.logit_bias.float()).sigmoid()
+            else:
+                probs = logits.softmax(-1)
+        return [float(p) for p in probs.cpu().tolist()]
+
+    def predict(self, image: Image.Image, labels: tuple[str, ...]) -> list[tuple[str, float]]:
+        """Every label with its confidence (0–1), best first."""
+        probs = self.scores(image, tuple(self.prompt.format(label) for label in labels))
+        return sorted(zip(labels, probs, strict=True), key=lambda kv: -kv[1])
+
+
+class Captioner(VisionModel):
+    def _load(self) -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
+        self.model = self._to_device(
+            AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True))
+
+    def predict(self, image: Image.Image, max_tokens: int) -> str:
+        with self.torch.inference_mode():
+            inputs = self.processor(images=image.convert("RGB"), return_tensors="pt")
+            inputs = {k: (v.to(self.device, dtype=self.dtype) if v.is_floating_point()
+                          else v.to(self.device)) for k, v in inputs.items()}
+            out = self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False)
+        text = self.processor.batch_decode(out, skip_special_tokens=True)[0]
+        return clean_caption(text)
+
+
+def clean_label(raw: str) -> str:
+    """``"tabby, tabby cat"`` → ``"Tabby"``; ``"golden_retriever"`` → ``"Golden retriever"``."""
+    first = raw.split(",")[0].replace("_", " ").strip()
+    return first[:1].upper() + first[1:]
+
+
+_ARTIFACTS = re.compile(r"\[(?:unused\d+|pad|cls|sep|unk|mask)\]|<[^<>\s]{1,20}>|</?s>",
+                        re.IGNORECASE)
+
+
+def clean_caption(text: str) -> str:
+    """One tidy sentence: no special tokens, single spaces, sentence case, a final period."""
+    text = _ARTIFACTS.sub(" ", text)
+    text = re.sub(r"\b(?:arafed|araffe|arafe)\b", " ", text, flags=re.I)  # a BLIP artefact
+    text = re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"\s+", " ", text)).strip(" ,;:-")
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
