@@ -1,0 +1,90 @@
+"""Saved extensions, per account: reusable configurations referenced by id.
+
+``{id: "ext_…", name, description, config, createdAt, updatedAt}``; ``config``
+is any base extension except ``saved-extension``, validated with the same
+models as a job's extensions. At most 100 per account. A job's
+``{"name": "saved-extension", "id": …}`` is resolved at dispatch and the
+resolved config is stored with the job, so edits apply to future jobs only.
+
+All of an account's saved extensions are one document
+(``<ns>:saved:<account>``), so the limit is enforced atomically.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .contract import parse_extension
+from .errors import PermanentError
+from .kv import AccountDocs, Txn
+from .records import now_iso
+
+MAX_SAVED = 100
+
+
+def validate_config(config: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config as stored, or ``PermanentError`` naming the field."""
+    if isinstance(config, dict) and config.get("name") == "saved-extension":
+        raise PermanentError("config.name: a saved extension cannot reference another one")
+    try:
+        model = parse_extension(config, "config", extra)
+    except ValueError as e:
+        raise PermanentError(str(e)) from None
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SavedStore(AccountDocs):
+    prefix = "saved"
+
+    def list(self, account: str) -> list[dict[str, Any]]:
+        return sorted(self._doc(account).values(), key=lambda d: d["createdAt"])
+
+    def get(self, account: str, ext_id: str) -> dict[str, Any] | None:
+        return self._doc(account).get(ext_id)
+
+    def create(self, account: str, name: str, description: str, config: Any,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not name.strip():
+            raise PermanentError("name: must not be empty")
+        stored = validate_config(config, extra)
+        now = now_iso()
+        item = {"id": "ext_" + uuid.uuid4().hex[:20], "name": name, "description": description,
+                "config": stored, "createdAt": now, "updatedAt": now}
+        key = self._key(account)
+
+        def txn(cur: dict[str, Any]) -> Txn[None]:
+            doc = cur[key] or {}
+            if len(doc) >= MAX_SAVED:
+                raise PermanentError(
+                    f"account {account!r} already has {MAX_SAVED} saved extensions (the maximum)",
+                    code="limit_reached")
+            return Txn(writes={key: {**doc, item["id"]: item}})
+
+        self.kv.transact([key], txn)
+        return item
+
+    def update(self, account: str, ext_id: str, *, name: str | None = None,
+               description: str | None = None, config: Any = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        stored = validate_config(config, extra) if config is not None else None
+        key = self._key(account)
+
+        def txn(cur: dict[str, Any]) -> Txn[dict[str, Any]]:
+            doc = cur[key] or {}
+            if ext_id not in doc:
+                raise PermanentError(f"saved extension not found: {ext_id}", code="not_found")
+            item = dict(doc[ext_id])
+            if name is not None:
+                item["name"] = name
+            if description is not None:
+                item["description"] = description
+            if stored is not None:
+                item["config"] = stored
+            item["updatedAt"] = now_iso()
+            return Txn(writes={key: {**doc, ext_id: item}}, result=item)
+
+        result = self.kv.transact([key], txn)
+        assert result is not None
+        return result
+
