@@ -1,0 +1,162 @@
+"""The pod's HTTP port (``EXTWORKER_HTTP_PORT``, default 9191): ``/metrics``,
+``/healthz`` and ``/readyz``.
+
+It runs as a dramatiq *fork* — one process per pod beside the worker
+processes — so a busy worker never delays a probe.
+
+* ``/metrics`` — every worker process's samples (prometheus multiprocess
+  mode) plus gauges read from Redis at scrape time: queue depths (ready,
+  delayed, dead-letter) and the webhook backlog.
+* ``/healthz`` — 200 when the process is up and Redis answers, else 503.
+* ``/readyz`` — 200 when Redis answers and the models for this pod's queues
+  are loadable (present in ``MODELS_DIR``: the remove-bg model for the
+  ``extensions`` queue, and every ``EXTWORKER_PRELOAD`` entry), else 503
+  with the reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import redis
+from dramatiq.middleware import Middleware
+
+from .settings import Settings
+
+QUEUES_ENV = "EXTWORKER_SERVE_QUEUES"  # set by `extworker serve` for this fork
+
+
+def _queues(settings: Settings) -> list[str]:
+    raw = os.environ.get(QUEUES_ENV, "")
+    return raw.split(",") if raw else [settings.queue_default, settings.queue_extensions,
+                                        settings.queue_webhooks]
+
+
+def check_health(client: redis.Redis) -> tuple[bool, list[str]]:
+    try:
+        client.ping()
+        return True, []
+    except redis.RedisError as e:
+        return False, [f"redis: {e}"]
+
+
+def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str]]:
+    ok, problems = check_health(client)
+    from .models import require
+
+    wanted = [("remove-bg", settings.remove_bg_model)] if settings.queue_extensions in \
+        _queues(settings) else []
+    wanted += [tuple(k.split(":", 1)) for k in settings.preload]  # type: ignore[misc]
+    for kind, name in wanted:
+        try:
+            require(name, settings.models_dir)
+        except Exception as e:
+            ok = False
+            problems.append(f"{kind}:{name}: {e}")
+    return ok, problems
+
+
+class RedisCollector:
+    """Gauges read from Redis at scrape time (fleet-wide values)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        up = GaugeMetricFamily("extworker_up", "1 when this pod can reach Redis.")
+        depth = GaugeMetricFamily("extworker_queue_messages", "Messages in a dramatiq queue.",
+                                  labels=["queue", "state"])
+        due = GaugeMetricFamily("extworker_webhook_attempts_due", "Webhook attempts due now.")
+        age = GaugeMetricFamily("extworker_webhook_oldest_due_age_seconds",
+                                "Age of the oldest due webhook attempt.")
+        s = self.settings
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            queues = [s.queue_default, s.queue_extensions, s.queue_webhooks]
+            for q in queues:
+                pipe.llen(f"dramatiq:{q}")
+                pipe.llen(f"dramatiq:{q}.DQ")
+                pipe.zcard(f"dramatiq:{q}.XQ")
+            counts = pipe.execute()
+            for i, q in enumerate(queues):
+                for j, state in enumerate(("ready", "delayed", "dead")):
+                    depth.add_metric([q, state], counts[3 * i + j])
+            now_ms = int(time.time() * 1000)
+            prefix = s.key("wh")
+            n_due = self.client.zcount(f"{prefix}:due", "-inf", now_ms)
+            oldest = self.client.zrange(f"{prefix}:due", 0, 0, withscores=True)
+            due.add_metric([], n_due)
+            age.add_metric([], max(0.0, (now_ms - oldest[0][1]) / 1000)
+                           if oldest and oldest[0][1] <= now_ms else 0.0)
+            up.add_metric([], 1)
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        yield from (up, depth, due, age)
+
+
+def make_handler(settings: Settings, client: redis.Redis) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                from prometheus_client import (
+                    CONTENT_TYPE_LATEST,
+                    CollectorRegistry,
+                    generate_latest,
+                )
+                from prometheus_client import multiprocess as mp
+
+                registry = CollectorRegistry()
+                if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                    mp.MultiProcessCollector(registry)
+                registry.register(RedisCollector(client, settings))
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/readyz"):
+                ok, problems = (check_health(client) if path == "/healthz"
+                                else check_ready(client, settings))
+                body = {"status": "ok" if ok else "unavailable", "problems": problems}
+                self._send(200 if ok else 503, json.dumps(body).encode())
+            else:
+                self._send(404, b'{"error": "not found"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+class Ops(Middleware):
+    """Starts ``serve_http`` as a dramatiq fork (one per pod, beside the workers)."""
+
+    @property
+    def forks(self) -> list[Any]:
+        return [serve_http]
+
+
+def serve_http() -> int:
+    """The dramatiq fork: serve the pod's port until terminated."""
+    settings = Settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
+                                  socket_timeout=2)
+    server = ThreadingHTTPServer((settings.http_host, settings.http_port),
+                                 make_handler(settings, client))
+    server.daemon_threads = True
+    server.serve_forever()
+    return 0
