@@ -1,0 +1,12 @@
+"""The README documents every setting."""
+
+from pathlib import Path
+
+from worker.settings import Settings
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme_table():
+    missing = [n for n in Settings.model_fields if f"`EXTWORKER_{n.upper()}`" not in README]
+    assert not missing, f"document these settings in README.md: {missing}"
