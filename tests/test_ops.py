@@ -22,11 +22,15 @@ SLOW = '["tests.slow_extension:Sleep"]'
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
+    """(status, body); (0, reason) while nothing listens yet — the HTTP fork starts
+    alongside the worker processes, not before them."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except urllib.error.URLError as e:
+        return 0, str(e.reason)
 
 
 def _wait_for(predicate, timeout: float = 30, every: float = 0.2):

@@ -23,17 +23,23 @@ def _add(settings, tmp_path, data: bytes, name: str = "photo.jpg") -> dict:
     return json.loads(cli(settings, "files", "add", str(path), "--tags", "a,b").stdout)
 
 
-def _wait_job(rclient, settings, job_id: str, timeout: float = 60) -> dict:
+def _wait_job(rclient, settings, job_id: str, timeout: float = 60, state: str = "dispatched"
+              ) -> dict:
+    """The job document once it is in ``state`` with no extension pending.
+
+    Jobs travel through dramatiq, so two jobs published in one order may finish in
+    the other: wait for each job by its own id, never infer one from another.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         raw = rclient.get(settings.key("job", job_id))
         if raw:
             doc = json.loads(raw)
-            if doc["state"] == "dispatched" and all(
+            if doc["state"] == state and all(
                     s["status"] != "pending" for s in doc["extensions"].values()):
                 return doc
         time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
+    raise AssertionError(f"job {job_id} did not reach {state}")
 
 
 def test_serve_runs_a_job_published_by_another_process(server, settings, rclient, tmp_path,
@@ -84,7 +90,7 @@ def test_bad_input_fails_readably_and_the_worker_stays_up(server, settings, rcli
         doc = _wait_job(rclient, settings, f"bad-{name}")
         err = doc["extensions"]["remove-bg"]["error"]
         assert doc["extensions"]["remove-bg"]["status"] == "failed" and err["message"]
-    rejected = json.loads(rclient.get(settings.key("job", "nofile")))
+    rejected = _wait_job(rclient, settings, "nofile", state="rejected")
     assert rejected["state"] == "rejected" and "fileId" in rejected["error"]["message"]
     assert server.alive()
     # …and it still does real work afterwards.
