@@ -43,8 +43,8 @@ ARG DEVICE=cpu
 LABEL org.opencontainers.image.title="extworker" \
       org.opencontainers.image.description="Media-library extensions on your own CPU/GPU nodes"
 RUN useradd --no-log-init --create-home --uid 10001 extworker \
-    && mkdir -p /data \
-    && chown extworker /data
+    && mkdir -p /data /opt/numba-cache \
+    && chown extworker /data /opt/numba-cache
 COPY --from=build /opt/venv /opt/venv
 COPY --from=models --chown=extworker /models /models
 ENV PATH=/opt/venv/bin:$PATH \
@@ -53,8 +53,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     EXTWORKER_DATA_DIR=/data \
     EXTWORKER_DEVICE=${DEVICE} \
     EXTWORKER_HTTP_PORT=9191 \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    NUMBA_CACHE_DIR=/opt/numba-cache
 USER 10001
+# rembg's import compiles pymatting's numba kernels (about a minute on 2 cores). Do it
+# once here, into NUMBA_CACHE_DIR, so no worker pays it on its first remove-bg job.
+RUN python -c "import rembg"
 WORKDIR /data
 EXPOSE 9191
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

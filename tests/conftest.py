@@ -80,6 +80,11 @@ def models_dir() -> Path:
     """MODELS_DIR with the real u2netp, pulled through ``models pull``'s code (cached)."""
     path = Path(os.environ.get("EXTWORKER_TEST_MODELS_DIR", ROOT / ".data" / "test-models"))
     pull("u2netp", path)
+    # rembg's import compiles pymatting's numba kernels: ~70 s on 2 cores the first
+    # time in a fresh environment, cached on disk after. Pay it once here, so that no
+    # worker subprocess pays it inside a test's wait (the Dockerfile does the same).
+    import rembg  # noqa: F401
+
     return path
 
 
