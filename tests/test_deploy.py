@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import helm_python
@@ -26,6 +27,24 @@ def test_dockerfile_lints_clean():
     proc = subprocess.run([exe, "--format", "json", str(ROOT / "Dockerfile")],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and json.loads(proc.stdout) == [], proc.stdout
+
+
+def test_wheel_ships_every_module_and_its_data(tmp_path):
+    """The image installs with a plain (non-editable) ``pip install .``: the wheel must hold
+    every module of the three packages, their data files and the entry points."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(tmp_path), str(ROOT)], check=True)
+    (wheel,) = tmp_path.glob("extworker-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for pkg in ("worker", "extensions", "webhooks"):
+        sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / pkg).rglob("*.py")}
+        assert f"{pkg}/__init__.py" in sources  # a regular package, not a namespace one
+        assert sources <= names, sorted(sources - names)
+    assert {"worker/schema/job.schema.json", "extensions/data/tags.txt"} <= names
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "extworker = worker.cli:main" in text
+    assert "remove-bg = extensions.remove_bg:RemoveBg" in text
 
 
 def test_dockerfile_shape():
