@@ -7,10 +7,14 @@ on; a decompression bomb is refused before pixels are allocated.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from zlib_ng import zlib_ng  # the zlib format, deflated 3-4x faster than stock zlib
 
 from .errors import PermanentError
 
@@ -72,7 +76,39 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     return transposed if transposed is not None else im
 
 
-def encode_png(im: Image.Image, compress_level: int) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, "PNG", compress_level=compress_level)
-    return buf.getvalue()
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPE = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}  # 8 bits per sample
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(
+        ">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_png(im: Image.Image, compress_level: int, icc_profile: bytes | None = None) -> bytes:
+    """Lossless PNG of ``im``, with ``icc_profile`` embedded (iCCP) when given.
+
+    For 8-bit L/LA/RGB/RGBA images every row uses PNG's "Up" filter, computed in numpy, and
+    the deflate runs in zlib-ng. Pillow's encoder tries several filters per row and deflates
+    with stock zlib: on a 4 MP RGBA cut-out that took 275 ms at level 1 against 45 ms here
+    at level 2, for a smaller file (``benchmarks/remove_bg.py`` measures the whole path).
+    Other modes go through Pillow.
+    """
+    colour_type = _PNG_COLOUR_TYPE.get(im.mode)
+    if colour_type is None:
+        buf = io.BytesIO()
+        extra = {"icc_profile": icc_profile} if icc_profile else {}
+        im.save(buf, "PNG", compress_level=compress_level, **extra)
+        return buf.getvalue()
+    rows = np.asarray(im).reshape(im.height, -1)
+    filtered = np.empty((im.height, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2  # "Up": each byte minus the byte above it (row 0: minus zero)
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack(">IIBBBBB", im.width, im.height, 8, colour_type, 0, 0, 0)
+    parts = [_PNG_SIGNATURE, _chunk(b"IHDR", header)]
+    if icc_profile:
+        parts.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
+    parts += [_chunk(b"IDAT", zlib_ng.compress(filtered, compress_level)),
+              _chunk(b"IEND", b"")]
+    return b"".join(parts)
