@@ -112,11 +112,13 @@ class RemoveBg(Extension):
 
         background = self._background(ctx, opts, rgb.size)
         if background is None:
-            # Fully transparent pixels become (0,0,0,0): invisible either way, and
-            # PNG encodes runs of zeros far faster and smaller than hidden colour.
-            out = Image.new("RGBA", rgb.size, (0, 0, 0, 0))
-            out.paste(rgb, (0, 0), mask)
+            # Straight (not premultiplied) alpha, as PNG defines it: every visible pixel
+            # keeps its exact colour, so soft edges do not darken. Fully transparent
+            # pixels become (0,0,0,0): invisible either way, and they compress to nothing.
+            out = rgb.convert("RGBA")
             out.putalpha(mask)
+            visible = mask.point(lambda v: 255 if v else 0)
+            out = Image.composite(out, Image.new("RGBA", rgb.size, (0, 0, 0, 0)), visible)
             if shadow is not None:
                 layer = Image.new("RGBA", rgb.size, (0, 0, 0, 0))
                 layer.putalpha(shadow)
@@ -126,7 +128,9 @@ class RemoveBg(Extension):
             if shadow is not None:
                 out.paste((0, 0, 0), (0, 0, *out.size), shadow)
             out.paste(rgb, (0, 0), mask)
-        data = encode_png(out, ctx.settings.png_compress_level)
+        # The source's colour profile travels with the cut-out (wide-gamut photos would
+        # otherwise shift colour when shown).
+        data = encode_png(out, ctx.settings.png_compress_level, im.info.get("icc_profile"))
         return ExtensionResult(
             new_version=data,
             output={"model": model_name, "width": out.width, "height": out.height},

@@ -11,6 +11,7 @@ import io
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -50,6 +51,27 @@ def test_remove_bg_on_a_real_photo(runtime, astronaut):
     # The old version's bytes are kept.
     assert runtime.blobs.get(after.versions[0].blobKey) == jpeg(astronaut)
     assert runtime.pipeline.usage("default")["extensions"] == {"remove-bg": 130}
+
+
+def test_cut_out_is_lossless_and_keeps_the_colour_profile(runtime, astronaut):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = jpeg(astronaut, icc_profile=icc)
+    rec = runtime.pipeline.add_file(source, "icc.jpg")
+    run_job(runtime, {"fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]})
+    after = runtime.pipeline.get_file(rec.fileId)
+    out = Image.open(io.BytesIO(runtime.blobs.get(after.current.blobKey)))
+    assert out.info.get("icc_profile") == icc
+    px = np.asarray(out)
+    decoded = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    alpha = px[..., 3]
+    soft, clear = (alpha > 0) & (alpha < 255), alpha == 0
+    assert soft.sum() > 1_000 and clear.sum() > 10_000  # soft edges and a background
+    # Straight alpha: every visible pixel keeps its colour bit for bit (a premultiplied
+    # cut-out would darken its soft edges); hidden colour is dropped.
+    assert np.array_equal(px[alpha > 0][:, :3], decoded[alpha > 0])
+    assert not px[clear][:, :3].any()
 
 
 def test_exif_orientation_is_respected(runtime, astronaut):
