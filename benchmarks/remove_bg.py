@@ -7,7 +7,7 @@ session, one run. "raw" is only ``InferenceSession.run`` on a prepared
 ``Pipeline.execute`` — read the blob, decode, infer, composite, encode PNG,
 write the new version, commit record + units — on the embedded store.
 
-    python benchmarks/remove_bg.py [--repeat 3] [--models-dir DIR]
+    python benchmarks/remove_bg.py [--repeat 5] [--models-dir DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import io
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import skimage.data
@@ -49,19 +50,23 @@ def photo(sample: str, size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
-def timed(fn, repeat: int) -> float:
-    fn()  # warm-up
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median seconds of each function, measured round-robin (one warm-up each), so that
+    a noisy neighbour or a clock change hits every variant alike instead of one of them."""
+    for fn in fns.values():
         fn()
-        runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            runs[key].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--models-dir", default=".data/models")
     ap.add_argument("--photos", nargs="+", choices=list(PHOTOS), default=list(PHOTOS))
     args = ap.parse_args()
@@ -70,44 +75,58 @@ def main() -> None:
     from rembg import remove
 
     tmp = Path(tempfile.mkdtemp())
-    rows = []
-    for level in (1, 6):
+    default = Settings.model_fields["png_compress_level"].default
+    levels = (default, 6)
+    queued: list[tuple[str, str]] = []
+    runtimes = {}
+    for level in levels:
         settings = Settings(data_dir=tmp / f"l{level}", models_dir=Path(args.models_dir),
                             png_compress_level=level)
-        queued: list[tuple[str, str]] = []
-        rt = Runtime(settings, embedded=True, enqueue=lambda q, j, s: queued.append((j, s)))
-        p = rt.pipeline
-        for name, (sample, size) in ((n, PHOTOS[n]) for n in args.photos):
-            data = photo(sample, size)
-            # A fresh file per run: each run works on the original JPEG, not on
-            # the previous run's PNG output.
-            recs = [p.add_file(data, f"{name}.jpg") for _ in range(args.repeat + 1)]
+        runtimes[level] = Runtime(settings, embedded=True,
+                                  enqueue=lambda q, j, s: queued.append((j, s)))
+    model = loaders.get(runtimes[default].models, "remove-bg", "u2netp",
+                        runtimes[default].settings)
+    rows = []
+    for name, (sample, size) in ((n, PHOTOS[n]) for n in args.photos):
+        data = photo(sample, size)
+        # A fresh file per run (added before timing): each run works on the original JPEG.
+        files = {lv: [runtimes[lv].pipeline.add_file(data, f"{name}.jpg").fileId
+                      for _ in range(args.repeat + 1)] for lv in levels}
+        done: dict[int, str] = {}
 
-            def extworker(recs=recs) -> None:
-                rec = recs.pop()
-                p.accept({"fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]})
-                job_id, slot = queued.pop()
-                assert p.execute(job_id, slot)["status"] == "success"
+        def extworker(level: int, files: dict[int, list[str]] = files,
+                      done: dict[int, str] = done) -> None:
+            p = runtimes[level].pipeline
+            file_id = files[level].pop()
+            p.accept({"fileId": file_id, "extensions": [{"name": "remove-bg"}]})
+            job_id, slot = queued.pop()
+            assert p.execute(job_id, slot)["status"] == "success"
+            done[level] = file_id
 
-            e2e = timed(extworker, args.repeat)
-            if level == 1:
-                model = loaders.get(rt.models, "remove-bg", "u2netp", settings)
-                small = Image.open(io.BytesIO(data)).convert("RGB").resize((320, 320))
-                inp = model.session.normalize(
-                    small, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (320, 320))
-                raw = timed(lambda: model.session.inner_session.run(None, inp), args.repeat)
-                lib = timed(lambda: remove(data, session=model.session), args.repeat)
-                rows.append([name, raw, lib, e2e, None])
-            else:
-                next(r for r in rows if r[0] == name)[4] = e2e
+        small = Image.open(io.BytesIO(data)).convert("RGB").resize((320, 320))
+        inp = model.session.normalize(
+            small, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (320, 320))
+        t = interleaved({
+            "raw": lambda: model.session.inner_session.run(None, inp),
+            "rembg": lambda data=data: remove(data, session=model.session),
+            **{f"ext{lv}": (lambda lv=lv: extworker(lv)) for lv in levels},
+        }, args.repeat)
+        sizes = {"rembg": len(remove(data, session=model.session))}
+        sizes.update({f"ext{lv}": runtimes[lv].pipeline.get_file(done[lv]).size
+                      for lv in levels})
+        rows.append((name, t, sizes))
 
+    d = f"ext{default}"
     print(f"{'photo':<15}{'raw s/img':>10}{'rembg s/img':>12}{'ext s/img':>10}"
-          f"{'ext/raw':>9}{'rembg/ext':>10}{'ext(z6) s':>10}{'rembg/ext(z6)':>14}")
-    for name, raw, lib, e2e, e2e6 in rows:
-        print(f"{name:<15}{raw:>10.3f}{lib:>12.3f}{e2e:>10.3f}{e2e / raw:>9.2f}"
-              f"{lib / e2e:>10.2f}{e2e6:>10.3f}{lib / e2e6:>14.2f}")
-    print("ext = extworker end to end, PNG zlib level 1 (default); ext(z6) = level 6, "
-          "the level rembg.remove uses")
+          f"{'ext/raw':>9}{'rembg/ext':>10}{'ext(z6) s':>10}{'rembg/ext(z6)':>14}"
+          f"{'PNG MB rembg/ext/ext(z6)':>26}")
+    for name, t, sizes in rows:
+        mb = "/".join(f"{sizes[k] / 1e6:.2f}" for k in ("rembg", d, "ext6"))
+        print(f"{name:<15}{t['raw']:>10.3f}{t['rembg']:>12.3f}{t[d]:>10.3f}"
+              f"{t[d] / t['raw']:>9.2f}{t['rembg'] / t[d]:>10.2f}{t['ext6']:>10.3f}"
+              f"{t['rembg'] / t['ext6']:>14.2f}{mb:>26}")
+    print(f"medians of {args.repeat}, measured round-robin; ext = extworker end to end at PNG "
+          f"level {default} (default); ext(z6) = level 6, the level rembg.remove uses")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ def test_dockerfile_lints_clean():
 def test_wheel_ships_every_module_and_its_data(tmp_path):
     """The image installs with a plain (non-editable) ``pip install .``: the wheel must hold
     every module of the three packages, their data files and the entry points."""
+    src = tmp_path / "src"  # a copy: the build leaves build/ and *.egg-info behind
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".data", "build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp_path), str(ROOT)], check=True)
+                    "--no-build-isolation", "-w", str(tmp_path), str(src)], check=True)
     (wheel,) = tmp_path.glob("extworker-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for pkg in ("worker", "extensions", "webhooks"):

@@ -72,8 +72,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         ) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise PermanentError(f"the image is corrupt or truncated: {e}", code="invalid_image") from e
-    transposed = ImageOps.exif_transpose(im)
-    return transposed if transposed is not None else im
+    ImageOps.exif_transpose(im, in_place=True)  # no full-size copy when upright
+    return im
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -115,7 +115,8 @@ class Settings(BaseSettings):
         '`["my_pkg.ext:MyExtension"]` (besides the `extworker.extensions` entry points).'
     )
     png_compress_level: int = Field(
-        1, ge=0, le=9, description="zlib level of PNG outputs (1: fastest, 9: smallest)."
+        2, ge=0, le=9, description="Deflate level of PNG outputs (zlib-ng; 1: fastest, "
+        "2: about 30 % smaller than 1 for 1.5x its time, 9: smallest)."
     )
     max_image_pixels: int = Field(
         50_000_000, description="Images above this many pixels fail (decompression-bomb guard)."
