@@ -16,5 +16,6 @@ mkdir -p "$EXTWORKER_DATA_DIR"
 I.fromarray(skimage.data.astronaut()).save('$EXTWORKER_DATA_DIR/astronaut.jpg', quality=92)"
 DEFAULT='[{"name": "remove-bg", "options": {"add_shadow": true}}]'
 EXTENSIONS="${1:-$DEFAULT}"
+echo "extworker: a first run also compiles rembg's numba kernels, once (about a minute)" >&2
 exec "$VENV/bin/extworker" apply "$EXTWORKER_DATA_DIR/astronaut.jpg" \
   --extensions "$EXTENSIONS" -o "$EXTWORKER_DATA_DIR/astronaut.out.png"
