@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from worker.devices import inference_threads
 from worker.models import ModelCache
 from worker.settings import Settings
 
@@ -19,14 +20,14 @@ def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
     if kind == "remove-bg":
         from .remove_bg import RembgModel
 
-        return lambda: RembgModel(name, s.models_dir, s.device)
+        return lambda: RembgModel(name, s.models_dir, s.device, inference_threads(s))
     from .vision import Captioner, ImageClassifier, ZeroShotTagger
 
     cls = {"classifier": ImageClassifier, "zero-shot": ZeroShotTagger,
            "captioner": Captioner}.get(kind)
     if cls is None:
         raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
-    return lambda: cls(name, s.models_dir, s.device, s.fp16)
+    return lambda: cls(name, s.models_dir, s.device, s.fp16, inference_threads(s))
 
 
 def get(models: ModelCache, kind: str, name: str, settings: Settings) -> Any:

@@ -32,7 +32,8 @@ _env_lock = threading.Lock()
 class RembgModel:
     """One rembg session for one model, loaded from ``MODELS_DIR`` only (never downloaded)."""
 
-    def __init__(self, name: str, models_dir: os.PathLike[str], device: str) -> None:
+    def __init__(self, name: str, models_dir: os.PathLike[str], device: str,
+                 threads: int = 0) -> None:
         from pathlib import Path
 
         if REGISTRY.get(name) is None or REGISTRY[name].kind != "rembg-onnx":
@@ -44,6 +45,9 @@ class RembgModel:
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if threads:  # 0: ONNX Runtime's default, a thread per core of the host
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
         with _env_lock:
             # rembg finds models under U2NET_HOME/models/<name>/ (its documented
             # override); the file is already there, so it never downloads.

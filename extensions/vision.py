@@ -62,13 +62,16 @@ def _offline() -> None:
 class VisionModel:
     """Common loading: path, device, dtype, inference mode."""
 
-    def __init__(self, name: str, models_dir: Path, device: str, fp16: bool = True) -> None:
+    def __init__(self, name: str, models_dir: Path, device: str, fp16: bool = True,
+                 threads: int = 0) -> None:
         _offline()
         import torch
 
         self.name = name
         self.path = require(name, models_dir)
         self.device = torch_device(device)
+        if threads and self.device == "cpu":
+            torch.set_num_threads(threads)  # process-wide; every model gets the same budget
         self.dtype = torch.float16 if (fp16 and self.device.startswith("cuda")) else torch.float32
         self.torch = torch
         self._lock = threading.Lock()

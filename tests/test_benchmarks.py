@@ -25,6 +25,12 @@ def test_remove_bg_benchmark(models_dir):
     assert "astronaut-1MP" in out and "ext/raw" in out
 
 
+def test_threads_benchmark(models_dir):
+    out = _run("benchmarks/threads.py", "--processes", "2", "--images", "1", "--models-dir",
+               str(models_dir))
+    assert "budget img/s" in out and "x" in out.splitlines()[-2]
+
+
 def test_webhooks_benchmark(redis_url, rclient):
     out = _run("benchmarks/webhooks.py", "--count", "50", "--redis", redis_url)
     assert "deliveries/s" in out and "ratio" in out

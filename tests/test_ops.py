@@ -15,6 +15,7 @@ import redis
 
 from tests.conftest import Server, _free_port, cli, jpeg
 from tests.receiver import Receiver
+from worker import devices
 from worker.metrics import METRICS
 
 pytestmark = pytest.mark.slow
@@ -207,8 +208,9 @@ def test_a_job_cut_off_by_the_timeout_is_redelivered(settings, rclient, tmp_path
         b.stop()
 
 
-def test_logs_are_json_with_context_and_no_secrets(server, settings, rclient, tmp_path,
-                                                   astronaut):
+def test_logs_are_json_with_context_and_no_secrets(settings, rclient, tmp_path, astronaut):
+    # Two processes: each must know it is one of two, and take half the CPUs for inference.
+    server = Server(settings, tmp_path / "worker.log", "--processes", "2")
     recv = Receiver()
     try:
         img = tmp_path / "a.jpg"
@@ -222,7 +224,11 @@ def test_logs_are_json_with_context_and_no_secrets(server, settings, rclient, tm
         sig = recv.requests[0].headers["webhook-signature"]
     finally:
         recv.close()
+        server.stop()
     lines = [json.loads(ln) for ln in server.log.read_text().splitlines() if ln.startswith("{")]
+    cpus = devices.available_cpus()
+    assert any(ln["event"] == f"inference threads: {max(1, cpus // 2)} per process "
+               f"({cpus} CPU(s) available, 2 process(es))" for ln in lines)
     finished = [ln for ln in lines if ln["event"] == "extension finished"]
     assert finished and finished[0]["jobId"] == "logged" and finished[0]["fileId"] == fid
     assert finished[0]["extension"] == "remove-bg" and finished[0]["attempt"] == 1

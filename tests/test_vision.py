@@ -191,6 +191,66 @@ def test_onnx_provider_offered_but_no_gpu_means_cpu(monkeypatch, caplog):
         devices.onnx_providers("cuda")
 
 
+def _cgroup(root, v2=None, v1=None):
+    if v2 is not None:
+        (root / "cpu.max").write_text(v2 + "\n")
+    if v1 is not None:
+        (root / "cpu").mkdir()
+        (root / "cpu" / "cpu.cfs_quota_us").write_text(f"{v1[0]}\n")
+        (root / "cpu" / "cpu.cfs_period_us").write_text(f"{v1[1]}\n")
+    return root
+
+
+@pytest.mark.parametrize(("v2", "v1", "limit"), [
+    ("200000 100000", None, 2.0),
+    ("150000 100000", None, 1.5),
+    ("max 100000", None, None),
+    (None, (50000, 100000), 0.5),
+    (None, (-1, 100000), None),
+    (None, None, None),
+])
+def test_cgroup_cpu_limit(tmp_path, v2, v1, limit):
+    assert devices.cgroup_cpu_limit(_cgroup(tmp_path, v2, v1)) == limit
+
+
+def test_inference_threads_share_the_container_cpus(tmp_path, settings):
+    import os
+
+    affinity = len(os.sched_getaffinity(0))
+    root = _cgroup(tmp_path, "400000 100000")  # a 4-CPU limit
+    assert devices.available_cpus(root) == min(affinity, 4)
+    half = tmp_path / "half"
+    half.mkdir()
+    assert devices.available_cpus(_cgroup(half, "50000 100000")) == 1  # rounds up to one
+    for processes in (1, 2, 8):
+        s = settings.model_copy(update={"processes": processes, "inference_threads": 0})
+        assert devices.inference_threads(s, root) == max(1, min(affinity, 4) // processes)
+    s = settings.model_copy(update={"processes": 8, "inference_threads": 3})
+    assert devices.inference_threads(s, root) == 3  # the setting wins
+
+
+def test_rembg_session_gets_the_thread_budget(settings):
+    from extensions.remove_bg import RembgModel
+
+    model = RembgModel("u2netp", settings.models_dir, "cpu", threads=1)
+    opts = model.session.inner_session.get_session_options()
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (1, 1)
+
+
+def test_torch_models_get_the_thread_budget(settings, tiny):
+    import torch
+
+    from extensions.vision import ImageClassifier
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        ImageClassifier(tiny["classifier"], settings.models_dir, "cpu", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- the model cache -----------------------------------------------------------
 
 

@@ -49,7 +49,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     if args.queues:
         os.environ[QUEUES_ENV] = ",".join(args.queues)
-    argv = ["worker.app", "--processes", str(args.processes or settings.processes),
+    # The worker processes read their own settings: tell them how many they are, so
+    # each takes its share of the CPUs for inference (devices.inference_threads).
+    processes = args.processes or settings.processes
+    os.environ["EXTWORKER_PROCESSES"] = str(processes)
+    argv = ["worker.app", "--processes", str(processes),
             "--threads", str(args.threads or settings.threads),
             "--worker-shutdown-timeout", str(int(settings.shutdown_timeout_s * 1000))]
     if args.queues:

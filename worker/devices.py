@@ -6,16 +6,26 @@ offered **and** a device is visible (onnxruntime lists its CUDA provider
 whenever ``onnxruntime-gpu`` is installed, GPU or not). Every pick is logged
 once per process with its reason. An explicit ``cuda`` that cannot work is an
 error, not a silent CPU fallback.
+
+On the CPU, inference gets a thread budget (``inference_threads``): ONNX Runtime
+and torch otherwise size their pools from the cores they can see, in every worker
+process, and neither reads the container's CPU quota (onnxruntime#29510) — on a
+64-core node with a 2-CPU limit and 4 processes that is hundreds of busy threads
+taking turns on 2 CPUs. Explicit counts also keep ONNX Runtime from pinning
+threads to cores outside a cpuset.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
+from pathlib import Path
 from typing import Any
 
 from .errors import ExtworkerError
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 _logged: set[tuple[str, str, str]] = set()
@@ -97,3 +107,44 @@ def active_device(session: Any, wanted: str) -> str:
         log.warning("CUDA was requested but the ONNX session runs on CPU")
         return "cpu"
     return wanted
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 ``cpu.max``, else v1 CFS files),
+    or ``None`` when there is none or it cannot be read."""
+    try:
+        quota, _, period = (root / "cpu.max").read_text().partition(" ")
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for sub in ("cpu", "cpu,cpuacct"):
+        try:
+            quota_us = int((root / sub / "cpu.cfs_quota_us").read_text())
+            period_us = int((root / sub / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup quota (rounded up)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(cgroup_root)
+    return max(1, min(cpus, math.ceil(limit))) if limit else cpus
+
+
+def inference_threads(settings: Settings, cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """Threads one process may use for inference: the setting, else its share of the CPUs."""
+    if settings.inference_threads:
+        return settings.inference_threads
+    cpus = available_cpus(cgroup_root)
+    threads = max(1, cpus // settings.processes)
+    if ("threads", str(cpus), str(threads)) not in _logged:
+        _logged.add(("threads", str(cpus), str(threads)))
+        log.info("inference threads: %d per process (%d CPU(s) available, %d process(es))",
+                 threads, cpus, settings.processes)
+    return threads

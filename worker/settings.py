@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     )
 
     device: str = Field("cpu", description="`auto`, `cpu` or `cuda[:N]` for model inference.")
+    inference_threads: int = Field(
+        0, ge=0, description="CPU threads per process for inference (ONNX Runtime intra-op, "
+        "torch). 0: the CPUs this container may use (affinity, cgroup quota) divided by "
+        "`serve`'s processes."
+    )
     remove_bg_model: str = Field("u2netp", description="Default remove-bg model.")
     tagger_google: Literal["classifier", "zero-shot"] = Field(
         "zero-shot", description="Local tagger behind `google-auto-tagging`."
