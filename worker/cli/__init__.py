@@ -1,0 +1,37 @@
+"""``extworker``: every command prints JSON on stdout; errors go to stderr, exit non-zero.
+
+One module per group of commands, each adding its own subparsers: ``jobs`` (files, jobs,
+the worker, models) and ``accounts`` (secrets, deliveries, saved extensions, fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import ExtworkerError
+from ..settings import Settings
+from . import accounts, jobs
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="extworker", description="Every command prints JSON on "
+                                 "stdout; errors go to stderr with a non-zero exit.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    jobs.add_parsers(sub)
+    accounts.add_parsers(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return int(args.fn(args, settings))
+    except (ExtworkerError, OSError) as e:
+        print(f"extworker: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # redis down, bad settings…: one readable line, not a traceback
+        print(f"extworker: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+

@@ -1,0 +1,228 @@
+"""Commands for files, jobs and the worker itself: ``serve``, ``files``, ``submit``,
+``jobs``, ``usage``, ``models``, ``apply`` and ``schema``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import models as model_registry
+from ..errors import ExtworkerError
+from ..settings import Settings
+from .common import emit, json_arg
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The dramatiq worker: ``--processes`` × ``--threads``, plus the pod's HTTP port.
+
+    Prepares what every process must share before dramatiq forks them: a fresh
+    prometheus multiprocess directory and this pod's queue list (for /readyz).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    from ..ops import QUEUES_ENV
+
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="extworker-metrics-")
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # stale samples of a previous run
+    os.makedirs(metrics_dir, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if args.queues:
+        os.environ[QUEUES_ENV] = ",".join(args.queues)
+    # The worker processes read their own settings: tell them how many they are, so
+    # each takes its share of the CPUs for inference (devices.inference_threads).
+    processes = args.processes or settings.processes
+    os.environ["EXTWORKER_PROCESSES"] = str(processes)
+    argv = ["worker.app", "--processes", str(processes),
+            "--threads", str(args.threads or settings.threads),
+            "--worker-shutdown-timeout", str(int(settings.shutdown_timeout_s * 1000))]
+    if args.queues:
+        argv += ["--queues", *args.queues]
+    return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
+
+
+def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
+    from ..runtime import Runtime
+
+    pipeline = Runtime(settings).pipeline
+    if args.files_cmd == "add":
+        path = Path(args.path)
+        tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
+        rec = pipeline.add_file(path.read_bytes(), args.name or path.name, args.folder, tags)
+        emit(rec.file_object())
+        return 0
+    rec = pipeline.get_file(args.file_id)
+    if rec is None:
+        raise ExtworkerError(f"file not found: {args.file_id}")
+    emit(rec.file_object())
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from ..client import submit
+
+    job: dict[str, Any] = {"fileId": args.file_id, "extensions": args.extensions,
+                           "accountId": args.account}
+    if args.webhook_url:
+        job["webhookUrl"] = args.webhook_url
+    if args.job_id:
+        job["jobId"] = args.job_id
+    if args.dry_run:
+        job["dryRun"] = True
+    if args.remove_ai_tags:
+        job["removeAITags"] = args.remove_ai_tags
+    result = submit(job, settings=settings, wait=args.wait)
+    if args.wait is None:
+        result = {"jobId": result["jobId"], "published": True}
+    emit(result)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from ..runtime import Runtime
+
+    doc = Runtime(settings).pipeline.get_job(args.job_id)
+    if doc is None:
+        raise ExtworkerError(f"job not found: {args.job_id}")
+    emit(doc)
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace, settings: Settings) -> int:
+    from ..runtime import Runtime
+
+    usage = Runtime(settings).pipeline.usage(args.account, args.month)
+    usage["quota"] = settings.quota_for(args.account)
+    emit(usage)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    if args.models_cmd == "pull":
+        path = model_registry.pull(args.name, settings.models_dir,
+                                   log=lambda m: print(m, file=sys.stderr),
+                                   revision=args.revision)
+        out: dict[str, Any] = {"name": args.name, "path": str(path)}
+        if path.is_file():
+            out["md5"] = model_registry.md5_of(path)
+        emit(out)
+        return 0
+    loaded: dict[str, int] = {}
+    try:
+        import redis
+
+        from ..modelkeeper import loaded_anywhere
+
+        loaded = loaded_anywhere(redis.Redis.from_url(settings.redis_url,
+                                                      socket_connect_timeout=1), settings)
+    except Exception:  # no Redis: list what is on disk
+        pass
+    rows = model_registry.installed(settings.models_dir, frozenset(loaded))
+    for row in rows:
+        row["loadedBy"] = loaded.get(row["name"], 0)
+    emit(rows)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole pipeline in-process, on the embedded stores: no Redis, no broker."""
+    from ..runtime import Runtime
+
+    queued: list[tuple[str, str]] = []
+    runtime = Runtime(settings, embedded=True, enqueue=lambda q, j, s: queued.append((j, s)))
+    p = runtime.pipeline
+    image = Path(args.image)
+    record = p.add_file(image.read_bytes(), image.name)
+    job = {"fileId": record.fileId, "extensions": args.extensions, "accountId": args.account}
+    doc = p.accept(job)
+    if doc is None:
+        raise ExtworkerError("invalid job")
+    for job_id, slot in queued:
+        p.execute(job_id, slot)
+    final = p.get_file(record.fileId)
+    assert final is not None
+    out_path = Path(args.output) if args.output else image.with_name(image.stem + ".out.png")
+    if final.versionInfo.id != record.versionInfo.id:
+        out_path.write_bytes(p.blobs.get(final.current.blobKey))
+    doc = p.get_job(doc["jobId"]) or doc
+    emit(final.file_object())
+    failed = {n: s["error"] for n, s in doc["extensions"].items() if s["status"] == "failed"}
+    for name, err in failed.items():
+        print(f"extworker: {name} failed: {err['message']}", file=sys.stderr)
+    if final.versionInfo.id != record.versionInfo.id:
+        print(f"extworker: wrote {out_path}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from ..contract import job_json_schema
+
+    emit(job_json_schema())
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register these commands on ``extworker``'s subparsers."""
+    sp = sub.add_parser("serve", help="run the dramatiq worker")
+    sp.add_argument("--queues", nargs="+")
+    sp.add_argument("--processes", type=int)
+    sp.add_argument("--threads", type=int)
+    sp.set_defaults(fn=cmd_serve)
+
+    fp = sub.add_parser("files", help="a minimal stand-in for an upload service")
+    fsub = fp.add_subparsers(dest="files_cmd", required=True)
+    fa = fsub.add_parser("add")
+    fa.add_argument("path")
+    fa.add_argument("--name")
+    fa.add_argument("--folder", default="/")
+    fa.add_argument("--tags", help="comma-separated")
+    fg = fsub.add_parser("get")
+    fg.add_argument("file_id")
+    fp.set_defaults(fn=cmd_files)
+
+    su = sub.add_parser("submit", help="publish a job")
+    su.add_argument("--file-id", required=True)
+    su.add_argument("--extensions", required=True, type=json_arg, help="JSON array or @file")
+    su.add_argument("--webhook-url")
+    su.add_argument("--account", default="default")
+    su.add_argument("--job-id")
+    su.add_argument("--dry-run", action="store_true", help="charge no units")
+    su.add_argument("--remove-ai-tags", type=json_arg, help='JSON: ["name", …] or "all"')
+    su.add_argument("--wait", type=float, metavar="SECONDS")
+    su.set_defaults(fn=cmd_submit)
+
+    jp = sub.add_parser("jobs", help="inspect a job")
+    jsub = jp.add_subparsers(dest="jobs_cmd", required=True)
+    jg = jsub.add_parser("get")
+    jg.add_argument("job_id")
+    jp.set_defaults(fn=cmd_jobs)
+
+    up = sub.add_parser("usage", help="units used this month")
+    up.add_argument("account")
+    up.add_argument("--month", help="YYYY-MM (default: this month)")
+    up.set_defaults(fn=cmd_usage)
+
+    mp = sub.add_parser("models", help="pull and list models")
+    msub = mp.add_subparsers(dest="models_cmd", required=True)
+    mpull = msub.add_parser("pull")
+    mpull.add_argument("name")
+    mpull.add_argument("--revision", help="hub models: a branch, tag or commit (default main)")
+    msub.add_parser("list")
+    mp.set_defaults(fn=cmd_models)
+
+    sc = sub.add_parser("schema", help="print the job JSON Schema")
+    sc.set_defaults(fn=cmd_schema)
+
+    apl = sub.add_parser("apply", help="run extensions on a local image, no Redis")
+    apl.add_argument("image")
+    apl.add_argument("--extensions", required=True, type=json_arg)
+    apl.add_argument("--account", default="default")
+    apl.add_argument("-o", "--output")
+    apl.set_defaults(fn=cmd_apply)
