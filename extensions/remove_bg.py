@@ -45,7 +45,7 @@ class RembgModel:
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        if threads:  # 0: ONNX Runtime's default, a thread per core of the host
+        if threads:  # 0: ONNX Runtime's own default (sized from the cores it sees)
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         with _env_lock:

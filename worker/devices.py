@@ -28,17 +28,23 @@ from .errors import ExtworkerError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-_logged: set[tuple[str, str, str]] = set()
+_logged: set[tuple[object, ...]] = set()
 
 
 def _index(device: str) -> int:
     return int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
 
 
+def _log_once(key: tuple[object, ...], message: str, *args: object) -> None:
+    """Log ``message`` the first time ``key`` is seen in this process."""
+    if key not in _logged:
+        _logged.add(key)
+        log.info(message, *args)
+
+
 def _note(runtime: str, requested: str, picked: str, reason: str) -> None:
-    if (runtime, requested, picked) not in _logged:
-        _logged.add((runtime, requested, picked))
-        log.info("%s device: requested %s, using %s (%s)", runtime, requested, picked, reason)
+    _log_once((runtime, requested, picked), "%s device: requested %s, using %s (%s)",
+              runtime, requested, picked, reason)
 
 
 def cuda_devices() -> int:
@@ -143,8 +149,7 @@ def inference_threads(settings: Settings, cgroup_root: Path = Path("/sys/fs/cgro
         return settings.inference_threads
     cpus = available_cpus(cgroup_root)
     threads = max(1, cpus // settings.processes)
-    if ("threads", str(cpus), str(threads)) not in _logged:
-        _logged.add(("threads", str(cpus), str(threads)))
-        log.info("inference threads: %d per process (%d CPU(s) available, %d process(es))",
-                 threads, cpus, settings.processes)
+    _log_once(("threads", cpus, threads),
+              "inference threads: %d per process (%d CPU(s) available, %d process(es))",
+              threads, cpus, settings.processes)
     return threads
