@@ -42,6 +42,11 @@ FROM python:${PYTHON_VERSION}-slim AS final
 ARG DEVICE=cpu
 LABEL org.opencontainers.image.title="extworker" \
       org.opencontainers.image.description="Media-library extensions on your own CPU/GPU nodes"
+# ExifTool reads embeddedMetadata and writes a cut-out's rights metadata.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libimage-exiftool-perl \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --no-log-init --create-home --uid 10001 extworker \
     && mkdir -p /data /opt/numba-cache \
     && chown extworker /data /opt/numba-cache

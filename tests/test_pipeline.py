@@ -168,7 +168,7 @@ def test_quota_refusal_charges_nothing(settings, rclient, astronaut):
     rt = Runtime(settings)
     rt.queued = []
     rt.pipeline.enqueue = lambda q, j, s: rt.queued.append((q, j, s))
-    rec = rt.pipeline.add_file(jpeg(astronaut), "a.jpg")
+    rec = rt.pipeline.add_file(jpeg(astronaut), "a.jpg", account="small")
     doc = run_job(rt, {"fileId": rec.fileId, "accountId": "small",
                        "extensions": [{"name": "remove-bg"}]})
     slot = doc["extensions"]["remove-bg"]

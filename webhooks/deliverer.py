@@ -58,7 +58,7 @@ class Webhooks:
 
     # --- intake ---------------------------------------------------------------
 
-    def enqueue(self, *, account: str, url: str, job_id: str, file_id: str, service: str,
+    def enqueue(self, *, account: str, url: str, job_id: str, file_id: str | None, service: str,
                 status: str, file_object: dict[str, Any] | None,
                 error: dict[str, str] | None,
                 sync_until: float | None = None) -> dict[str, Any] | None:

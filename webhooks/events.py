@@ -17,7 +17,7 @@ def webhook_id(job_id: str, extension: str) -> str:
 
 
 def body_for(
-    service: str, status: str, file_id: str, file_object: dict[str, Any] | None,
+    service: str, status: str, file_id: str | None, file_object: dict[str, Any] | None,
     error: dict[str, str] | None,
 ) -> str:
     if status == "success" and file_object is not None:

@@ -107,7 +107,7 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
             ext = doc["extensions"][slot]
             created = hooks.enqueue(
                 account=doc["accountId"], url=doc["webhookUrl"], job_id=doc["jobId"],
-                file_id=doc["fileId"], service=slot, status=ext["status"],
+                file_id=doc.get("fileId"), service=slot, status=ext["status"],
                 file_object=file_object, error=ext.get("error"),
                 sync_until=doc.get("syncUntil"))
             # Wake the webhooks queue for a delivery due now; later ones (a caller is

@@ -51,6 +51,15 @@ class BlobStore:
         except FileNotFoundError:
             pass
 
+    def size(self, key: str) -> int:
+        """Bytes stored at ``key``; ``FileNotFoundError`` if there is nothing."""
+        try:
+            return int(self.fs.size(self._path(key)))
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise RetryableError(f"blob storage read failed for {key}: {e}") from e
+
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))
 

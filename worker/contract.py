@@ -208,6 +208,118 @@ BUILTIN_MODELS: dict[str, type[BaseModel]] = {
 _UNION_TAGS = frozenset(BUILTIN_NAMES) | {"select_tags", "select_metadata", "yes_no"}
 
 
+# --- uploads and updates ------------------------------------------------------
+
+MAX_TAG_CHARS = 500  # the upload API: all tags together
+MAX_FOLDER_DEPTH = 50
+MAX_DESCRIPTION = 4096
+_COORDS = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
+
+
+def parse_tags(value: list[str] | str | None) -> list[str] | None:
+    """Tags as the upload API takes them: an array or one comma-separated string; at most
+    500 characters in all, no ``%``. Trimmed, empties dropped, duplicates dropped."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    tags = list(dict.fromkeys(t.strip() for t in items if t.strip()))
+    if sum(len(t) for t in tags) > MAX_TAG_CHARS:
+        raise ValueError(f"at most {MAX_TAG_CHARS} characters of tags in all")
+    if any("%" in t for t in tags):
+        raise ValueError("tags must not contain '%'")
+    return tags
+
+
+def parse_coordinates(value: str | None) -> str | None:
+    """``x,y,width,height`` in pixels (width and height above 0); ``""`` clears them."""
+    if value is None or value == "":
+        return value
+    m = _COORDS.match(value)
+    if m is None:
+        raise ValueError(f"expected x,y,width,height in whole pixels, got {value[:60]!r}")
+    x, y, w, h = (int(g) for g in m.groups())
+    if w == 0 or h == 0:
+        raise ValueError("width and height must be above 0")
+    return f"{x},{y},{w},{h}"
+
+
+class _FileFields(_Strict):
+    """Fields an upload and an update share, with the upload API's rules."""
+
+    tags: list[str] | str | None = Field(
+        None, description="An array, or one comma-separated string; 500 characters in all; "
+        "no `%`.")
+    customCoordinates: str | None = Field(
+        None, description="`x,y,width,height`: an area of interest, within the image.")
+    customMetadata: dict[str, Any] | None = Field(
+        None, description="Values of the account's custom metadata fields (validated "
+        "against them).")
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
+
+    _tags = field_validator("tags")(classmethod(lambda cls, v: parse_tags(v)))
+    _coords = field_validator("customCoordinates")(
+        classmethod(lambda cls, v: parse_coordinates(v)))
+
+
+class UploadFields(_FileFields):
+    """What an upload says about its file: the upload API's fields, without the bytes."""
+
+    fileName: str = Field(
+        ..., min_length=1, max_length=1024, description="Characters other than letters, "
+        "digits, `.` and `-` become `_`.")
+    folder: str = Field(
+        "/", max_length=4096, description="Created on demand; at most 50 levels; characters "
+        "other than letters, digits, `/`, `_` and `-` become `_`.")
+    useUniqueFileName: bool = Field(True, description="Add a unique suffix to the name.")
+    isPrivateFile: bool = False
+    isPublished: bool = True
+    overwriteFile: bool = Field(
+        True, description="false (with useUniqueFileName false): an existing file at the "
+        "path rejects the upload.")
+    overwriteAITags: bool = Field(True, description="Overwriting: drop the file's AITags.")
+    overwriteTags: bool = Field(
+        True, description="Overwriting without `tags`: drop the file's tags.")
+    overwriteCustomMetadata: bool = Field(
+        True, description="Overwriting without `customMetadata`: drop the file's values.")
+
+    @model_validator(mode="after")
+    def _depth(self) -> UploadFields:
+        if len([level for level in self.folder.split("/") if level]) > MAX_FOLDER_DEPTH:
+            raise ValueError(f"folder: at most {MAX_FOLDER_DEPTH} levels")
+        return self
+
+
+class Upload(UploadFields):
+    """A new file, or a new version of the file at the same path (``origin: upload``)."""
+
+    url: HttpUrl | None = Field(
+        None, description="Fetched by the worker through the egress guard: headers within "
+        "8 s, the whole body within EXTWORKER_FETCH_DEADLINE_S, size-capped, no redirects.")
+    blobKey: str | None = Field(
+        None, min_length=1, max_length=1024, description="A key the upload service wrote "
+        "into the shared blob storage (EXTWORKER_BLOB_URL); relative, never outside it.")
+    base64: str | None = Field(
+        None, description="The bytes, base64 (or a `data:` URI); small files only "
+        "(EXTWORKER_UPLOAD_BASE64_MAX_BYTES).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Upload:
+        given = [n for n in ("url", "blobKey", "base64") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("exactly one of url, blobKey or base64 is required"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+class Update(_FileFields):
+    """Update File Details (``origin: update``): a field present changes, one absent stays.
+
+    ``tags`` replaces the tags (``null`` or ``[]`` removes them); ``customMetadata`` sets
+    the keys given, and a key given as ``null`` is removed; ``customCoordinates``
+    replaces them (``null`` or ``""`` removes them); ``description`` replaces it
+    (``null`` removes it)."""
+
+
 # --- the job ----------------------------------------------------------------
 
 
@@ -220,29 +332,55 @@ class _JobFields(BaseModel):
         description="Idempotency key chosen by the client; generated when absent.",
     )
     accountId: str = Field("default", pattern=ID_PATTERN, description="Who is metered.")
-    fileId: str = Field(..., pattern=ID_PATTERN, description="The file record to work on.")
+    fileId: str | None = Field(
+        None, pattern=ID_PATTERN, description="The file record to work on (absent when "
+        "`upload` creates it; the job document records the one it created).")
     webhookUrl: HttpUrl | None = Field(None, description="Told once per extension at its end.")
     removeAITags: list[str] | Literal["all"] | None = Field(
         None, description="AITags to remove (names, or `all`) before the extensions run."
     )
     origin: Literal["upload", "update"] = "upload"
+    upload: Upload | None = Field(None, description="The file itself (origin `upload`).")
+    update: Update | None = Field(None, description="Fields to change (origin `update`).")
     dryRun: bool = Field(False, description="Run everything, charge no units.")
     syncUntil: float | None = Field(
         None, description="Set by a waiting client (epoch seconds): extensions final before "
         "this are reported to it and get no webhook.",
     )
 
+    @model_validator(mode="after")
+    def _target(self) -> _JobFields:
+        if self.upload is not None:
+            if self.origin != "upload":
+                raise ValueError("upload: only with origin 'upload'")
+            if self.fileId is not None:
+                raise ValueError("fileId: not allowed with upload (the upload creates or "
+                                 "chooses the file by its path)")
+        elif self.fileId is None:
+            raise ValueError("fileId: field required (or an upload object)")
+        if self.update is not None and self.origin != "update":
+            raise ValueError("update: only with origin 'update'")
+        return self
+
+
+def _need_work(job: Any) -> Any:
+    if not job.extensions and job.upload is None and job.update is None:
+        raise ValueError("extensions: at least one extension (or an upload or update)")
+    return job
+
 
 class Job(_JobFields):
     """A job exactly as an upload service publishes it (the published JSON Schema)."""
 
-    extensions: list[BuiltinExtension] = Field(..., min_length=1, max_length=20)
+    extensions: list[BuiltinExtension] = Field(default_factory=list, max_length=20)
+    _work = model_validator(mode="after")(_need_work)
 
 
 class JobEnvelope(_JobFields):
     """What a worker validates first: job fields strict, extensions still raw."""
 
-    extensions: list[Any] = Field(..., min_length=1, max_length=20)
+    extensions: list[Any] = Field(default_factory=list, max_length=20)
+    _work = model_validator(mode="after")(_need_work)
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:

@@ -33,6 +33,7 @@ from .errors import RetryableError
 
 T = TypeVar("T")
 DELETE = object()  # a write value meaning "remove the key"
+_INDEX = "__index__:"  # LocalKV: where a sorted index is kept as a JSON list
 
 
 @dataclass
@@ -42,12 +43,19 @@ class Txn(Generic[T]):
     writes: dict[str, Any] = field(default_factory=dict)
     result: T | None = None
     ttl: dict[str, int] = field(default_factory=dict)  # seconds, per written key
+    # Sorted indexes (members in byte order): added and removed with the writes.
+    index_add: dict[str, list[str]] = field(default_factory=dict)
+    index_remove: dict[str, list[str]] = field(default_factory=dict)
 
 
 class KV(Protocol):
     def get(self, key: str) -> Any | None: ...
 
     def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None: ...
+
+    def index_range(self, key: str, prefix: str, offset: int, count: int) -> list[str]:
+        """Members of the index at ``key`` that start with ``prefix``, in byte order."""
+        ...
 
 
 class RedisKV:
@@ -76,7 +84,7 @@ class RedisKV:
                         for k, v in zip(keys, raws, strict=True)
                     }
                     txn = fn(current)
-                    if not txn.writes:
+                    if not (txn.writes or txn.index_add or txn.index_remove):
                         pipe.unwatch()
                         return txn.result
                     pipe.multi()
@@ -85,6 +93,12 @@ class RedisKV:
                             pipe.delete(k)
                         else:
                             pipe.set(k, json.dumps(v, separators=(",", ":")), ex=txn.ttl.get(k))
+                    for k, members in txn.index_remove.items():
+                        if members:
+                            pipe.zrem(k, *members)
+                    for k, members in txn.index_add.items():
+                        if members:
+                            pipe.zadd(k, dict.fromkeys(members, 0))
                     pipe.execute()
                     return txn.result
             except redis.WatchError:
@@ -93,6 +107,16 @@ class RedisKV:
             except redis.RedisError as e:
                 raise RetryableError(f"redis unavailable: {e}") from e
         raise RetryableError(f"too much contention on {keys}")
+
+    def index_range(self, key: str, prefix: str, offset: int, count: int) -> list[str]:
+        # One score for all: ZRANGEBYLEX orders members by their bytes.
+        low = "[" + prefix if prefix else "-"
+        high = "[" + prefix + "\U0010ffff" if prefix else "+"
+        try:
+            raw = self.client.zrangebylex(key, low, high, start=offset, num=count)
+        except redis.RedisError as e:
+            raise RetryableError(f"redis unavailable: {e}") from e
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
 
 
 class LocalKV:
@@ -136,10 +160,24 @@ class LocalKV:
                 if v is DELETE:
                     path.unlink(missing_ok=True)
                     continue
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(v, separators=(",", ":")))
-                tmp.replace(path)
+                self._write(path, v)
+            for k in {**txn.index_remove, **txn.index_add}:  # removals first, as in Redis
+                current = set(self._read(_INDEX + k) or [])
+                current -= set(txn.index_remove.get(k, []))
+                current |= set(txn.index_add.get(k, []))
+                self._write(self._path(_INDEX + k), sorted(current, key=str.encode))
             return txn.result
+
+    @staticmethod
+    def _write(path: Path, value: Any) -> None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value, separators=(",", ":")))
+        tmp.replace(path)
+
+    def index_range(self, key: str, prefix: str, offset: int, count: int) -> list[str]:
+        with self._locked():
+            members = [m for m in self._read(_INDEX + key) or [] if m.startswith(prefix)]
+        return members[offset:offset + count]
 
 
 class AccountDocs:

@@ -20,8 +20,9 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +35,7 @@ from .blobs import BlobStore
 from .contract import (
     JobEnvelope,
     SavedExtensionRef,
+    UploadFields,
     extension_label,
     format_validation_error,
     parse_extension,
@@ -41,12 +43,15 @@ from .contract import (
 from .errors import PermanentError, QuotaExceeded, RetryableError
 from .fetch import fetch
 from .fields import FieldStore
+from .files import PATH_ATTEMPTS, FileStore, PathTaken, Prepared, owned
 from .imaging import probe
 from .kv import KV, Txn
+from .metadata import ExifTool
 from .models import ModelCache
-from .records import ErrorInfo, FileRecord, NewVersion, RecordPatch, new_id, now_iso
+from .records import ErrorInfo, FileRecord, NewVersion, RecordPatch, now_iso
 from .saved import SavedStore
 from .settings import Settings
+from .uploads import read_source
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[str, str, str], None]  # (queue, jobId, slot)
@@ -56,6 +61,22 @@ Notify = Callable[[dict[str, Any], str, dict[str, Any] | None], None]
 
 def _err(message: str, code: str) -> dict[str, str]:
     return {"message": message, "code": code}
+
+
+class _Stored(NamedTuple):
+    """A new version's bytes as stored (metadata written in) and what was read back."""
+
+    key: str
+    data: bytes
+    embedded: dict[str, Any]
+
+
+# Tags of a source's embeddedMetadata that a derived version (a cut-out) carries over.
+_RIGHTS_KEYS = frozenset({
+    "Artist", "Copyright", "ImageDescription", "Creator", "Rights", "Description", "Title",
+    "CopyrightNotice", "Byline", "CaptionAbstract", "Credit", "Source", "Headline",
+    "ObjectName", "Keywords", "Subject", "UsageTerms", "WebStatement", "Marked",
+})
 
 
 @functools.lru_cache(maxsize=1024)
@@ -88,6 +109,8 @@ class Pipeline:
         self.egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
         self.saved = SavedStore(kv, settings)
         self.fields = FieldStore(kv, settings)
+        self.exiftool = ExifTool(settings.exiftool)
+        self.files = FileStore(kv, blobs, settings, self.fields, self.exiftool)
 
     # --- keys -----------------------------------------------------------------
 
@@ -95,7 +118,7 @@ class Pipeline:
         return self.settings.key("job", job_id)
 
     def file_key(self, file_id: str) -> str:
-        return self.settings.key("file", file_id)
+        return self.files.file_key(file_id)
 
     def units_key(self, account: str, month: str | None = None) -> str:
         return self.settings.key("units", account, month or metering.month_of())
@@ -103,34 +126,18 @@ class Pipeline:
     # --- files ----------------------------------------------------------------
 
     def add_file(
-        self, data: bytes, name: str, folder: str = "/", tags: list[str] | None = None
+        self, data: bytes, name: str, folder: str = "/", tags: list[str] | None = None,
+        account: str = "default", **fields: Any,
     ) -> FileRecord:
-        """Store ``data`` as a new file (version 1) — the upload service's part."""
-        if not re.fullmatch(r"[^/\\\x00]{1,255}", name):
-            raise PermanentError(f"name: invalid file name {name!r}")
-        file_id, version_id = new_id(), new_id()
-        key = f"{file_id}/{version_id}/{name}"
-        self.blobs.put(key, data)
-        info = probe(data)
-        now = now_iso()
-        folder = "/" + folder.strip("/") + "/" if folder.strip("/") else "/"
-        facts = {"mime": info.mime, "width": info.width, "height": info.height,
-                 "hasAlpha": info.has_alpha} if info else {"mime": "application/octet-stream"}
-        record = FileRecord.model_validate({
-            "fileId": file_id, "name": name, "filePath": f"{folder}{name}", "tags": tags or None,
-            "versionInfo": {"id": version_id, "name": "Version 1"}, "url": self.blobs.url(key),
-            "fileType": "image" if info else "non-image", "size": len(data),
-            "createdAt": now, "updatedAt": now, **facts,
-            "versions": [{"id": version_id, "name": "Version 1", "blobKey": key,
-                          "size": len(data), "createdAt": now, **facts}],
-        })
-        fk = self.file_key(file_id)
-        self.kv.transact([fk], lambda cur: Txn(writes={fk: record.model_dump(mode="json")}))
-        return record
+        """Upload ``data`` without a job (the CLI's ``files add``): the same rules and the
+        same transaction as a job's ``upload``, including overwrites."""
+        upload = UploadFields.model_validate({"fileName": name, "folder": folder,
+                                              "tags": tags, **fields})
+        prepared = self.files.prepare(upload, data, account, f"cli-{uuid.uuid4().hex}")
+        return self.files.add(prepared, account)
 
-    def get_file(self, file_id: str) -> FileRecord | None:
-        doc = self.kv.get(self.file_key(file_id))
-        return None if doc is None else FileRecord.model_validate(doc)
+    def get_file(self, file_id: str, account: str | None = None) -> FileRecord | None:
+        return self.files.get(file_id, account)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         return self.kv.get(self.job_key(job_id))
@@ -191,7 +198,12 @@ class Pipeline:
                 "default": self.settings.queue_default}.get(resource_class, resource_class)
 
     def accept(self, raw: Any) -> dict[str, Any] | None:
-        """The dispatch step. Returns the job document (``None`` for an unusable message)."""
+        """The dispatch step. Returns the job document (``None`` for an unusable message).
+
+        An ``upload`` is read (url, blobKey or base64), checked and stored first; then one
+        transaction writes the file (new, or a new version at the same path), the job
+        document and the pending statuses — or a ``rejected`` job document and nothing
+        else. An ``update`` is checked first and applied in that same transaction."""
         try:
             job = JobEnvelope.model_validate(raw)
         except ValidationError as e:
@@ -206,41 +218,128 @@ class Pipeline:
                     writes={} if cur[jk] else {jk: doc}, ttl={jk: self.settings.job_ttl_s}))
             return None
 
-        jk, fk = self.job_key(job.jobId), self.file_key(job.fileId)
+        jk = self.job_key(job.jobId)
         planned = self._plan(job)
+        prepared: Prepared | None = None
+        update: RecordPatch | None = None
+        if self.kv.get(jk) is None:  # (a duplicate neither fetches nor checks again)
+            try:
+                if job.upload is not None:
+                    prepared = self._prepare_upload(job)
+                elif job.update is not None:
+                    update = self._prepare_update(job)
+            except PermanentError as e:
+                rejected = self._job_doc(job, planned, error=e)
+                doc = self.kv.transact([jk], lambda cur: Txn(
+                    writes={} if cur[jk] else {jk: rejected}, result=cur[jk] or rejected,
+                    ttl={jk: self.settings.job_ttl_s})) or rejected
+                return self._dispatched(job, "rejected" if doc is rejected else "duplicate", doc)
+        for _ in range(PATH_ATTEMPTS):
+            try:
+                outcome, doc = self._accept_txn(job, planned, prepared, update)
+                break
+            except PathTaken:
+                continue
+        else:
+            raise RetryableError(f"job {job.jobId}: no free path for the upload")
+        if outcome == "rejected" and prepared is not None:
+            self.blobs.delete(prepared.blob_key)  # nothing half-written
+        return self._dispatched(job, outcome, doc)
+
+    def _prepare_upload(self, job: JobEnvelope) -> Prepared:
+        s, upload = self.settings, job.upload
+        assert upload is not None
+        data = read_source(
+            upload, blobs=self.blobs, max_bytes=s.upload_max_bytes,
+            base64_max_bytes=s.upload_base64_max_bytes,
+            fetch=lambda url, cap: fetch(url, self.egress, s.fetch_timeout_s, cap,
+                                         s.fetch_deadline_s))
+        return self.files.prepare(upload, data, job.accountId, job.jobId)
+
+    def _prepare_update(self, job: JobEnvelope) -> RecordPatch:
+        assert job.update is not None and job.fileId is not None
+        record = self.files.get(job.fileId, job.accountId)
+        if record is None:
+            raise PermanentError(f"file not found: {job.fileId}", code="file_not_found")
+        return self.files.update_patch(job.update, record, job.accountId)
+
+    def _job_doc(self, job: JobEnvelope, planned: dict[str, dict[str, Any]],
+                 error: PermanentError | None = None) -> dict[str, Any]:
+        """A new job document; ``rejected`` with ``error`` (every extension failed with it)."""
+        slots = json.loads(json.dumps(planned))  # each document owns its slots
+        doc = {
+            "jobId": job.jobId, "accountId": job.accountId, "fileId": job.fileId,
+            "webhookUrl": str(job.webhookUrl) if job.webhookUrl else None,
+            "dryRun": job.dryRun, "origin": job.origin, "removeAITags": job.removeAITags,
+            "syncUntil": job.syncUntil, "state": "accepted", "createdAt": now_iso(),
+            "extensions": slots,
+        }
+        if error is not None:
+            reason = _err(str(error), error.code)
+            doc.update(state="rejected", error=reason)
+            for slot in slots.values():
+                if slot["status"] == "pending":
+                    slot.update(status="failed", error=reason, finishedAt=now_iso())
+        return doc
+
+    def _accept_txn(self, job: JobEnvelope, planned: dict[str, dict[str, Any]],
+                    prepared: Prepared | None, update: RecordPatch | None,
+                    ) -> tuple[str, dict[str, Any]]:
+        account, jk = job.accountId, self.job_key(job.jobId)
+        file_path, keys, file_id = None, [jk], job.fileId
+        if prepared is not None:
+            file_path, pk, file_id = self.files.choose_path(prepared, account)
+            keys.append(pk)
+        if file_id is not None:
+            keys.append(self.file_key(file_id))
 
         def txn(cur: dict[str, Any]) -> Txn[tuple[str, dict[str, Any]]]:
             existing = cur[jk]
             if existing is not None:
                 return Txn(result=("duplicate" if existing["state"] != "accepted" else
                                    "resume", existing))
-            doc = {
-                "jobId": job.jobId, "accountId": job.accountId, "fileId": job.fileId,
-                "webhookUrl": str(job.webhookUrl) if job.webhookUrl else None,
-                "dryRun": job.dryRun, "origin": job.origin, "removeAITags": job.removeAITags,
-                "syncUntil": job.syncUntil,
-                "state": "accepted", "createdAt": now_iso(), "extensions": planned,
-            }
-            writes: dict[str, Any] = {jk: doc}
-            if cur[fk] is None:
-                for slot in planned.values():
+            ttl = {jk: self.settings.job_ttl_s}
+            doc = self._job_doc(job, planned)
+            record = owned(cur[self.file_key(file_id)], account) if file_id else None
+            upload = Txn[None]()
+            try:
+                if prepared is not None:
+                    assert file_path is not None
+                    record, upload = self.files.in_txn(cur, prepared, account, file_path,
+                                                       file_id)
+                    doc["fileId"] = record.fileId
+                elif record is None and job.update is not None:
+                    raise PermanentError(f"file not found: {job.fileId}", code="file_not_found")
+                elif record is not None and update is not None:
+                    record = update.apply(record, self.settings.max_versions)
+            except PermanentError as e:
+                rejected = self._job_doc(job, planned, error=e)
+                return Txn(writes={jk: rejected}, result=("rejected", rejected), ttl=ttl)
+            writes: dict[str, Any] = {**upload.writes, jk: doc}
+            if record is None:  # a job naming a file that is not there (or not its account's)
+                for slot in doc["extensions"].values():
                     if slot["status"] == "pending":
                         slot.update(status="failed", finishedAt=now_iso(),
                                     error=_err(f"file not found: {job.fileId}", "file_not_found"))
                 doc["state"] = "dispatched"
             else:
+                slots = doc["extensions"]
                 patch = RecordPatch(
-                    status={n: s["status"] for n, s in planned.items()},
+                    status={n: s["status"] for n, s in slots.items()},
                     errors={n: (ErrorInfo(**s["error"]) if s["error"] else None)
-                            for n, s in planned.items()},
+                            for n, s in slots.items()},
                     remove_ai_tags=job.removeAITags,
                 )
-                record = patch.apply(FileRecord.model_validate(cur[fk]),
-                                     self.settings.max_versions)
-                writes[fk] = record.model_dump(mode="json")
-            return Txn(writes=writes, result=("new", doc), ttl={jk: self.settings.job_ttl_s})
+                record = patch.apply(record, self.settings.max_versions)
+                writes[self.file_key(record.fileId)] = record.model_dump(mode="json")
+            return Txn(writes=writes, result=("new", doc), ttl=ttl, index_add=upload.index_add)
 
-        outcome, doc = self.kv.transact([jk, fk], txn)  # type: ignore[misc]
+        return self.kv.transact(keys, txn)  # type: ignore[return-value]
+
+    def _dispatched(self, job: JobEnvelope, outcome: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """After the accept transaction: queue the pending extensions, mark the job
+        dispatched, and hand every failed extension on (webhooks)."""
+        jk = self.job_key(job.jobId)
         if outcome == "duplicate":
             log.info("job %s already dispatched; duplicate ignored", job.jobId)
         elif self.enqueue is not None:
@@ -280,7 +379,7 @@ class Pipeline:
         run_seconds: float | None = None
         handler = self.registry.get(ext_name)
         result: ExtensionResult | None = None
-        blob_key: str | None = None
+        stored: _Stored | None = None
         units = 0
         try:
             if handler is None:
@@ -300,7 +399,7 @@ class Pipeline:
             result = handler.run(ctx, params)
             run_seconds = time.perf_counter() - t0
             if result.new_version is not None:
-                blob_key = self._store_version(doc, slot_name, result)
+                stored = self._store_version(doc, slot_name, result, record, ctx.read_source)
         except RetryableError:
             raise
         except PermanentError as e:
@@ -310,9 +409,9 @@ class Pipeline:
             slot, changed = self._commit(doc, slot_name, None, 0, _err(
                 f"internal error in {ext_name}: {type(e).__name__}: {e}", "internal_error"))
         else:
-            slot, changed = self._commit(doc, slot_name, result, units, None, blob_key)
-            if slot["status"] == "failed" and blob_key:
-                self.blobs.delete(blob_key)
+            slot, changed = self._commit(doc, slot_name, result, units, None, stored)
+            if slot["status"] == "failed" and stored:
+                self.blobs.delete(stored.key)
         if changed and self.observe is not None:
             self.observe(slot_name, slot, time.perf_counter() - started, run_seconds)
         return slot
@@ -321,17 +420,30 @@ class Pipeline:
         s = self.settings
         return ExtensionContext(
             settings=s, models=self.models, job_id=doc["jobId"], account_id=doc["accountId"],
-            record=record, read_source=lambda: self.blobs.get(record.current.blobKey),
+            # Cached: an extension and the version it makes read the source once.
+            record=record, read_source=functools.cache(
+                lambda: self.blobs.get(record.current.blobKey)),
             fetch=lambda url: fetch(url, self.egress, s.fetch_timeout_s, s.fetch_max_bytes),
             custom_fields=lambda: self.fields.all(doc["accountId"]),
         )
 
-    def _store_version(self, doc: dict[str, Any], slot_name: str, result: ExtensionResult) -> str:
+    def _store_version(self, doc: dict[str, Any], slot_name: str, result: ExtensionResult,
+                       source: FileRecord, read_source: Callable[[], bytes]) -> _Stored:
+        """Store a new version's bytes: the source's rights and description metadata
+        written in (when it has any), its own embedded metadata read back."""
+        assert result.new_version is not None
+        data = result.new_version
+        if self.settings.embedded_metadata:
+            if _RIGHTS_KEYS & source.embeddedMetadata.keys():
+                data = self.exiftool.carry_rights(read_source(), data,
+                                                  "." + result.new_version_ext)
+            embedded = self.exiftool.read(data)
+        else:
+            embedded = {}
         # Deterministic key: a redelivered message rewrites the same object.
         key = f"{doc['fileId']}/{doc['jobId']}-{slot_name}.{result.new_version_ext}"
-        assert result.new_version is not None
-        self.blobs.put(key, result.new_version)
-        return key
+        self.blobs.put(key, data)
+        return _Stored(key, data, embedded)
 
     def _commit(
         self,
@@ -340,7 +452,7 @@ class Pipeline:
         result: ExtensionResult | None,
         units: int,
         error: dict[str, str] | None,
-        blob_key: str | None = None,
+        stored: _Stored | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Record patch + units + final status, atomically; at most once per slot.
 
@@ -349,14 +461,14 @@ class Pipeline:
         uk = self.units_key(doc["accountId"])
         quota = self.settings.quota_for(doc["accountId"])
         new_version = None
-        if result is not None and result.new_version is not None and blob_key:
-            info = probe(result.new_version)
+        if result is not None and stored is not None:
+            info = probe(stored.data)
             new_version = NewVersion(
-                blobKey=blob_key, url=self.blobs.url(blob_key), size=len(result.new_version),
+                blobKey=stored.key, url=self.blobs.url(stored.key), size=len(stored.data),
                 mime=info.mime if info else result.new_version_mime,
                 width=info.width if info else None, height=info.height if info else None,
                 hasAlpha=info.has_alpha if info else False,
-                origin=f"{doc['jobId']}/{slot_name}")
+                origin=f"{doc['jobId']}/{slot_name}", embeddedMetadata=stored.embedded)
 
         def txn(cur: dict[str, Any]) -> Txn[tuple[dict[str, Any], bool, Any]]:
             job, raw_record = cur[jk], cur[fk]

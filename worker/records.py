@@ -70,6 +70,7 @@ class FileRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     fileId: str
+    accountId: str = "default"  # internal: whose file it is (not in the file object)
     type: Literal["file"] = "file"
     name: str
     filePath: str
@@ -79,7 +80,9 @@ class FileRecord(BaseModel):
     customMetadata: dict[str, Any] = Field(default_factory=dict)
     description: str | None = None
     isPrivateFile: bool = False
+    isPublished: bool = True
     customCoordinates: str | None = None
+    embeddedMetadata: dict[str, Any] = Field(default_factory=dict)  # of the current version
     url: str
     thumbnail: str | None = None
     fileType: Literal["image", "non-image"]
@@ -96,7 +99,7 @@ class FileRecord(BaseModel):
 
     def file_object(self) -> dict[str, Any]:
         """The public file object (what the CLI prints and webhooks carry)."""
-        return self.model_dump(mode="json", exclude={"versions"})
+        return self.model_dump(mode="json", exclude={"versions", "accountId"})
 
     @property
     def current(self) -> StoredVersion:
@@ -112,6 +115,7 @@ class NewVersion(BaseModel):
     height: int | None = None
     hasAlpha: bool = False
     origin: str
+    embeddedMetadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class RecordPatch(BaseModel):
@@ -121,12 +125,14 @@ class RecordPatch(BaseModel):
     errors: dict[str, ErrorInfo | None] = Field(default_factory=dict)
     add_tags: list[str] = Field(default_factory=list)
     remove_tags: list[str] = Field(default_factory=list)
+    replace_tags: list[str] | None = None  # the whole tag list ([]: none)
     remove_ai_tags: list[str] | Literal["all"] | None = None
     ai_tags: list[AITag] | None = None
     ai_tags_source: str | None = None  # replace every AITag of this source with ai_tags
     set_fields: dict[str, Any] = Field(default_factory=dict)  # description, …
     metadata_set: dict[str, Any] = Field(default_factory=dict)
     metadata_unset: list[str] = Field(default_factory=list)
+    metadata_clear: bool = False  # drop every customMetadata value before metadata_set
     new_version: NewVersion | None = None
 
     def apply(self, record: FileRecord, max_versions: int) -> FileRecord:
@@ -144,10 +150,14 @@ class RecordPatch(BaseModel):
             kept = [t for t in (r.AITags or []) if t.source != self.ai_tags_source]
             merged = kept + list(self.ai_tags or [])
             r.AITags = sorted(merged, key=lambda t: -t.confidence) or None
+        if self.replace_tags is not None:
+            r.tags = list(dict.fromkeys(self.replace_tags)) or None
         if self.add_tags or self.remove_tags:
             tags = [t for t in (r.tags or []) if t not in set(self.remove_tags)]
             tags += [t for t in dict.fromkeys(self.add_tags) if t not in tags]
             r.tags = tags or None
+        if self.metadata_clear:
+            r.customMetadata = {}
         for k in self.metadata_unset:
             r.customMetadata.pop(k, None)
         r.customMetadata.update(self.metadata_set)
@@ -165,7 +175,7 @@ class RecordPatch(BaseModel):
         return r
 
 
-_SETTABLE = {"description", "customCoordinates", "isPrivateFile", "thumbnail"}
+_SETTABLE = {"description", "customCoordinates", "isPrivateFile", "isPublished", "thumbnail"}
 
 
 def _add_version(r: FileRecord, v: NewVersion, max_versions: int) -> None:
@@ -187,3 +197,4 @@ def _add_version(r: FileRecord, v: NewVersion, max_versions: int) -> None:
     r.url, r.mime, r.size = v.url, v.mime, v.size
     r.width, r.height, r.hasAlpha = v.width, v.height, v.hasAlpha
     r.fileType = "image" if v.mime.startswith("image/") else "non-image"
+    r.embeddedMetadata = v.embeddedMetadata

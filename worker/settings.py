@@ -133,6 +133,21 @@ class Settings(BaseSettings):
     egress_https_only: bool = Field(False, description="Refuse plain-http outbound URLs.")
     fetch_timeout_s: float = Field(8.0, description="Header timeout of remote fetches.")
     fetch_max_bytes: int = Field(25 * 1024 * 1024, description="Size cap of remote fetches.")
+    fetch_deadline_s: float = Field(
+        30.0, gt=0, description="Whole-exchange limit of a remote fetch (connect, headers, "
+        "body): a server that trickles bytes is cut off here."
+    )
+    upload_max_bytes: int = Field(
+        25 * 1024 * 1024, gt=0, description="Largest file an upload may carry (any source)."
+    )
+    upload_base64_max_bytes: int = Field(
+        1024 * 1024, gt=0, description="Largest file an upload may carry inline as `base64` "
+        "(it travels through Redis: use blobKey or url for more)."
+    )
+    embedded_metadata: bool = Field(
+        True, description="Read EXIF/IPTC/XMP into `embeddedMetadata` when a version is stored."
+    )
+    exiftool: str = Field("exiftool", description="The ExifTool executable.")
     max_versions: int = Field(100, description="Versions kept per file; beyond, writes fail.")
     extension_time_limit_s: int = Field(600, description="Longest one extension may run.")
     processes: int = Field(1, ge=1, description="`serve` worker processes (never the core count).")

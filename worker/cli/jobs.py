@@ -48,20 +48,47 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
 
 
+def _bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+_UPLOAD_FLAGS = ("useUniqueFileName", "isPrivateFile", "isPublished", "overwriteFile",
+                 "overwriteAITags", "overwriteTags", "overwriteCustomMetadata")
+
+
 def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
     from ..runtime import Runtime
 
     pipeline = Runtime(settings).pipeline
+    acct = args.account
     if args.files_cmd == "add":
         path = Path(args.path)
-        tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
-        rec = pipeline.add_file(path.read_bytes(), args.name or path.name, args.folder, tags)
+        fields: dict[str, Any] = {k: getattr(args, k) for k in (
+            *_UPLOAD_FLAGS, "customCoordinates", "customMetadata", "description")
+            if getattr(args, k) is not None}
+        rec = pipeline.add_file(path.read_bytes(), args.name or path.name, args.folder,
+                                args.tags, account=acct, **fields)
         emit(rec.file_object())
         return 0
-    rec = pipeline.get_file(args.file_id)
+    if args.files_cmd == "list":
+        emit([r.file_object() for r in pipeline.files.list(
+            acct, path=args.path or "", tag=args.tag, skip=args.skip, limit=args.limit)])
+        return 0
+    rec = pipeline.get_file(args.file_id, acct)
     if rec is None:
         raise ExtworkerError(f"file not found: {args.file_id}")
-    emit(rec.file_object())
+    if args.files_cmd == "versions":
+        emit([{**v.model_dump(mode="json", exclude={"blobKey", "origin"}),
+               "url": pipeline.blobs.url(v.blobKey),
+               "current": v.id == rec.versionInfo.id} for v in rec.versions])
+    elif args.files_cmd == "metadata":
+        emit(pipeline.files.metadata(rec, args.version))
+    else:
+        emit(rec.file_object())
     return 0
 
 
@@ -139,7 +166,7 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     runtime = Runtime(settings, embedded=True, enqueue=lambda q, j, s: queued.append((j, s)))
     p = runtime.pipeline
     image = Path(args.image)
-    record = p.add_file(image.read_bytes(), image.name)
+    record = p.add_file(image.read_bytes(), image.name, account=args.account)
     job = {"fileId": record.fileId, "extensions": args.extensions, "accountId": args.account}
     doc = p.accept(job)
     if doc is None:
@@ -176,15 +203,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--threads", type=int)
     sp.set_defaults(fn=cmd_serve)
 
-    fp = sub.add_parser("files", help="a minimal stand-in for an upload service")
+    fp = sub.add_parser("files", help="upload, list and inspect files (per account)")
     fsub = fp.add_subparsers(dest="files_cmd", required=True)
-    fa = fsub.add_parser("add")
+    fa = fsub.add_parser("add", help="upload a local file (the upload API's fields)")
     fa.add_argument("path")
-    fa.add_argument("--name")
+    fa.add_argument("--name", help="fileName (default: the file's own name)")
     fa.add_argument("--folder", default="/")
     fa.add_argument("--tags", help="comma-separated")
-    fg = fsub.add_parser("get")
-    fg.add_argument("file_id")
+    for flag in _UPLOAD_FLAGS:
+        fa.add_argument(f"--{flag}", type=_bool, metavar="true|false")
+    fa.add_argument("--customCoordinates", metavar="x,y,width,height")
+    fa.add_argument("--customMetadata", type=json_arg, metavar="JSON")
+    fa.add_argument("--description")
+    fl = fsub.add_parser("list", help="the account's files in path order")
+    fl.add_argument("--path", help="a path prefix, e.g. /products/")
+    fl.add_argument("--tag")
+    fl.add_argument("--skip", type=int, default=0)
+    fl.add_argument("--limit", type=int, default=100)
+    for name in ("get", "versions", "metadata"):
+        fg = fsub.add_parser(name)
+        fg.add_argument("file_id")
+    fsub.choices["metadata"].add_argument("--version", help="a version id (default: current)")
+    for p in fsub.choices.values():
+        p.add_argument("--account", default="default")
     fp.set_defaults(fn=cmd_files)
 
     su = sub.add_parser("submit", help="publish a job")
