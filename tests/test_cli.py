@@ -52,3 +52,41 @@ def test_models_list_shows_the_pulled_model(settings):
 def test_models_pull_verifies_and_is_idempotent(settings):
     out = json.loads(cli(settings, "models", "pull", "u2netp").stdout)
     assert out["md5"] == "8e83ca70e441ab06c318d82300c84806"
+
+
+def test_files_add_list_versions_metadata(settings, rclient, tmp_path, astronaut):
+    from tests.test_metadata import SAMPLES
+
+    img = tmp_path / "IPTC.jpg"
+    img.write_bytes((SAMPLES / "IPTC.jpg").read_bytes())
+    added = [json.loads(cli(settings, "files", "add", str(img), "--folder", f"/shop/{i % 2}",
+                            "--tags", f"t{i},all", "--useUniqueFileName", "false",
+                            "--description", f"number {i}").stdout)
+             for i in range(4)]
+    assert added[0]["filePath"] == "/shop/0/IPTC.jpg" and added[0]["description"] == "number 0"
+    # Same path again: a new version of the same file (overwriteFile defaults to true).
+    assert added[2]["fileId"] == added[0]["fileId"]
+    assert added[2]["versionInfo"]["name"] == "Version 2"
+
+    def ls(*extra: str) -> list[dict]:
+        return json.loads(cli(settings, "files", "list", *extra).stdout)
+
+    assert [f["filePath"] for f in ls()] == ["/shop/0/IPTC.jpg", "/shop/1/IPTC.jpg"]
+    assert [f["filePath"] for f in ls("--path", "/shop/1")] == ["/shop/1/IPTC.jpg"]
+    assert [f["tags"] for f in ls("--tag", "t3")] == [["t3", "all"]]
+    assert [f["filePath"] for f in ls("--skip", "1", "--limit", "1")] == ["/shop/1/IPTC.jpg"]
+    assert ls("--account", "someone-else") == []
+
+    versions = json.loads(cli(settings, "files", "versions", added[0]["fileId"]).stdout)
+    assert [(v["name"], v["current"]) for v in versions] == [("Version 1", False),
+                                                             ("Version 2", True)]
+    meta = json.loads(cli(settings, "files", "metadata", added[0]["fileId"]).stdout)
+    assert meta["CaptionAbstract"] == "A witty caption" and meta["Keywords"] == [
+        "ExifTool", "Test", "IPTC"]
+    old = json.loads(cli(settings, "files", "metadata", added[0]["fileId"], "--version",
+                         versions[0]["id"]).stdout)
+    assert old == meta  # same bytes, read again from the stored version
+    proc = cli(settings, "files", "get", added[0]["fileId"], "--account", "other", check=False)
+    assert proc.returncode == 1 and "file not found" in proc.stderr
+    bad = cli(settings, "files", "add", str(img), "--customCoordinates", "0,0,9,9", check=False)
+    assert bad.returncode == 1 and "upload.customCoordinates" in bad.stderr
