@@ -2,7 +2,7 @@
 
 Any Redis client can publish a job::
 
-    XADD extworker:intake MAXLEN ~ 100000 * job '{"fileId": "...", "extensions": [...]}'
+    XADD extworker:intake * job '{"fileId": "...", "extensions": [...]}'
 
 Workers that consume the ``default`` queue run ``IntakeMiddleware``: a
 thread per process reads the stream through the consumer group
@@ -11,6 +11,14 @@ acknowledged (and deleted) only after the message is enqueued, and entries
 left pending by a dead consumer are claimed after ``CLAIM_IDLE_MS``, so a
 worker dying mid-read loses nothing. Duplicates are harmless: dispatch is
 idempotent per ``jobId``.
+
+Nothing is lost on the way: an entry that cannot be parsed (not JSON, nested
+deeper than ``MAX_DEPTH``, too large, not an object) is recorded as a
+``rejected`` job (``intake-<entry id>``) and acknowledged on its own, so it never
+holds back the entries read with it; the stream is never trimmed (acknowledged
+entries are deleted, so its length is the backlog, and ``publish`` refuses past
+``EXTWORKER_INTAKE_MAXLEN``); a consumer that still owns pending entries is never
+deleted at shutdown — another one claims them.
 """
 
 from __future__ import annotations
@@ -18,19 +26,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
+import uuid
 from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
+from .contract import ID_PATTERN
+from .records import now_iso
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 GROUP = "dispatchers"
 CLAIM_IDLE_MS = 60_000
+MAX_DEPTH = 64  # deeper JSON is refused before anything recurses over it
+MAX_ENTRY_BYTES = 4 * 1024 * 1024
+
+
+class IntakeFull(Exception):
+    """The backlog of unread jobs is at its cap: the publisher must slow down."""
 
 
 def stream_key(settings: Settings) -> str:
@@ -38,12 +56,49 @@ def stream_key(settings: Settings) -> str:
 
 
 def publish(client: redis.Redis, settings: Settings, job: dict[str, Any]) -> str:
-    """Append a job to the intake stream; returns the stream entry id."""
-    entry = client.xadd(
-        stream_key(settings), {"job": json.dumps(job)},
-        maxlen=settings.intake_maxlen, approximate=True,
-    )
+    """Append a job to the intake stream; returns the stream entry id.
+
+    Raises ``IntakeFull`` when ``intake_maxlen`` jobs are waiting: the stream is never
+    trimmed (trimming would drop jobs nobody has read)."""
+    stream = stream_key(settings)
+    if client.xlen(stream) >= settings.intake_maxlen:
+        raise IntakeFull(f"the intake backlog is full ({settings.intake_maxlen} unread jobs); "
+                         "retry later or add dispatch workers")
+    entry = client.xadd(stream, {"job": json.dumps(job)})
     return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def parse_entry(raw: bytes | None) -> dict[str, Any]:
+    """The job of one stream entry, or ``ValueError`` saying what is wrong with it."""
+    if raw is None:
+        raise ValueError("job: the entry has no `job` field")
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise ValueError(f"job: {len(raw)} bytes, above the {MAX_ENTRY_BYTES}-byte limit "
+                         "(put files in blob storage, not in the job)")
+    try:
+        job = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"job: not valid JSON: {str(e)[:200]}") from None
+    if not isinstance(job, dict):
+        raise ValueError("job: must be a JSON object")
+    if _depth(job) > MAX_DEPTH:
+        raise ValueError(f"job: JSON nested deeper than {MAX_DEPTH} levels")
+    return job
 
 
 class IntakeConsumer:
@@ -51,10 +106,12 @@ class IntakeConsumer:
 
     def __init__(self, client: redis.Redis, settings: Settings, send: Any) -> None:
         self.client = client
+        self.settings = settings
         self.stream = stream_key(settings)
         self.send = send
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
+        self._claim_from = "0-0"  # XAUTOCLAIM's cursor: each call goes on where the last ended
         self._ensure_group()
 
     def _ensure_group(self) -> None:
@@ -65,30 +122,41 @@ class IntakeConsumer:
                 raise
 
     def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        raw = fields.get(b"job")
+        # A job without a jobId gets one derived from its stream entry, so every
+        # redelivery of it (entry claimed again, dispatch retried) is the same job.
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         try:
-            job = json.loads(raw) if raw is not None else None
-            if not isinstance(job, dict):
-                raise ValueError("the entry's `job` field must be a JSON object")
+            job = parse_entry(fields.get(b"job"))
         except ValueError as e:
-            log.error("intake entry %s dropped: %s", entry_id, e)
+            log.error("intake entry %s rejected: %s", eid, e)
+            self._reject(f"intake-{eid}", str(e))
         else:
-            # A job without a jobId gets one derived from its stream entry, so every
-            # redelivery of it (entry claimed again, dispatch retried) is the same job.
-            eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            job.setdefault("jobId", f"intake-{eid}")
-            self.send(job)  # raises if the broker is down: the entry stays pending
+            job_id = job.setdefault("jobId", f"intake-{eid}")
+            if not isinstance(job_id, str) or not re.fullmatch(ID_PATTERN, job_id):
+                # Nowhere to record it under that id: under the entry's (XADD returned it).
+                self._reject(f"intake-{eid}", f"jobId: must match {ID_PATTERN}")
+            else:
+                self.send(job)  # raises if the broker is down: the entry stays pending
         pipe = self.client.pipeline()
         pipe.xack(self.stream, GROUP, entry_id)
         pipe.xdel(self.stream, entry_id)
         pipe.execute()
 
+    def _reject(self, job_id: str, message: str) -> None:
+        """A job document for an entry that never became a job: the publisher sees why."""
+        doc = {"jobId": job_id, "state": "rejected", "extensions": {},
+               "error": {"message": f"invalid job: {message}", "code": "invalid_job"},
+               "createdAt": now_iso()}
+        self.client.set(self.settings.key("job", job_id), json.dumps(doc), nx=True,
+                        ex=self.settings.job_ttl_s)
+
     def poll_once(self, block_ms: int = 1000) -> int:
         handled = 0
-        claimed = self.client.xautoclaim(
-            self.stream, GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=50
-        )
-        batches = [claimed[1]]
+        cursor, claimed, *_ = self.client.xautoclaim(
+            self.stream, GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS,
+            start_id=self._claim_from, count=50)
+        self._claim_from = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        batches = [claimed]
         resp = self.client.xreadgroup(
             GROUP, self.consumer, {self.stream: ">"}, count=50, block=block_ms
         )
@@ -111,7 +179,18 @@ class IntakeConsumer:
             except Exception:
                 log.exception("intake: unexpected error; retrying")
                 self.stopping.wait(1.0)
+        self.leave()
+
+    def leave(self) -> None:
+        """Delete this consumer from the group — only if it owns no pending entry (deleting
+        it would drop them from the group: nobody would ever read them again)."""
         try:
+            pending = self.client.xpending_range(self.stream, GROUP, min="-", max="+",
+                                                 count=1, consumername=self.consumer)
+            if pending:
+                log.info("intake: consumer %s keeps %s pending; another worker claims them",
+                         self.consumer, "its entries")
+                return
             self.client.xgroup_delconsumer(self.stream, GROUP, self.consumer)
         except redis.RedisError:
             pass

@@ -193,7 +193,10 @@ class Settings(BaseSettings):
     )
     job_ttl_s: int = Field(7 * 24 * 3600, description="How long job documents are kept.")
     intake_stream: str = Field("intake", description="Stream (under the namespace) for jobs.")
-    intake_maxlen: int = Field(100_000, description="Approximate cap of the intake stream.")
+    intake_maxlen: int = Field(
+        100_000, description="Unread jobs the intake stream holds at most: publishing beyond "
+        "is refused (the stream is never trimmed)."
+    )
 
     @field_validator("device")
     @classmethod

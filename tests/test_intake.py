@@ -1,0 +1,149 @@
+"""The intake stream loses nothing and is never stalled by one entry.
+
+Given raw stream entries — valid jobs mixed with garbage, JSON nested 100,000 deep, a
+missing field — when the consumer polls, then every valid job is sent exactly once, every
+unusable entry becomes a rejected job document naming the field, and nothing stays
+pending. A consumer that stops with pending entries is not deleted; the stream is never
+trimmed, and publishing beyond the cap is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from worker.intake import GROUP, IntakeConsumer, IntakeFull, publish, stream_key
+
+
+@pytest.fixture
+def stream(settings, rclient):
+    return stream_key(settings)
+
+
+def drain(consumer: IntakeConsumer, rounds: int = 50) -> None:
+    for _ in range(rounds):
+        if consumer.poll_once(block_ms=10) == 0:
+            return
+
+
+def test_poisoned_entries_never_hold_back_the_batch(settings, rclient, stream):
+    sent: list[dict] = []
+    consumer = IntakeConsumer(rclient, settings, sent.append)
+    poison = {
+        "deep": "[" * 100_000,
+        "deep-valid": "[" * 200 + "]" * 200,
+        "deep-object": '{"a":' * 500 + "1" + "}" * 500,
+        "not-json": "{nope",
+        "array": "[1, 2]",
+        "huge-unicode": '"\\ud800"',
+    }
+    entries = {}
+    for i in range(30):
+        if i % 5 == 0:
+            kind = list(poison)[(i // 5) % len(poison)]
+            entries[rclient.xadd(stream, {"job": poison[kind]}).decode()] = kind
+        else:
+            job = {"jobId": f"ok-{i}", "fileId": "f", "extensions": [{"name": "remove-bg"}]}
+            entries[rclient.xadd(stream, {"job": json.dumps(job)}).decode()] = "ok"
+    entries[rclient.xadd(stream, {"other": "x"}).decode()] = "no-field"
+    drain(consumer)
+    assert sorted(j["jobId"] for j in sent) == sorted(f"ok-{i}" for i in range(30) if i % 5)
+    for eid, kind in entries.items():
+        if kind == "ok":
+            continue
+        doc = json.loads(rclient.get(settings.key("job", f"intake-{eid}")))
+        assert doc["state"] == "rejected", kind
+        assert doc["error"]["message"].startswith("invalid job: job: "), doc["error"]
+    assert rclient.xpending(stream, GROUP)["pending"] == 0
+    assert rclient.xlen(stream) == 0
+
+
+def test_fuzzed_entries_leave_nothing_pending(settings, runtime, rclient, stream):
+    """1,000 raw messages, near-valid mutations of a job and garbage, through the intake
+    and dispatch: each ends as a job document — dispatched, or rejected naming its field."""
+    rng = random.Random(7)
+    rec = runtime.pipeline.add_file(b"not an image", "f.txt")
+    base = json.dumps({"jobId": "j", "fileId": rec.fileId, "extensions": [
+        {"name": "remove-bg", "options": {"bg_color": "81d4fa"}},
+        {"name": "google-auto-tagging", "minConfidence": 50, "maxTags": 5}],
+        "webhookUrl": "http://127.0.0.1:9/hook", "removeAITags": ["a"]})
+    consumer = IntakeConsumer(rclient, settings, runtime.pipeline.accept)
+    entries = []
+    for i in range(1000):
+        raw = list(base.replace('"j"', f'"fuzz-{i}"'))
+        for _ in range(rng.randint(0, 4)):  # flip, drop or insert a few characters
+            pos = rng.randrange(len(raw))
+            op = rng.choice("fdi")
+            if op == "f":
+                raw[pos] = chr(rng.randrange(32, 0x2FF))
+            elif op == "d":
+                del raw[pos]
+            else:
+                raw.insert(pos, rng.choice('[]{}",:\\0aé'))
+        text = "".join(raw)
+        if i % 10 == 0:
+            text = rng.choice(["[" * 5000, "null", "", "\x00\xff", '{"a":' * 300 + "1"])
+        entries.append((rclient.xadd(stream, {"job": text.encode()}).decode(), text))
+    drain(consumer, rounds=200)
+    assert rclient.xpending(stream, GROUP)["pending"] == 0 and rclient.xlen(stream) == 0
+    states = {"dispatched": 0, "rejected": 0}
+    for eid, text in entries:
+        try:
+            job_id = json.loads(text).get("jobId")
+        except (ValueError, AttributeError, RecursionError):
+            job_id = None
+        raw_doc = (rclient.get(settings.key("job", job_id)) if isinstance(job_id, str) else None
+                   ) or rclient.get(settings.key("job", f"intake-{eid}"))
+        assert raw_doc is not None, text
+        doc = json.loads(raw_doc)
+        states[doc["state"]] += 1
+        if doc["state"] == "rejected":  # every error names its field
+            assert re.match(r"^invalid job: \S+: ", doc["error"]["message"]), doc
+        for slot in doc["extensions"].values():
+            assert slot["status"] in ("pending", "failed")
+            if slot["status"] == "failed":
+                assert re.match(r"^\S+: |^file not found|^extension ",
+                                slot["error"]["message"]), slot
+    assert states["dispatched"] > 100 and states["rejected"] > 100  # both kinds exercised
+
+
+def test_a_stopping_consumer_with_pending_entries_is_kept(settings, rclient, stream):
+    def broker_down(job):
+        raise ConnectionError("broker unavailable")
+
+    for i in range(3):
+        publish(rclient, settings, {"jobId": f"p{i}", "fileId": "f", "extensions": []})
+    dying = IntakeConsumer(rclient, settings, broker_down)
+    with pytest.raises(ConnectionError):
+        dying.poll_once(block_ms=10)
+    dying.leave()  # what run() does at shutdown
+    assert rclient.xpending(stream, GROUP)["pending"] == 3  # still owned, claimable
+    # Another worker claims them once they are idle long enough.
+    sent: list[dict] = []
+    heir = IntakeConsumer(rclient, settings, sent.append)
+    import worker.intake as intake
+
+    old, intake.CLAIM_IDLE_MS = intake.CLAIM_IDLE_MS, 0
+    try:
+        drain(heir)
+    finally:
+        intake.CLAIM_IDLE_MS = old
+    assert sorted(j["jobId"] for j in sent) == ["p0", "p1", "p2"]
+    assert rclient.xpending(stream, GROUP)["pending"] == 0
+    heir.leave()
+    consumers = {c["name"].decode() for c in rclient.xinfo_consumers(stream, GROUP)}
+    assert heir.consumer not in consumers and dying.consumer in consumers
+
+
+def test_publish_refuses_past_the_cap_and_never_trims(settings, rclient, stream):
+    settings.intake_maxlen = 5
+    for i in range(5):
+        publish(rclient, settings, {"jobId": f"q{i}", "fileId": "f", "extensions": []})
+    with pytest.raises(IntakeFull, match="intake backlog is full"):
+        publish(rclient, settings, {"jobId": "q5", "fileId": "f", "extensions": []})
+    assert rclient.xlen(stream) == 5
+    assert [json.loads(f[b"job"])["jobId"] for _, f in rclient.xrange(stream)] == [
+        f"q{i}" for i in range(5)]
