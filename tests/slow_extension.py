@@ -28,6 +28,36 @@ class Sleep(Extension):
     params_model = SleepParams
 
     def run(self, ctx: ExtensionContext, params: SleepParams) -> ExtensionResult:
-        time.sleep(params.seconds)
+        # In steps: dramatiq's time limit is an exception raised in the thread, delivered
+        # between Python bytecodes (one long C call, like time.sleep, is not cut short).
+        end = time.monotonic() + params.seconds
+        while time.monotonic() < end:
+            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
         return ExtensionResult(patch=RecordPatch(add_tags=[params.tag]),
                                output={"slept": params.seconds})
+
+
+class MisbehaveParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["misbehave"]
+    mode: Literal["unserialisable-output", "unpatchable", "infrastructure"]
+
+
+class Misbehave(Extension):
+    """Results the pipeline cannot record, or infrastructure errors that never clear."""
+
+    name = "misbehave"
+    queue = "extensions"
+    params_model = MisbehaveParams
+
+    def units(self, params: BaseModel, settings: object) -> int:
+        return 1
+
+    def run(self, ctx: ExtensionContext, params: MisbehaveParams) -> ExtensionResult:
+        from worker.errors import RetryableError
+
+        if params.mode == "unserialisable-output":
+            return ExtensionResult(output={"when": object()})
+        if params.mode == "unpatchable":
+            return ExtensionResult(patch=RecordPatch(set_fields={"fileId": "stolen"}))
+        raise RetryableError("storage unavailable (simulated)")

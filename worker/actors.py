@@ -15,12 +15,14 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from .errors import PermanentError
 from .runtime import Runtime
 from .settings import Settings
 
 DISPATCH = "dispatch"
+EXHAUSTED = "extension_exhausted"
 
 
 def execute_actor_name(queue: str) -> str:
@@ -68,9 +70,25 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
     def make_execute() -> Callable[[str, str], None]:
         def execute(job_id: str, slot: str) -> None:
             _bind(job_id, slot)
-            runtime.pipeline.execute(job_id, slot)
+            try:
+                runtime.pipeline.execute(job_id, slot)
+            except TimeLimitExceeded:
+                # A time limit is the extension's outcome, not a reason to run it again.
+                runtime.pipeline.fail(
+                    job_id, slot, f"{slot}: did not finish within the time limit of "
+                    f"{s.extension_time_limit_s} s", "timeout")
 
         return execute
+
+    def extension_exhausted(message: dict[str, Any], retries: dict[str, Any]) -> None:
+        """Retries ran out (infrastructure trouble that never cleared): the extension ends
+        ``failed`` with its webhook instead of staying ``pending``."""
+        job_id, slot = message["args"][:2]
+        _bind(job_id, slot)
+        last = (message.get("options", {}).get("traceback") or "").strip().splitlines()
+        runtime.pipeline.fail(
+            job_id, slot, f"{slot}: gave up after {retries.get('retries', 0) + 1} attempts"
+            + (f" ({last[-1][:300]})" if last else ""), "internal_error")
 
     actors = Actors(
         dispatch=dramatiq.actor(
@@ -78,13 +96,20 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
             max_retries=20, time_limit=60_000, throws=(PermanentError,),
         )
     )
+    dramatiq.actor(extension_exhausted, broker=broker, actor_name=EXHAUSTED,
+                   queue_name=s.queue_default, max_retries=20, throws=(PermanentError,))
     queues = {s.queue_extensions, s.queue_default}
     queues |= {runtime.pipeline.queue_name(h.queue) for h in runtime.registry.handlers.values()}
     for queue in sorted(queues):
+        # Retries stay well inside the job document's lifetime (7 days): backoff capped at
+        # EXTWORKER_RETRY_MAX_BACKOFF_S, then the extension is failed, never left pending.
         actors.execute[queue] = dramatiq.actor(
             make_execute(), broker=broker, actor_name=execute_actor_name(queue),
-            queue_name=queue, max_retries=20, time_limit=s.extension_time_limit_s * 1000,
-            throws=(PermanentError,),
+            queue_name=queue, max_retries=s.extension_max_retries,
+            min_backoff=int(s.retry_min_backoff_s * 1000),
+            max_backoff=int(s.retry_max_backoff_s * 1000),
+            time_limit=s.extension_time_limit_s * 1000,
+            throws=(PermanentError,), on_retry_exhausted=EXHAUSTED,
         )
     runtime.pipeline.enqueue = actors.enqueue
 

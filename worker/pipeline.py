@@ -380,6 +380,7 @@ class Pipeline:
         handler = self.registry.get(ext_name)
         result: ExtensionResult | None = None
         stored: _Stored | None = None
+        error: dict[str, str] | None = None
         units = 0
         try:
             if handler is None:
@@ -403,17 +404,36 @@ class Pipeline:
         except RetryableError:
             raise
         except PermanentError as e:
-            slot, changed = self._commit(doc, slot_name, None, 0, _err(str(e), e.code))
+            error = _err(str(e), e.code)
         except Exception as e:  # a handler bug must not crash the worker or loop forever
             log.exception("extension %s of job %s crashed", slot_name, job_id)
+            error = _err(f"internal error in {ext_name}: {type(e).__name__}: {e}",
+                         "internal_error")
+        try:
+            if error is None:
+                slot, changed = self._commit(doc, slot_name, result, units, None, stored)
+            else:
+                slot, changed = self._commit(doc, slot_name, None, 0, error)
+        except RetryableError:
+            raise
+        except Exception as e:  # a result that cannot be recorded: failed, never retried
+            log.exception("extension %s of job %s: result not recordable", slot_name, job_id)
             slot, changed = self._commit(doc, slot_name, None, 0, _err(
-                f"internal error in {ext_name}: {type(e).__name__}: {e}", "internal_error"))
-        else:
-            slot, changed = self._commit(doc, slot_name, result, units, None, stored)
-            if slot["status"] == "failed" and stored:
-                self.blobs.delete(stored.key)
+                f"internal error in {ext_name}: its result could not be recorded: "
+                f"{type(e).__name__}: {str(e)[:300]}", "internal_error"))
+        if stored is not None and slot["status"] == "failed":
+            self.blobs.delete(stored.key)
         if changed and self.observe is not None:
             self.observe(slot_name, slot, time.perf_counter() - started, run_seconds)
+        return slot
+
+    def fail(self, job_id: str, slot_name: str, message: str, code: str) -> dict[str, Any] | None:
+        """End a still-pending extension as ``failed`` (with its webhook): for a time limit
+        or retries that ran out. A no-op for an extension already final."""
+        doc = self.get_job(job_id)
+        if doc is None or slot_name not in doc.get("extensions", {}):
+            return None
+        slot, _ = self._commit(doc, slot_name, None, 0, _err(message, code))
         return slot
 
     def _context(self, doc: dict[str, Any], record: FileRecord) -> ExtensionContext:
@@ -423,7 +443,8 @@ class Pipeline:
             # Cached: an extension and the version it makes read the source once.
             record=record, read_source=functools.cache(
                 lambda: self.blobs.get(record.current.blobKey)),
-            fetch=lambda url: fetch(url, self.egress, s.fetch_timeout_s, s.fetch_max_bytes),
+            fetch=lambda url: fetch(url, self.egress, s.fetch_timeout_s, s.fetch_max_bytes,
+                                    s.fetch_deadline_s),
             custom_fields=lambda: self.fields.all(doc["accountId"]),
         )
 

@@ -149,7 +149,18 @@ class Settings(BaseSettings):
     )
     exiftool: str = Field("exiftool", description="The ExifTool executable.")
     max_versions: int = Field(100, description="Versions kept per file; beyond, writes fail.")
-    extension_time_limit_s: int = Field(600, description="Longest one extension may run.")
+    extension_time_limit_s: int = Field(
+        600, ge=1, description="Longest one extension may run; beyond, it fails (`timeout`)."
+    )
+    extension_max_retries: int = Field(
+        10, ge=0, description="Retries of an extension on infrastructure errors; then it fails "
+        "(`internal_error`)."
+    )
+    retry_min_backoff_s: float = Field(15.0, gt=0, description="First retry's delay.")
+    retry_max_backoff_s: float = Field(
+        300.0, gt=0, description="Longest delay between retries (doubling up to it): all "
+        "retries end within about an hour, far inside the job TTL."
+    )
     processes: int = Field(1, ge=1, description="`serve` worker processes (never the core count).")
     threads: int = Field(2, ge=1, description="`serve` threads per process.")
     secret_key: str | None = Field(
