@@ -312,3 +312,106 @@ def test_worker_killed_after_claiming_loses_nothing(settings, rclient, receiver,
         assert {r.headers["webhook-id"] for r in recv.requests} == {did}
     finally:
         second.stop()
+
+
+# --- failure isolation and bounds (issue: nothing stuck, nothing lost) ----------------
+
+
+class _FlakyClient:
+    """Wraps a Redis client; the Nth round trip (command or pipeline) raises."""
+
+    def __init__(self, client, fail_at: int) -> None:
+        self._client, self.fail_at, self.trips = client, fail_at, 0
+
+    def _trip(self) -> None:
+        self.trips += 1
+        if self.trips == self.fail_at:
+            import redis as _redis
+
+            raise _redis.ConnectionError("connection lost (simulated)")
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name == "pipeline":
+            def pipeline(*a, **k):
+                pipe = attr(*a, **k)
+                real = pipe.execute
+
+                def execute(*ea, **ek):
+                    self._trip()
+                    return real(*ea, **ek)
+
+                pipe.execute = execute
+                return pipe
+            return pipeline
+        if callable(attr) and name not in ("register_script",):
+            def call(*a, **k):
+                self._trip()
+                return attr(*a, **k)
+            return call
+        return attr
+
+    def register_script(self, script):
+        sc = self._client.register_script(script)
+        outer = self
+
+        class Script:
+            def __call__(self, *a, **k):
+                outer._trip()
+                return sc(*a, **k)
+
+        return Script()
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
+def test_a_delivery_is_never_stored_without_being_due(settings, rclient, fail_at):
+    """Redis lost at any round trip of ``create``: either nothing was stored, or the
+    delivery is due — so the retried hand-off always ends with a due delivery."""
+    from webhooks.store import DeliveryStore
+
+    flaky = DeliveryStore(_FlakyClient(rclient, fail_at), settings.key("wh"))
+    doc = {"id": "msg_x", "createdAt": 1, "fileId": "f", "jobId": "j", "status": "pending"}
+    try:
+        flaky.create(doc, 5)
+    except Exception:
+        pass
+    store = DeliveryStore(rclient, settings.key("wh"))
+    store.create(doc, 5)  # the hand-off, retried
+    assert rclient.zscore(store.due, "msg_x") == 5
+
+
+def test_the_log_and_dead_letters_are_trimmed_in_one_call(settings, rclient):
+    from webhooks.store import DeliveryStore
+
+    store = DeliveryStore(rclient, settings.key("wh"), log_max=10)
+    for i in range(30):
+        doc = {"id": f"d{i}", "createdAt": i, "fileId": "f", "jobId": "j", "status": "pending"}
+        assert store.create(doc, 10 ** 12)
+        if i < 25:  # final: no longer due, exhausted
+            rclient.zrem(store.due, f"d{i}")
+            rclient.zadd(store.dead, {f"d{i}": i})
+    assert rclient.zcard(store.index) == 10 and rclient.zcard(store.dead) <= 10
+    assert all(rclient.zscore(store.index, f"d{i}") is not None for i in range(25, 30))
+    assert rclient.get(store.doc_key("d0")) is None
+    assert [d["id"] for d in store.list(limit=3)] == ["d29", "d28", "d27"]
+
+
+def test_one_account_with_a_broken_secret_blocks_nobody(settings, rclient, receiver):
+    settings.secret_key = "passphrase"
+    recv = receiver()
+    clock = Clock()
+    hooks = Webhooks(rclient, settings, clock=clock)
+    good = _enqueue(hooks, recv.url, job="j-good", account="good")
+    bad = _enqueue(hooks, recv.url, job="j-bad", account="bad")
+    hooks.secrets.current("bad")
+    key = hooks.secrets._key("bad")
+    rclient.set(key, json.dumps({"current": "gAAAAA-not-a-token", "previous": None,
+                                 "rotatedAt": None}))
+    rclient.zadd(hooks.store.due, {"msg_orphan": 0})  # a due id whose document is gone
+    hooks.run_due()
+    assert hooks.store.get(good["id"])["status"] == "delivered"
+    after = hooks.store.get(bad["id"])
+    assert after["status"] == "pending" and after["attempt"] == 1
+    assert after["lastError"].startswith("cannot sign:")
+    assert rclient.zscore(hooks.store.due, "msg_orphan") is None
+    assert len(recv.requests) == 1

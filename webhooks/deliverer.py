@@ -96,10 +96,22 @@ class Webhooks:
     async def _attempt_all(self, ids: list[str], lease: int) -> None:
         """Attempt a claimed batch. Redis is touched in bulk before (documents, secrets)
         and after (one pipelined finish); in between only HTTP runs, concurrently."""
-        docs = [d for d in self.store.get_many(ids) if d is not None and d["status"] == "pending"]
+        fetched = self.store.get_many(ids)
+        for delivery_id, doc in zip(ids, fetched, strict=True):
+            if doc is None:  # expired or deleted: it can never be sent, so never claim it again
+                log.warning("webhook delivery %s has no document; dropped", delivery_id)
+                self.store.drop_due(delivery_id)
+        docs = [d for d in fetched if d is not None and d["status"] == "pending"]
         docs = self._claim_reports(docs, lease)
-        secrets = {a: self.secrets.signing_secrets(a, self.clock())
-                   for a in {d["accountId"] for d in docs}}
+        # Per account, isolated: a secret that no longer decrypts fails that account's
+        # attempts (they move on toward `exhausted`), never the whole batch.
+        secrets: dict[str, list[str] | str] = {}
+        for account in {d["accountId"] for d in docs}:
+            try:
+                secrets[account] = self.secrets.signing_secrets(account, self.clock())
+            except Exception as e:
+                log.error("webhook secret of account %s unusable: %s", account, e)
+                secrets[account] = f"cannot sign: {e}"
         urls = sorted({d["url"] for d in docs})
         checked = await asyncio.gather(*(asyncio.to_thread(self._check, u) for u in urls))
         targets = dict(zip(urls, checked, strict=True))
@@ -125,8 +137,11 @@ class Webhooks:
             target = targets[doc["url"]]
             if isinstance(target, str):  # refused: never contacted
                 return doc, Attempt(None, 0, f"URL refused: {target}", ""), "refused"
+            secret = secrets[doc["accountId"]]
+            if isinstance(secret, str):
+                return doc, Attempt(None, 0, secret, ""), None
             ts = int(self.clock())
-            headers = signing.headers(doc["id"], ts, doc["body"], secrets[doc["accountId"]],
+            headers = signing.headers(doc["id"], ts, doc["body"], secret,
                                       legacy=self.settings.webhook_legacy_signature)
             client, per_receiver = client_for(target)
             async with gate, per_receiver:

@@ -7,9 +7,11 @@
   a worker that dies mid-attempt loses nothing — when the lease runs out the
   id is due again and another worker attempts it (at least once, same id).
   ``finish`` only applies if the caller still holds the lease.
-* ``<p>:dead`` — exhausted deliveries (by time); ``<p>:stats`` — counters.
-* ``<p>:index`` — every delivery by creation time, capped at ``log_max``;
-  final documents expire ``log_ttl_s`` after their last attempt.
+* ``<p>:dead`` — exhausted deliveries (by time), capped at ``log_max``;
+  ``<p>:stats`` — counters.
+* ``<p>:index`` — every delivery by creation time, capped at ``log_max`` (trimmed
+  inside ``create``'s script); final documents expire ``log_ttl_s`` after their
+  last attempt.
 """
 
 from __future__ import annotations
@@ -45,6 +47,30 @@ return 1
 """
 
 
+# KEYS: doc, due, index, dead; ARGV: id, doc json, due ms, created ms, log max, doc prefix.
+# Creation is one atomic step (a delivery is never stored without being due), and the log
+# is trimmed in the same call: no extra round trips, at most TRIM_BATCH entries per create.
+_CREATE = """
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX') then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5])
+if excess > 0 then
+  local ids = redis.call('ZRANGE', KEYS[3], 0, math.min(excess, 100) - 1)
+  for _, id in ipairs(ids) do
+    if not redis.call('ZSCORE', KEYS[2], id) then  -- never drop a pending one
+      redis.call('DEL', ARGV[6] .. id)
+      redis.call('ZREM', KEYS[3], id)
+      redis.call('ZREM', KEYS[4], id)
+    end
+  end
+end
+local dead = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[5])
+if dead > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, dead - 1) end
+return 1
+"""
+
+
 class DeliveryStore:
     def __init__(self, client: redis.Redis, prefix: str, log_max: int = 10_000,
                  log_ttl_s: int = 30 * 24 * 3600) -> None:
@@ -58,30 +84,24 @@ class DeliveryStore:
         self.log_ttl_s = log_ttl_s
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
+        self._create = client.register_script(_CREATE)
 
     def doc_key(self, delivery_id: str) -> str:
         return f"{self.prefix}:delivery:{delivery_id}"
 
     def create(self, doc: dict[str, Any], due_ms: int) -> bool:
-        """Store a new delivery and make it due; ``False`` if that id already exists."""
-        key = self.doc_key(doc["id"])
-        if not self.client.set(key, json.dumps(doc), nx=True):
-            return False
-        pipe = self.client.pipeline()
-        pipe.zadd(self.due, {doc["id"]: due_ms})
-        pipe.zadd(self.index, {doc["id"]: doc["createdAt"]})
-        pipe.execute()
-        self._trim()
-        return True
+        """Store a new delivery and make it due, atomically; ``False`` if that id exists.
 
-    def _trim(self) -> None:
-        excess = self.client.zcard(self.index) - self.log_max
-        if excess > 0:
-            for raw in self.client.zrange(self.index, 0, excess - 1):
-                did = raw.decode()
-                if self.client.zscore(self.due, did) is None:  # never drop a pending one
-                    self.client.delete(self.doc_key(did))
-                    self.client.zrem(self.index, did)
+        Also trims the log (``log_max``; pending deliveries are never dropped) and the
+        dead-letter set, in the same call."""
+        return bool(self._create(
+            keys=[self.doc_key(doc["id"]), self.due, self.index, self.dead],
+            args=[doc["id"], json.dumps(doc), due_ms, doc["createdAt"], self.log_max,
+                  self.doc_key("")]))
+
+    def drop_due(self, delivery_id: str) -> None:
+        """Take an id whose document is gone out of the due set (it can never be sent)."""
+        self.client.zrem(self.due, delivery_id)
 
     def get(self, delivery_id: str) -> dict[str, Any] | None:
         raw = self.client.get(self.doc_key(delivery_id))
@@ -147,11 +167,17 @@ class DeliveryStore:
         return count, (int(oldest[0][1]) if oldest and oldest[0][1] <= now_ms else None)
 
     def list(self, *, file_id: str | None = None, job_id: str | None = None,
-             status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+             status: str | None = None, limit: int = 100,
+             max_scanned: int = 20_000) -> list[dict[str, Any]]:
+        """Newest first, filtered; reads the index a page at a time (never all of it) and
+        stops after ``max_scanned`` deliveries."""
         out: list[dict[str, Any]] = []
-        ids = [i.decode() for i in self.client.zrevrange(self.index, 0, -1)]
-        for start in range(0, len(ids), 200):
-            chunk = ids[start:start + 200]
+        page = 200
+        for start in range(0, max_scanned, page):
+            chunk = [i.decode() for i in self.client.zrevrange(self.index, start,
+                                                                start + page - 1)]
+            if not chunk:
+                break
             for raw in self.client.mget([self.doc_key(i) for i in chunk]):
                 if raw is None:
                     continue
