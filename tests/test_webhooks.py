@@ -415,3 +415,34 @@ def test_one_account_with_a_broken_secret_blocks_nobody(settings, rclient, recei
     assert after["lastError"].startswith("cannot sign:")
     assert rclient.zscore(hooks.store.due, "msg_orphan") is None
     assert len(recv.requests) == 1
+
+
+def test_two_workers_never_send_a_webhook_twice_when_a_batch_outlives_the_lease(
+        settings, rclient, receiver):
+    """48 deliveries to a receiver that answers in 1 s, a 3 s lease, two workers at once:
+    a claim is sized to what fits in the lease, and each attempt is recorded as it ends —
+    so no webhook-id is sent twice (before: 48 claimed at once, 6 s of work, re-claimed)."""
+    import threading
+
+    settings.webhook_timeout_s, settings.webhook_lease_s = 1.5, 3.0
+    recv = receiver(lambda n: Reply(200, delay_s=1.0))
+    hooks = [Webhooks(rclient, settings) for _ in range(2)]
+    ids = [_enqueue(hooks[0], recv.url, job=f"j{i}")["id"] for i in range(48)]
+    deadline = time.monotonic() + 30
+
+    def work(h: Webhooks) -> None:
+        while time.monotonic() < deadline:
+            if h.run_due() == 0 and all(
+                    h.store.get(i)["status"] == "delivered" for i in ids):
+                return
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=work, args=(h,)) for h in hooks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    sent = [r.headers["webhook-id"] for r in recv.requests]
+    assert sorted(set(sent)) == sorted(ids), "every delivery sent"
+    assert len(sent) == len(ids), f"{len(sent) - len(ids)} duplicate sends"
+    assert all(hooks[0].store.get(i)["attempt"] == 1 for i in ids)

@@ -37,7 +37,8 @@ from .urlguard import EgressPolicy, EgressRefused, Target, check
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ATTEMPTS = 100
-PER_RECEIVER = 8
+PER_RECEIVER = 8  # attempts in flight per receiver, per worker
+GATE = 64  # attempts in flight per worker, all receivers together
 
 
 class Webhooks:
@@ -115,8 +116,9 @@ class Webhooks:
         urls = sorted({d["url"] for d in docs})
         checked = await asyncio.gather(*(asyncio.to_thread(self._check, u) for u in urls))
         targets = dict(zip(urls, checked, strict=True))
+        docs = self._fit_lease(docs, targets, lease)
         clients: dict[tuple[str, str, int, str], tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
-        gate = asyncio.Semaphore(64)  # attempts in flight, all receivers together
+        gate = asyncio.Semaphore(GATE)  # attempts in flight, all receivers together
 
         def client_for(t: Target) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
             # One pool per (address, host): a TLS connection is never reused for
@@ -132,6 +134,12 @@ class Webhooks:
                     timeout=httpx.Timeout(self.settings.webhook_timeout_s + 5)),
                     asyncio.Semaphore(PER_RECEIVER))
             return clients[key]
+
+        async def attempt_and_record(doc: dict[str, Any]) -> None:
+            # Each attempt is recorded as soon as it ends (not after the whole batch):
+            # what a batch did survives a time limit, and no result waits on a slow peer.
+            outcome = await one(doc)
+            await asyncio.to_thread(self._finish_all, [outcome], lease)
 
         async def one(doc: dict[str, Any]) -> tuple[dict[str, Any], Attempt, str | None]:
             target = targets[doc["url"]]
@@ -151,17 +159,34 @@ class Webhooks:
             return doc, attempt, final
 
         try:
-            results = await asyncio.gather(*(one(d) for d in docs), return_exceptions=True)
+            results = await asyncio.gather(*(attempt_and_record(d) for d in docs),
+                                           return_exceptions=True)
         finally:
             await asyncio.gather(*(c.aclose() for c, _ in clients.values()))
-        outcomes = []
         for r in results:
             if isinstance(r, BaseException):
                 # The lease runs out and another attempt happens: never lost.
                 log.error("webhook attempt crashed: %r", r)
-                continue
-            outcomes.append(r)
-        self._finish_all(outcomes, lease)
+
+    def _fit_lease(self, docs: list[dict[str, Any]], targets: dict[str, Target | str],
+                   lease: int) -> list[dict[str, Any]]:
+        """Keep what can be attempted before the lease runs out; give the rest back.
+
+        Attempts run PER_RECEIVER at a time per receiver (and GATE in all), each up to
+        the timeout: in one lease fit ``lease // timeout`` rounds. Beyond that another
+        worker would claim the same deliveries again and send them twice."""
+        rounds = max(1, int(self.settings.webhook_lease_s // self.settings.webhook_timeout_s))
+        per_receiver, total = PER_RECEIVER * rounds, GATE * rounds
+        counts: dict[Any, int] = {}
+        kept, released = [], []
+        for d in docs:
+            t = targets[d["url"]]
+            key = d["url"] if isinstance(t, str) else (t.scheme, str(t.ip), t.port, t.host)
+            counts[key] = counts.get(key, 0) + 1
+            (kept if counts[key] <= per_receiver and len(kept) < total else released).append(d)
+        if released:
+            self.store.release([d["id"] for d in released], lease, self.now_ms())
+        return kept
 
     def _claim_reports(self, docs: list[dict[str, Any]], lease: int) -> list[dict[str, Any]]:
         """First attempts of jobs a caller waited on: claim the report, or stand down."""

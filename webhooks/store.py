@@ -71,6 +71,21 @@ return 1
 """
 
 
+# KEYS: due; ARGV: lease, now, ids...: give back claimed ids we will not attempt (only
+# those still under our lease), due at once for the next claim.
+_RELEASE = """
+local n = 0
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+
 class DeliveryStore:
     def __init__(self, client: redis.Redis, prefix: str, log_max: int = 10_000,
                  log_ttl_s: int = 30 * 24 * 3600) -> None:
@@ -85,6 +100,7 @@ class DeliveryStore:
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._create = client.register_script(_CREATE)
+        self._release = client.register_script(_RELEASE)
 
     def doc_key(self, delivery_id: str) -> str:
         return f"{self.prefix}:delivery:{delivery_id}"
@@ -98,6 +114,10 @@ class DeliveryStore:
             keys=[self.doc_key(doc["id"]), self.due, self.index, self.dead],
             args=[doc["id"], json.dumps(doc), due_ms, doc["createdAt"], self.log_max,
                   self.doc_key("")]))
+
+    def release(self, ids: list[str], lease: int, now_ms: int) -> int:
+        """Give back claimed ids without attempting them: due now, for another claim."""
+        return int(self._release(keys=[self.due], args=[lease, now_ms, *ids])) if ids else 0
 
     def drop_due(self, delivery_id: str) -> None:
         """Take an id whose document is gone out of the due set (it can never be sent)."""

@@ -123,7 +123,8 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
 
         actors.deliver_due = dramatiq.actor(
             deliver_due, broker=broker, actor_name="deliver_due", queue_name=s.queue_webhooks,
-            max_retries=3, time_limit=int((s.webhook_timeout_s + 60) * 1000),
+            # Above the lease: a batch sized to its lease is never cut short by the limit.
+            max_retries=3, time_limit=int((s.webhook_lease_s + 60) * 1000),
         )
 
         def notify(doc: dict[str, Any], slot: str, file_object: dict[str, Any] | None) -> None:
