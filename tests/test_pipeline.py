@@ -130,9 +130,32 @@ def test_unknown_extension_fails_others_run(runtime, astronaut):
     rec = runtime.pipeline.add_file(jpeg(astronaut), "a.jpg")
     doc = run_job(runtime, {"fileId": rec.fileId, "extensions": [
         {"name": "sharpen"}, {"name": "remove-bg"}]})
-    assert doc["extensions"]["sharpen"]["status"] == "failed"
-    assert "unknown extension 'sharpen'" in doc["extensions"]["sharpen"]["error"]["message"]
+    # An unknown name is keyed by its position: invented names never become record keys.
+    assert doc["extensions"]["extensions[0]"]["status"] == "failed"
+    assert doc["extensions"]["extensions[0]"]["error"]["message"] == (
+        "extensions[0].name: unknown extension 'sharpen'")
     assert doc["extensions"]["remove-bg"]["status"] == "success"
+
+
+def test_a_message_cannot_inflate_records_and_errors_name_their_field(runtime, astronaut):
+    rec = runtime.pipeline.add_file(jpeg(astronaut.resize((16, 16))), "a.jpg")
+    deep: object = 1
+    for _ in range(60):
+        deep = {"a": deep}
+    doc = runtime.pipeline.accept({"fileId": rec.fileId, "extensions": [
+        {"name": "x" * 5_000_000},
+        *({"name": f"made-up-{i}"} for i in range(5)),
+        {"name": "ai-tasks", "tasks": [{"type": "yes_no", "instruction": "?", "on_yes": {
+            "set_metadata": [{"field": "f", "value": deep}]}}]}]})
+    slots = doc["extensions"]
+    assert len(slots["extensions[0]"]["error"]["message"]) < 200
+    assert slots["extensions[0]"]["error"]["message"].startswith(
+        "extensions[0].name: unknown extension 'xxxx")
+    assert slots["ai-tasks"]["error"]["message"] == (
+        "extensions[6].tasks[0].on_yes.set_metadata[0].value: nested deeper than 8 levels")
+    record = runtime.pipeline.get_file(rec.fileId)
+    assert set(record.extensionStatus) == {f"extensions[{i}]" for i in range(6)} | {"ai-tasks"}
+    assert len(record.model_dump_json()) < 10_000
 
 
 def test_duplicate_job_id_processed_once(runtime, astronaut):

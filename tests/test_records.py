@@ -85,3 +85,19 @@ def test_version_cap_fails_clearly_and_overwrites_nothing():
         RecordPatch(new_version=_version("late/remove-bg")).apply(rec, 100)
     assert "maximum is 100" in str(info.value) and info.value.code == "version_limit"
     assert rec.versionInfo.name == "Version 100" and len(rec.versions) == 100
+
+
+def test_a_failed_model_load_leaves_nothing_in_the_cache():
+    from worker.models import ModelCache
+
+    cache = ModelCache(idle_ttl_s=60)
+
+    def broken():
+        raise OSError("corrupt model file")
+
+    for i in range(100):
+        with pytest.raises(OSError):
+            cache.get(f"remove-bg:missing-{i}", broken)
+    assert cache._used == {} and cache.loaded() == []
+    cache.get("remove-bg:ok", lambda: object())
+    assert list(cache._used) == ["remove-bg:ok"]

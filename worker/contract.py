@@ -10,6 +10,7 @@ own and returns either a typed model or a message that names the field.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Annotated, Any, Literal
@@ -104,9 +105,32 @@ class AiAutoDescription(_Strict):
 # --- ai-tasks ---------------------------------------------------------------
 
 
+MAX_VALUE_DEPTH = 8
+MAX_VALUE_CHARS = 10_000
+
+
+def _bounded_value(v: Any) -> Any:
+    """A metadata value small enough for a record: nested at most 8 levels, 10,000
+    characters of JSON (a message can never inflate a record)."""
+    stack = [(v, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_VALUE_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((x, depth + 1) for x in item.values())
+        elif isinstance(item, list):
+            stack.extend((x, depth + 1) for x in item)
+    if len(json.dumps(v, default=str)) > MAX_VALUE_CHARS:
+        raise ValueError(f"more than {MAX_VALUE_CHARS} characters of JSON")
+    return v
+
+
 class MetadataSet(_Strict):
-    field: str = Field(..., min_length=1)
+    field: str = Field(..., min_length=1, max_length=128)
     value: Any
+
+    _value = field_validator("value")(classmethod(lambda cls, v: _bounded_value(v)))
 
 
 class MetadataUnset(_Strict):
@@ -397,11 +421,19 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def extension_label(raw: Any, index: int) -> str:
-    """The status key of a raw extension: its name when it has one."""
+def extension_label(raw: Any, index: int, known: frozenset[str] | None = None) -> str:
+    """The status key of a raw extension: its name when it has one — and, given ``known``,
+    only a known one, so a publisher's invented names never become keys of a record."""
     if isinstance(raw, dict) and isinstance(raw.get("name"), str) and raw["name"]:
-        return raw["name"][:64]
+        if known is None or raw["name"] in known:
+            return raw["name"][:64]
     return f"extensions[{index}]"
+
+
+def shown(value: Any, limit: int = 64) -> str:
+    """``repr`` of a user's value for an error message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…'"
 
 
 def parse_extension(
@@ -421,7 +453,7 @@ def parse_extension(
         where = f"{prefix}.name" if prefix else "name"
         if name is None:
             raise ValueError(f"{where}: field required")
-        raise ValueError(f"{where}: unknown extension {name!r}")
+        raise ValueError(f"{where}: unknown extension {shown(name)}")
     try:
         return model.model_validate(raw)
     except ValidationError as e:

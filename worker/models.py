@@ -278,7 +278,11 @@ class ModelCache:
         with self._load_lock:
             item = self._items.get(key)
             if item is None:
-                item = loader()
+                try:
+                    item = loader()
+                except BaseException:
+                    self._used.pop(key, None)  # a failed load leaves nothing behind
+                    raise
                 self.loads += 1
                 self._items[key] = item
                 self._used[key] = self.clock()
@@ -299,6 +303,7 @@ class ModelCache:
             for key in list(self._items):
                 if now - self._used.get(key, now) > self.idle_ttl_s:
                     del self._items[key]
+                    self._used.pop(key, None)
                     dropped.append(key)
         if dropped:
             import gc

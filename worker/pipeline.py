@@ -33,6 +33,7 @@ from webhooks.urlguard import EgressPolicy
 from . import metering
 from .blobs import BlobStore
 from .contract import (
+    BUILTIN_NAMES,
     JobEnvelope,
     SavedExtensionRef,
     UploadFields,
@@ -157,8 +158,9 @@ class Pipeline:
         """
         slots: dict[str, dict[str, Any]] = {}
         extra = self.registry.third_party_params()
+        known = frozenset(BUILTIN_NAMES) | frozenset(self.registry.handlers) | frozenset(extra)
         for i, raw in enumerate(job.extensions):
-            label = extension_label(raw, i)
+            label = extension_label(raw, i, known)
             if label == "saved-extension" and isinstance(raw, dict) and isinstance(
                     raw.get("id"), str):
                 label = f"saved-extension:{raw['id'][:128]}"
