@@ -209,3 +209,41 @@ def test_readme_documents_every_metric():
     readme = (ROOT / "README.md").read_text()
     missing = [n for n in METRICS if f"`{n}`" not in readme]
     assert not missing, missing
+
+
+def test_readiness_names_a_malformed_preload_entry(settings, rclient):
+    """A preload entry without ``kind:`` answers 503 with the reason (it used to crash)."""
+    import redis as _redis
+
+    from worker.ops import check_ready
+
+    settings.preload = ["u2netp", "remove-bg:u2netp"]
+    ok, problems = check_ready(_redis.Redis.from_url(settings.redis_url), settings)
+    assert not ok
+    assert problems == ["preload entry 'u2netp': expected <kind>:<name>, e.g. remove-bg:u2netp"]
+
+
+def test_rembg_finds_pulled_models_where_the_loader_puts_them(models_dir, monkeypatch):
+    """The pinned rembg range reads the per-model layout `models pull` writes, with no
+    download: rembg releases before 2.0.80 look in a flat directory and fetch the model."""
+    import importlib.metadata
+
+    import pooch
+    import tomllib
+
+    from worker.models import REGISTRY
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["bg"]
+    assert "rembg>=2.0.80,<=2.0.86" in spec
+    installed = tuple(int(p) for p in importlib.metadata.version("rembg").split(".")[:3])
+    assert (2, 0, 80) <= installed <= (2, 0, 86)
+
+    def no_download(*a, **k):
+        raise AssertionError("rembg tried to download a model")
+
+    monkeypatch.setattr(pooch, "retrieve", no_download)
+    monkeypatch.setenv("U2NET_HOME", str(models_dir / "rembg"))
+    from rembg.sessions.u2netp import U2netpSession
+
+    assert U2netpSession.download_models() == str(REGISTRY["u2netp"].path(models_dir))

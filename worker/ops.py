@@ -51,7 +51,14 @@ def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str
 
     wanted = [("remove-bg", settings.remove_bg_model)] if settings.queue_extensions in \
         _queues(settings) else []
-    wanted += [tuple(k.split(":", 1)) for k in settings.preload]  # type: ignore[misc]
+    for entry in settings.preload:
+        kind, sep, name = entry.partition(":")
+        if not sep or not kind or not name:
+            ok = False
+            problems.append(f"preload entry {entry!r}: expected <kind>:<name>, e.g. "
+                            "remove-bg:u2netp")
+            continue
+        wanted.append((kind, name))
     for kind, name in wanted:
         try:
             require(name, settings.models_dir)
