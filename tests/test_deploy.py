@@ -227,9 +227,9 @@ def test_rembg_finds_pulled_models_where_the_loader_puts_them(models_dir, monkey
     """The pinned rembg range reads the per-model layout `models pull` writes, with no
     download: rembg releases before 2.0.80 look in a flat directory and fetch the model."""
     import importlib.metadata
+    import tomllib
 
     import pooch
-    import tomllib
 
     from worker.models import REGISTRY
 
