@@ -4,9 +4,11 @@ graceful shutdown on SIGTERM, and structured logs — all against real `extworke
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -235,3 +237,33 @@ def test_logs_are_json_with_context_and_no_secrets(settings, rclient, tmp_path, 
     assert finished[0]["device"] == "cpu"
     text = server.log.read_text()
     assert secret not in text and secret[6:] not in text and sig.split(",")[1] not in text
+
+
+def test_serve_removes_only_stale_samples_from_the_operators_metrics_dir(settings, rclient,
+                                                                         tmp_path):
+    metrics_dir = tmp_path / "prom"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_4242.db").write_bytes(b"stale")
+    (metrics_dir / "keep-me.txt").write_text("the operator's")
+    (metrics_dir / "sub").mkdir()
+    srv = Server(settings, tmp_path / "w.log", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    try:
+        assert not (metrics_dir / "counter_4242.db").exists()
+        assert (metrics_dir / "keep-me.txt").read_text() == "the operator's"
+        assert (metrics_dir / "sub").is_dir()
+    finally:
+        srv.stop()
+
+
+def test_dead_processes_stop_counting_in_live_gauges(tmp_path):
+    from worker.metrics import reap_dead_processes
+
+    code = ("from prometheus_client import Gauge; "
+            "Gauge('x_live', 'x', multiprocess_mode='livesum').set(3)")
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60,
+                          env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert proc.returncode == 0
+    (sample,) = tmp_path.glob("gauge_livesum_*.db")
+    pid = int(sample.stem.rsplit("_", 1)[1])
+    assert reap_dead_processes(str(tmp_path)) == [pid]  # gone: SIGKILLed or exited
+    assert not sample.exists()

@@ -87,3 +87,27 @@ _doc("extworker_up", "gauge", (), "1 when this pod's exposition server can reach
 
 def status_class(status: int | None) -> str:
     return f"{status // 100}xx" if status else "none"
+
+
+def reap_dead_processes(metrics_dir: str) -> list[int]:
+    """``mark_process_dead`` for every process that left live-gauge samples and is gone
+    (killed, or crashed before its shutdown hook): its in-progress and models-loaded
+    gauges stop counting. Returns the pids reaped."""
+    import os
+    import re
+    from pathlib import Path
+
+    from prometheus_client import multiprocess
+
+    reaped = []
+    pids = {int(m.group(1)) for f in Path(metrics_dir).glob("gauge_live*_*.db")
+            if (m := re.search(r"_(\d+)\.db$", f.name))}
+    for pid in sorted(pids):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, metrics_dir)
+            reaped.append(pid)
+        except PermissionError:  # alive, another user's
+            pass
+    return reaped

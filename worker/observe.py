@@ -48,6 +48,15 @@ class MessageMetrics(Middleware):
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
 
+    def after_process_stop(self, broker: dramatiq.Broker) -> None:
+        """This process's live gauges (in progress, models loaded) stop counting."""
+        import os
+
+        from prometheus_client import multiprocess
+
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(os.getpid())
+
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         import structlog
 

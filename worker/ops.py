@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from dramatiq.middleware import Middleware
 
+from .metrics import reap_dead_processes
 from .settings import Settings
 
 QUEUES_ENV = "EXTWORKER_SERVE_QUEUES"  # set by `extworker serve` for this fork
@@ -132,6 +133,7 @@ def make_handler(settings: Settings, client: redis.Redis) -> type[BaseHTTPReques
 
                 registry = CollectorRegistry()
                 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                    reap_dead_processes(os.environ["PROMETHEUS_MULTIPROC_DIR"])
                     mp.MultiProcessCollector(registry)
                 registry.register(RedisCollector(client, settings))
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)

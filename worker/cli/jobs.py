@@ -21,7 +21,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     prometheus multiprocess directory and this pod's queue list (for /readyz).
     """
     import os
-    import shutil
+    import re
     import tempfile
 
     from dramatiq.cli import main as dramatiq_main
@@ -29,10 +29,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from ..ops import QUEUES_ENV
 
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-        prefix="extworker-metrics-")
-    shutil.rmtree(metrics_dir, ignore_errors=True)  # stale samples of a previous run
-    os.makedirs(metrics_dir, exist_ok=True)
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:
+        # The operator's directory: remove only prometheus_client's sample files (stale
+        # ones of a previous run), never anything else that lives there.
+        os.makedirs(metrics_dir, exist_ok=True)
+        for stale in Path(metrics_dir).glob("*.db"):
+            if re.fullmatch(r"(counter|gauge_\w+|histogram|summary)_\d+\.db", stale.name):
+                stale.unlink(missing_ok=True)
+    else:
+        metrics_dir = tempfile.mkdtemp(prefix="extworker-metrics-")  # ours, and empty
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     if args.queues:
         os.environ[QUEUES_ENV] = ",".join(args.queues)
