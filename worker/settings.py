@@ -164,7 +164,9 @@ class Settings(BaseSettings):
     processes: int = Field(1, ge=1, description="`serve` worker processes (never the core count).")
     threads: int = Field(2, ge=1, description="`serve` threads per process.")
     secret_key: str | None = Field(
-        None, description="Encrypts webhook secrets at rest (Fernet; any passphrase)."
+        None, description="Encrypts webhook secrets at rest: comma-separated keys, newest first "
+        "(Fernet keys, or passphrases stretched with scrypt and a salt); older keys decrypt and "
+        "are re-encrypted with the first on read."
     )
     webhook_delays_s: list[int] = Field(
         default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 23095],
