@@ -28,7 +28,15 @@ def test_remove_bg_benchmark(models_dir):
 def test_threads_benchmark(models_dir):
     out = _run("benchmarks/threads.py", "--processes", "2", "--images", "1", "--models-dir",
                str(models_dir))
-    assert "budget img/s" in out and "x" in out.splitlines()[-2]
+    from worker.devices import available_cpus
+
+    header = next(i for i, line in enumerate(out.splitlines()) if "budget img/s" in line)
+    row = out.splitlines()[header + 1].split()
+    processes, budget, default, ours, ratio = int(row[0]), int(row[1]), float(row[2]), \
+        float(row[3]), float(row[4].rstrip("x"))
+    assert processes == 2 and budget == max(1, available_cpus() // 2)
+    assert default > 0 and ours > 0  # images really went through the model
+    assert abs(ratio - ours / default) < 0.02  # the ratio printed is the one measured
 
 
 def test_webhooks_benchmark(redis_url, rclient):

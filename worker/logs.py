@@ -19,7 +19,11 @@ import structlog
 from .settings import Settings
 
 _SECRET_KEYS = re.compile(r"secret|signature|authorization|password|token|api[_-]?key", re.I)
-_SECRET_VALUES = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}|v1,[A-Za-z0-9+/=]{20,}")
+_SECRET_VALUES = re.compile(
+    r"whsec_[A-Za-z0-9+/=]{8,}|v1,[A-Za-z0-9+/=]{20,}"
+    # presigned URLs: their credentials ride in the query string
+    r"|(?i:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
+    r"x-goog-credential|signature|sig|token|access_token)=[^&\s\"']+")
 
 
 def _mask(value: Any) -> Any:
