@@ -49,7 +49,7 @@ def test_serve_runs_a_job_published_by_another_process(server, settings, rclient
     out = cli(settings, "submit", "--file-id", rec["fileId"], "--job-id", "cli-1",
               "--extensions", '[{"name": "remove-bg"}, {"name": "nope"}]', "--wait", "60")
     result = json.loads(out.stdout)
-    assert result["extensionStatus"] == {"remove-bg": "success", "nope": "failed"}
+    assert result["extensionStatus"] == {"remove-bg": "success", "extensions[1]": "failed"}
     assert result["file"]["versionInfo"]["name"] == "Version 2"
     assert result["file"]["hasAlpha"] is True and result["file"]["mime"] == "image/png"
     usage = json.loads(cli(settings, "usage", "default").stdout)

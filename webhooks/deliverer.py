@@ -86,15 +86,14 @@ class Webhooks:
     # --- attempts -------------------------------------------------------------
 
     def run_due(self, limit: int | None = None) -> int:
-        """Attempt every due delivery (up to ``limit``); returns how many were claimed."""
+        """Attempt due deliveries (up to ``limit``, and what fits in a lease); returns how
+        many were attempted (claims given back are due again at once)."""
         limit = limit or self.settings.webhook_batch
         lease_ms = int(self.settings.webhook_lease_s * 1000)
         lease, ids = self.store.claim(self.now_ms(), lease_ms, limit)
-        if ids:
-            asyncio.run(self._attempt_all(ids, lease))
-        return len(ids)
+        return asyncio.run(self._attempt_all(ids, lease)) if ids else 0
 
-    async def _attempt_all(self, ids: list[str], lease: int) -> None:
+    async def _attempt_all(self, ids: list[str], lease: int) -> int:
         """Attempt a claimed batch. Redis is touched in bulk before (documents, secrets)
         and after (one pipelined finish); in between only HTTP runs, concurrently."""
         fetched = self.store.get_many(ids)
@@ -167,6 +166,7 @@ class Webhooks:
             if isinstance(r, BaseException):
                 # The lease runs out and another attempt happens: never lost.
                 log.error("webhook attempt crashed: %r", r)
+        return len(docs)
 
     def _fit_lease(self, docs: list[dict[str, Any]], targets: dict[str, Target | str],
                    lease: int) -> list[dict[str, Any]]:

@@ -117,8 +117,8 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
         hooks = runtime.webhooks
 
         def deliver_due() -> None:
-            claimed = hooks.run_due()
-            if claimed >= s.webhook_batch:  # more may be waiting: keep going
+            hooks.run_due()
+            if hooks.store.due_now(hooks.now_ms())[0]:  # more waiting (or given back)
                 actors.deliver_due.send()  # type: ignore[union-attr]
 
         actors.deliver_due = dramatiq.actor(

@@ -26,7 +26,6 @@ from typing import Any
 import redis
 from dramatiq.middleware import Middleware
 
-from .metrics import reap_dead_processes
 from .settings import Settings
 
 QUEUES_ENV = "EXTWORKER_SERVE_QUEUES"  # set by `extworker serve` for this fork
@@ -130,6 +129,10 @@ def make_handler(settings: Settings, client: redis.Redis) -> type[BaseHTTPReques
                     generate_latest,
                 )
                 from prometheus_client import multiprocess as mp
+
+                # Imported here, never at module level: `serve` imports this module
+                # before it sets PROMETHEUS_MULTIPROC_DIR for the processes it forks.
+                from .metrics import reap_dead_processes
 
                 registry = CollectorRegistry()
                 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
