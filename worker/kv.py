@@ -63,17 +63,44 @@ class RedisKV:
 
     max_attempts = 500
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, outage_wait_s: float = 0.0) -> None:
         self.client = client
+        self.outage_wait_s = outage_wait_s
+
+    def _through_outage(self, op: Callable[[], T]) -> T:
+        """Run ``op``; while Redis is unreachable (or loading its data after a restart),
+        wait and try again for up to ``outage_wait_s`` before giving up. A worker thus
+        rides out a restart with its result in hand, instead of failing over to a retry
+        that cannot be enqueued while Redis is down either."""
+        deadline = time.monotonic() + self.outage_wait_s
+        pause = 0.05
+        while True:
+            try:
+                return op()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
+                if time.monotonic() + pause > deadline:
+                    raise RetryableError(f"redis unavailable: {e}") from e
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def get(self, key: str) -> Any | None:
-        try:
-            raw = self.client.get(key)
-        except redis.RedisError as e:
-            raise RetryableError(f"redis unavailable: {e}") from e
-        return None if raw is None else json.loads(raw)
+        def op() -> Any | None:
+            try:
+                raw = self.client.get(key)
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                raise
+            except redis.RedisError as e:
+                raise RetryableError(f"redis unavailable: {e}") from e
+            return None if raw is None else json.loads(raw)
+
+        return self._through_outage(op)
 
     def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None:
+        """Atomic read-compute-write. After a broken connection it runs again from the read
+        (``fn`` sees whatever did commit), so ``fn`` must decide from what it reads."""
+        return self._through_outage(lambda: self._transact(keys, fn))
+
+    def _transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None:
         for attempt in range(self.max_attempts):
             try:
                 with self.client.pipeline(transaction=True) as pipe:
@@ -104,6 +131,8 @@ class RedisKV:
             except redis.WatchError:
                 # Someone else committed first: back off a little, recompute.
                 time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                raise  # _through_outage decides
             except redis.RedisError as e:
                 raise RetryableError(f"redis unavailable: {e}") from e
         raise RetryableError(f"too much contention on {keys}")

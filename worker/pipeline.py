@@ -544,6 +544,11 @@ class Pipeline:
                        "status": slot["status"], "device": slot.get("device")},
             )
             self._notify(job, slot_name, file_object)  # the document just committed
+        elif slot["status"] != "pending":
+            # Already final: a redelivery, or our own commit landed before a connection
+            # broke and the store retried it. Hand it on again (idempotent), never skip it.
+            record = self.get_file(doc["fileId"]) if slot["status"] == "success" else None
+            self._notify(job, slot_name, record.file_object() if record else None)
         return slot, changed
 
     def _notify(self, doc: dict[str, Any], slot_name: str, file_object: Any) -> None:

@@ -34,7 +34,7 @@ class Runtime:
             kv = LocalKV(settings.data_dir / "embedded")
         else:
             self.redis = redis.Redis.from_url(settings.redis_url)
-            kv = RedisKV(self.redis)
+            kv = RedisKV(self.redis, settings.redis_outage_wait_s)
         self.kv = kv
         self.blobs = BlobStore(settings.blob_root, settings.public_url_base)
         self.registry = Registry.discover(settings.extra_extensions)

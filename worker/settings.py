@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis for the broker, records, units and jobs."
     )
+    redis_outage_wait_s: float = Field(
+        30.0, ge=0, description="How long a worker waits for Redis to come back (a restart, a "
+        "failover) before it hands the message to dramatiq's retries."
+    )
     data_dir: Path = Field(
         Path(".data"), description="Blobs (local storage) and the embedded stores of `apply`."
     )

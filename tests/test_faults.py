@@ -1,0 +1,136 @@
+"""Redis restarted mid-run, on a private ``redis-server`` (AOF on) this test starts on its
+own port: the work in flight is not lost.
+
+Given an extension whose model has run, when Redis shuts down and comes back before the
+commit, then the worker rides out the restart (``EXTWORKER_REDIS_OUTAGE_WAIT_S``): the
+extension ends ``success``, its version is written once and its units charged once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import _free_port, jpeg
+from worker.runtime import Runtime
+
+pytestmark = pytest.mark.slow
+
+
+class PrivateRedis:
+    def __init__(self, workdir: Path) -> None:
+        self.server = shutil.which("redis-server")
+        if self.server is None:
+            pytest.fail("redis-server is needed for the fault tests")
+        self.dir, self.port = workdir, _free_port()
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise AssertionError("private redis-server did not start")
+
+    def restart(self, down_s: float) -> None:
+        """SHUTDOWN (AOF flushed), stay down ``down_s``, start again on the same data."""
+        try:
+            redis.Redis.from_url(self.url).shutdown(nosave=False)
+        except redis.ConnectionError:
+            pass
+        assert self.proc is not None
+        self.proc.wait(10)
+        time.sleep(down_s)
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def private_redis_dir(tmp_path):
+    (tmp_path / "redis").mkdir()
+    return tmp_path
+
+
+def test_a_redis_restart_between_model_and_commit_loses_nothing(settings, private_redis_dir,
+                                                                astronaut):
+    srv = PrivateRedis(private_redis_dir / "redis")
+    restarter: list[threading.Thread] = []
+    try:
+        settings.redis_url = srv.url
+        settings.redis_outage_wait_s = 20
+        rt = Runtime(settings, enqueue=lambda q, j, s: None)
+        notified: list[tuple[str, str]] = []
+        rt.pipeline.notify = lambda doc, slot, fo: notified.append(
+            (slot, doc["extensions"][slot]["status"]))
+        rec = rt.pipeline.add_file(jpeg(astronaut), "a.jpg")
+        rt.pipeline.accept({"jobId": "through-restart", "fileId": rec.fileId,
+                            "extensions": [{"name": "remove-bg"}]})
+        handler = rt.registry.get("remove-bg")
+        real_run = handler.run
+
+        def run_then_restart(ctx, params):
+            result = real_run(ctx, params)
+            # The model has run; Redis goes away now and is back in 1.5 s.
+            t = threading.Thread(target=srv.restart, args=(1.5,))
+            t.start()
+            restarter.append(t)
+            time.sleep(0.2)
+            return result
+
+        handler.run = run_then_restart
+        t0 = time.monotonic()
+        slot = rt.pipeline.execute("through-restart", "remove-bg")
+        waited = time.monotonic() - t0
+        restarter[0].join(10)
+        assert slot["status"] == "success", slot
+        assert waited > 1.0  # it really went through the outage
+        after = rt.pipeline.get_file(rec.fileId)
+        assert after.versionInfo.name == "Version 2" and len(after.versions) == 2
+        assert rt.pipeline.usage("default")["extensions"] == {"remove-bg": 130}
+        assert notified == [("remove-bg", "success")]
+        # And a redelivery of the same message changes nothing.
+        handler.run = real_run
+        rt.pipeline.execute("through-restart", "remove-bg")
+        assert rt.pipeline.usage("default")["total"] == 130
+        assert len(rt.pipeline.get_file(rec.fileId).versions) == 2
+    finally:
+        for t in restarter:  # never leave a server behind, pass or fail
+            t.join(10)
+        srv.stop()
+
+
+def test_an_outage_longer_than_the_wait_is_handed_to_retries(settings, private_redis_dir):
+    from worker.errors import RetryableError
+    from worker.kv import RedisKV
+
+    srv = PrivateRedis(private_redis_dir / "redis")
+    try:
+        kv = RedisKV(redis.Redis.from_url(srv.url), outage_wait_s=0.5)
+        srv.stop()
+        t0 = time.monotonic()
+        with pytest.raises(RetryableError, match="redis unavailable"):
+            kv.get("k")
+        assert 0.3 < time.monotonic() - t0 < 3
+    finally:
+        srv.stop()
