@@ -169,6 +169,21 @@ class IntakeConsumer:
                 handled += 1
         return handled
 
+    def claim_idle(self, min_idle_ms: int) -> int:
+        """Claim and handle every entry idle for ``min_idle_ms`` (``extworker doctor``)."""
+        handled, cursor = 0, "0-0"
+        while True:
+            cursor_raw, claimed, *_ = self.client.xautoclaim(
+                self.stream, GROUP, self.consumer, min_idle_time=min_idle_ms,
+                start_id=cursor, count=100)
+            for entry_id, fields in claimed:
+                if fields is not None:
+                    self.handle(entry_id, fields)
+                    handled += 1
+            cursor = cursor_raw.decode() if isinstance(cursor_raw, bytes) else str(cursor_raw)
+            if cursor == "0-0":
+                return handled
+
     def run(self) -> None:
         while not self.stopping.is_set():
             try:

@@ -103,12 +103,23 @@ class RedisCollector:
             due.add_metric([], n_due)
             age.add_metric([], max(0.0, (now_ms - oldest[0][1]) / 1000)
                            if oldest and oldest[0][1] <= now_ms else 0.0)
+            # Stuck work: deliveries and intake entries live (cheap), extensions as the
+            # last `extworker doctor` found them (finding them scans the job documents).
+            from .doctor import idle_intake, unclaimed_deliveries
+
+            stuck = GaugeMetricFamily(
+                "extworker_stuck", "Work found stuck: extensions (at the last `extworker "
+                "doctor`), deliveries and intake entries (now).", labels=["kind"])
+            last = json.loads(self.client.get(s.key("doctor")) or b"{}")
+            stuck.add_metric(["extensions"], last.get("extensions", 0))
+            stuck.add_metric(["deliveries"], unclaimed_deliveries(self.client, s, now_ms))
+            stuck.add_metric(["intake"], idle_intake(self.client, s))
             up.add_metric([], 1)
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
             return
-        yield from (up, depth, due, age)
+        yield from (up, depth, due, age, stuck)
 
 
 def make_handler(settings: Settings, client: redis.Redis) -> type[BaseHTTPRequestHandler]:

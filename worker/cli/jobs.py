@@ -194,6 +194,32 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Report stuck work; with ``--fix``, re-send it (every step is idempotent)."""
+    import redis
+    from dramatiq import Message
+
+    from .. import doctor
+    from ..actors import DISPATCH, build_broker, execute_actor_name
+
+    client = redis.Redis.from_url(settings.redis_url)
+    report = doctor.examine(client, settings)
+    if args.fix:
+        broker = build_broker(settings)
+
+        def message(queue: str, actor: str, *a: Any) -> Message[Any]:
+            return Message(queue_name=queue, actor_name=actor, args=a, kwargs={}, options={})
+
+        report["fixed"] = doctor.repair(
+            client, settings, report,
+            send=lambda q, j, slot: broker.enqueue(message(q, execute_actor_name(q), j, slot)),
+            wake_webhooks=lambda: broker.enqueue(
+                message(settings.queue_webhooks, "deliver_due")),
+            dispatch=lambda job: broker.enqueue(message(settings.queue_default, DISPATCH, job)))
+    emit(report)
+    return 1 if any(report["counts"].values()) and not args.fix else 0
+
+
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     from ..contract import job_json_schema
 
@@ -263,6 +289,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     mpull.add_argument("--revision", help="hub models: a branch, tag or commit (default main)")
     msub.add_parser("list")
     mp.set_defaults(fn=cmd_models)
+
+    dr = sub.add_parser("doctor", help="report stuck work (exit 1 when any); --fix repairs it")
+    dr.add_argument("--fix", action="store_true")
+    dr.set_defaults(fn=cmd_doctor)
 
     sc = sub.add_parser("schema", help="print the job JSON Schema")
     sc.set_defaults(fn=cmd_schema)

@@ -1,0 +1,65 @@
+"""``extworker doctor`` finds stuck work of each kind and ``--fix`` sets it moving.
+
+Given a pending extension whose message was lost, a due delivery nobody claims, and an
+intake entry left pending on a consumer that stopped, when the doctor runs, then it reports
+one of each (and the metric says so); with the repair, the extension runs to ``success``,
+the webhooks queue is woken, and the entry is dispatched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import cli, jpeg
+from worker import doctor
+from worker.intake import GROUP, IntakeConsumer, publish, stream_key
+
+
+def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astronaut):
+    settings.extension_time_limit_s = 1
+    p = runtime.pipeline
+    rec = p.add_file(jpeg(astronaut.resize((64, 64))), "a.jpg")
+    p.accept({"jobId": "lost", "fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]})
+    runtime.queued.clear()  # the execute message is lost
+    hooks_due = settings.key("wh", "due")
+    rclient.zadd(hooks_due, {"msg_waiting": 1})  # due since 1970, nobody claims it
+    publish(rclient, settings, {"jobId": "orphan", "fileId": rec.fileId, "extensions": []})
+    gone = IntakeConsumer(rclient, settings, lambda job: (_ for _ in ()).throw(
+        ConnectionError("worker died")))
+    try:
+        gone.poll_once(block_ms=10)
+    except ConnectionError:
+        pass  # the entry stays pending on a consumer that will never come back
+    later = time.time() * 1000 + 5_000
+    rclient.xclaim(stream_key(settings), GROUP, gone.consumer, 0,
+                   [e[0] for e in rclient.xrange(stream_key(settings))], idle=200_000)
+
+    report = doctor.examine(rclient, settings, now_ms=later)
+    assert report["counts"] == {"extensions": 1, "deliveries": 1, "intake": 1}
+    assert report["extensions"][0]["jobId"] == "lost"
+    assert json.loads(rclient.get(settings.key("doctor")))["extensions"] == 1
+
+    sent, woken, dispatched = [], [], []
+    done = doctor.repair(rclient, settings, report, send=lambda q, j, s: sent.append((q, j, s)),
+                         wake_webhooks=lambda: woken.append(1), dispatch=dispatched.append)
+    assert done == {"extensions": 1, "deliveries": 1, "intake": 1}
+    assert sent == [("extensions", "lost", "remove-bg")] and woken == [1]
+    assert [j["jobId"] for j in dispatched] == ["orphan"]
+    assert rclient.xpending(stream_key(settings), GROUP)["pending"] == 0
+    for _queue, job_id, slot in sent:  # what the re-sent message does: run it, once
+        p.execute(job_id, slot)
+    assert p.get_job("lost")["extensions"]["remove-bg"]["status"] == "success"
+    rclient.zrem(hooks_due, "msg_waiting")
+    assert doctor.examine(rclient, settings)["counts"] == {
+        "extensions": 0, "deliveries": 0, "intake": 0}
+
+
+def test_doctor_cli_exits_1_when_something_is_stuck(settings, rclient):
+    rclient.zadd(settings.key("wh", "due"), {"msg_waiting": 1})
+    proc = cli(settings, "doctor", check=False)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["counts"]["deliveries"] == 1
+    fixed = json.loads(cli(settings, "doctor", "--fix").stdout)
+    assert fixed["fixed"]["deliveries"] == 1
+    assert rclient.llen("dramatiq:webhooks") == 1  # deliver_due was enqueued
