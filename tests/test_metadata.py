@@ -190,3 +190,30 @@ def test_a_cut_out_keeps_rights_and_description_and_reads_its_own(runtime, exift
     assert meta["Creator"] == ["Ian Britton"]  # IPTC By-line → XMP dc:creator
     assert "GPSLatitude" not in meta and "Make" not in meta  # only rights and description
     assert meta["ImageWidth"] == 120 and meta["ColorType"] == "RGB with Alpha"
+
+
+def test_a_hung_exiftool_is_cut_at_its_limit_and_replaced(tmp_path):
+    """A call that never answers costs ``timeout_s``, leaves the metadata out, and the
+    next call gets a fresh process."""
+    import time
+
+    fake = tmp_path / "exiftool"
+    fake.write_text("#!/bin/sh\nsleep 30\n")
+    fake.chmod(0o755)
+    tool = ExifTool(str(fake), timeout_s=0.5)
+    t0 = time.monotonic()
+    assert tool.read((SAMPLES / "GPS.jpg").read_bytes()) == {}
+    assert time.monotonic() - t0 < 3
+    tool.executable = "exiftool"
+    assert tool.read((SAMPLES / "GPS.jpg").read_bytes())["Artist"] == "Ian Britton"
+    tool.close()
+
+
+def test_persistent_exiftool_is_fast_enough_for_every_version(exiftool):
+    """Not a timing assertion: the same process answers many calls (no Perl start each)."""
+    data = (SAMPLES / "IPTC.jpg").read_bytes()
+    first = exiftool.read(data)
+    proc = exiftool._proc
+    for _ in range(20):
+        assert exiftool.read(data) == first
+    assert exiftool._proc is proc and proc.poll() is None
