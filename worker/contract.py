@@ -109,18 +109,27 @@ MAX_VALUE_DEPTH = 8
 MAX_VALUE_CHARS = 10_000
 
 
-def _bounded_value(v: Any) -> Any:
-    """A metadata value small enough for a record: nested at most 8 levels, 10,000
-    characters of JSON (a message can never inflate a record)."""
-    stack = [(v, 1)]
+def json_depth(value: Any, stop_after: int) -> int:
+    """Nesting depth of parsed JSON (a scalar is 1), without recursion; stops counting
+    once past ``stop_after``."""
+    deepest, stack = 0, [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_VALUE_DEPTH:
-            raise ValueError(f"nested deeper than {MAX_VALUE_DEPTH} levels")
+        deepest = max(deepest, depth)
+        if deepest > stop_after:
+            break
         if isinstance(item, dict):
             stack.extend((x, depth + 1) for x in item.values())
         elif isinstance(item, list):
             stack.extend((x, depth + 1) for x in item)
+    return deepest
+
+
+def _bounded_value(v: Any) -> Any:
+    """A metadata value small enough for a record: nested at most 8 levels, 10,000
+    characters of JSON (a message can never inflate a record)."""
+    if json_depth(v, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_VALUE_DEPTH} levels")
     if len(json.dumps(v, default=str)) > MAX_VALUE_CHARS:
         raise ValueError(f"more than {MAX_VALUE_CHARS} characters of JSON")
     return v

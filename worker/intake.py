@@ -36,7 +36,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from .contract import ID_PATTERN
+from .contract import ID_PATTERN, json_depth
 from .records import now_iso
 from .settings import Settings
 
@@ -68,21 +68,6 @@ def publish(client: redis.Redis, settings: Settings, job: dict[str, Any]) -> str
     return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
 def parse_entry(raw: bytes | None) -> dict[str, Any]:
     """The job of one stream entry, or ``ValueError`` saying what is wrong with it."""
     if raw is None:
@@ -96,7 +81,7 @@ def parse_entry(raw: bytes | None) -> dict[str, Any]:
         raise ValueError(f"job: not valid JSON: {str(e)[:200]}") from None
     if not isinstance(job, dict):
         raise ValueError("job: must be a JSON object")
-    if _depth(job) > MAX_DEPTH:
+    if json_depth(job, MAX_DEPTH) > MAX_DEPTH:
         raise ValueError(f"job: JSON nested deeper than {MAX_DEPTH} levels")
     return job
 

@@ -194,6 +194,12 @@ class ExifTool:
         with self._lock:
             self._stop()
 
+    def __del__(self) -> None:  # its owner (a pipeline) is gone: so is the process
+        try:
+            self._stop()
+        except Exception:
+            pass
+
     def _stop(self) -> None:
         if self._proc is not None:
             self._proc.kill()
