@@ -61,3 +61,37 @@ class Misbehave(Extension):
         if params.mode == "unpatchable":
             return ExtensionResult(patch=RecordPatch(set_fields={"fileId": "stolen"}))
         raise RetryableError("storage unavailable (simulated)")
+
+
+class DieOnceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["die-once"]
+    marker: str  # a file: absent → create it and SIGKILL this process after the "model" ran
+
+
+class DieOnce(Extension):
+    """Makes a new version (a 1x1 PNG), costs 1 unit — and the first time, kills its own
+    worker process (kill -9) after running, before the pipeline can commit."""
+
+    name = "die-once"
+    queue = "extensions"
+    params_model = DieOnceParams
+
+    def units(self, params: BaseModel, settings: object) -> int:
+        return 1
+
+    def run(self, ctx: ExtensionContext, params: DieOnceParams) -> ExtensionResult:
+        import io
+        import os
+        import signal
+        from pathlib import Path
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGBA", (1, 1)).save(buf, "PNG")
+        marker = Path(params.marker)
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return ExtensionResult(new_version=buf.getvalue(), output={"survived": True})
