@@ -247,3 +247,24 @@ def test_rembg_finds_pulled_models_where_the_loader_puts_them(models_dir, monkey
     from rembg.sessions.u2netp import U2netpSession
 
     assert U2netpSession.download_models() == str(REGISTRY["u2netp"].path(models_dir))
+
+
+def test_readiness_waits_for_preloaded_models_to_be_loaded(settings, rclient, models_dir):
+    """Present on disk is not enough for a preloaded model: this pod's workers must report
+    it loaded (the ModelKeeper's report), or /readyz answers 503 saying so."""
+    import json as _json
+    import socket
+
+    import redis as _redis
+
+    from worker.modelkeeper import report_key
+    from worker.ops import check_ready
+
+    client = _redis.Redis.from_url(settings.redis_url)
+    settings.preload = ["remove-bg:u2netp"]
+    ok, problems = check_ready(client, settings)
+    assert not ok and problems == ["remove-bg:u2netp: not loaded yet by this pod's workers"]
+    rclient.set(report_key(settings, "another-host-1"), _json.dumps(["u2netp"]))
+    assert not check_ready(client, settings)[0]  # another pod's report does not count
+    rclient.set(report_key(settings, f"{socket.gethostname()}-4242"), _json.dumps(["u2netp"]))
+    assert check_ready(client, settings) == (True, [])

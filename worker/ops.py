@@ -51,6 +51,7 @@ def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str
 
     wanted = [("remove-bg", settings.remove_bg_model)] if settings.queue_extensions in \
         _queues(settings) else []
+    preloaded: list[tuple[str, str]] = []
     for entry in settings.preload:
         kind, sep, name = entry.partition(":")
         if not sep or not kind or not name:
@@ -58,14 +59,35 @@ def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str
             problems.append(f"preload entry {entry!r}: expected <kind>:<name>, e.g. "
                             "remove-bg:u2netp")
             continue
-        wanted.append((kind, name))
-    for kind, name in wanted:
+        preloaded.append((kind, name))
+    for kind, name in wanted + preloaded:
         try:
             require(name, settings.models_dir)
         except Exception as e:
             ok = False
             problems.append(f"{kind}:{name}: {e}")
+    # Preloaded models must be loaded, not only present: a pod that serves the
+    # synchronous attempt is ready once its worker processes report them.
+    if preloaded and ok:
+        here = loaded_in_pod(client, settings)
+        for kind, name in preloaded:
+            if name not in here:
+                ok = False
+                problems.append(f"{kind}:{name}: not loaded yet by this pod's workers")
     return ok, problems
+
+
+def loaded_in_pod(client: redis.Redis, settings: Settings) -> set[str]:
+    """Models the worker processes of this host (pod) report loaded."""
+    import socket
+
+    from .modelkeeper import report_key
+
+    names: set[str] = set()
+    for key in client.scan_iter(report_key(settings, f"{socket.gethostname()}-*")):
+        raw = client.get(key)
+        names.update(json.loads(raw) if raw else [])
+    return names
 
 
 class RedisCollector:
