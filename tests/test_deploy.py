@@ -268,3 +268,17 @@ def test_readiness_waits_for_preloaded_models_to_be_loaded(settings, rclient, mo
     assert not check_ready(client, settings)[0]  # another pod's report does not count
     rclient.set(report_key(settings, f"{socket.gethostname()}-4242"), _json.dumps(["u2netp"]))
     assert check_ready(client, settings) == (True, [])
+
+
+def test_doctor_runs_as_a_cronjob():
+    docs = _render(REDIS)
+    (cron,) = docs["CronJob"]
+    spec = cron["spec"]
+    assert spec["schedule"] == "*/5 * * * *" and spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"] == ["doctor", "--fix"] and pod["restartPolicy"] == "Never"
+    assert _env(c)["EXTWORKER_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == \
+        "rel-extworker-redis"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert "CronJob" not in _render({**REDIS, "doctor": {"enabled": False}})

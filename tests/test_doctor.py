@@ -36,14 +36,15 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
                    [e[0] for e in rclient.xrange(stream_key(settings))], idle=200_000)
 
     report = doctor.examine(rclient, settings, now_ms=later)
-    assert report["counts"] == {"extensions": 1, "deliveries": 1, "intake": 1}
+    assert report["counts"] == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1}
     assert report["extensions"][0]["jobId"] == "lost"
     assert json.loads(rclient.get(settings.key("doctor")))["extensions"] == 1
 
     sent, woken, dispatched = [], [], []
     done = doctor.repair(rclient, settings, report, send=lambda q, j, s: sent.append((q, j, s)),
-                         wake_webhooks=lambda: woken.append(1), dispatch=dispatched.append)
-    assert done == {"extensions": 1, "deliveries": 1, "intake": 1}
+                         wake_webhooks=lambda: woken.append(1), dispatch=dispatched.append,
+                         handoff=lambda j, s: None)
+    assert done == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1}
     assert sent == [("extensions", "lost", "remove-bg")] and woken == [1]
     assert [j["jobId"] for j in dispatched] == ["orphan"]
     assert rclient.xpending(stream_key(settings), GROUP)["pending"] == 0
@@ -52,7 +53,7 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     assert p.get_job("lost")["extensions"]["remove-bg"]["status"] == "success"
     rclient.zrem(hooks_due, "msg_waiting")
     assert doctor.examine(rclient, settings)["counts"] == {
-        "extensions": 0, "deliveries": 0, "intake": 0}
+        "extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0}
 
 
 def test_doctor_cli_exits_1_when_something_is_stuck(settings, rclient):
@@ -63,3 +64,33 @@ def test_doctor_cli_exits_1_when_something_is_stuck(settings, rclient):
     fixed = json.loads(cli(settings, "doctor", "--fix").stdout)
     assert fixed["fixed"]["deliveries"] == 1
     assert rclient.llen("dramatiq:webhooks") == 1  # deliver_due was enqueued
+
+
+def test_doctor_hands_on_a_final_extension_whose_webhook_was_lost(settings, runtime, rclient,
+                                                                   astronaut):
+    """The message that finished an extension died before the hand-off (Redis down): the
+    extension is final, its delivery never created. The doctor finds it and hands it on."""
+    from webhooks.deliverer import Webhooks
+
+    p = runtime.pipeline
+    rec = p.add_file(jpeg(astronaut.resize((64, 64))), "a.jpg")
+    p.accept({"jobId": "no-hook", "fileId": rec.fileId, "webhookUrl": "https://example.test/h",
+              "extensions": [{"name": "remove-bg"}]})
+    p.notify = None  # the hand-off is lost
+    p.execute("no-hook", "remove-bg")
+    assert p.get_job("no-hook")["extensions"]["remove-bg"]["status"] == "success"
+    later = time.time() * 1000 + settings.webhook_lease_s * 1000 + 5_000
+    report = doctor.examine(rclient, settings, now_ms=later)
+    assert [h["jobId"] for h in report["handoffs"]] == ["no-hook"]
+    hooks = Webhooks(rclient, settings)
+
+    def handoff(job_id, slot):
+        job = p.get_job(job_id)
+        hooks.hand_off(job, slot, p.get_file(job["fileId"]).file_object())
+
+    done = doctor.repair(rclient, settings, report, send=lambda *a: None,
+                         wake_webhooks=lambda: None, dispatch=lambda j: None, handoff=handoff)
+    assert done["handoffs"] == 1
+    (delivery,) = hooks.store.list(job_id="no-hook")
+    assert delivery["event"] == "SUCCESS" and delivery["status"] == "pending"
+    assert doctor.examine(rclient, settings, now_ms=later)["counts"]["handoffs"] == 0

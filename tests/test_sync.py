@@ -28,11 +28,7 @@ def test_forced_race_reports_exactly_once(settings, rclient, runtime):
     recv = Receiver()
     hooks = Webhooks(rclient, settings)
     pipeline = runtime.pipeline
-    pipeline.notify = lambda doc, slot, fo: hooks.enqueue(
-        account=doc["accountId"], url=doc["webhookUrl"], job_id=doc["jobId"],
-        file_id=doc["fileId"], service=slot, status=doc["extensions"][slot]["status"],
-        file_object=fo, error=doc["extensions"][slot].get("error"),
-        sync_until=doc.get("syncUntil"))
+    pipeline.notify = hooks.hand_off  # what the actors wire
     intake = IntakeConsumer(rclient, settings, pipeline.accept)
     fid = pipeline.add_file(b"x", "x.txt").fileId
     rng = random.Random(3)

@@ -80,6 +80,18 @@ class Webhooks:
         }
         return doc if self.store.create(doc, due) else None
 
+    def hand_off(self, job: dict[str, Any], slot: str,
+                 file_object: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The delivery of one final extension of a job document (``None``: no webhookUrl,
+        or it exists already)."""
+        if not job.get("webhookUrl"):
+            return None
+        ext = job["extensions"][slot]
+        return self.enqueue(
+            account=job["accountId"], url=job["webhookUrl"], job_id=job["jobId"],
+            file_id=job.get("fileId"), service=slot, status=ext["status"],
+            file_object=file_object, error=ext.get("error"), sync_until=job.get("syncUntil"))
+
     def redeliver(self, delivery_id: str) -> dict[str, Any]:
         return self.store.restart(delivery_id, self.now_ms())
 

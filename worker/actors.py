@@ -128,14 +128,7 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
         )
 
         def notify(doc: dict[str, Any], slot: str, file_object: dict[str, Any] | None) -> None:
-            if not doc.get("webhookUrl"):
-                return
-            ext = doc["extensions"][slot]
-            created = hooks.enqueue(
-                account=doc["accountId"], url=doc["webhookUrl"], job_id=doc["jobId"],
-                file_id=doc.get("fileId"), service=slot, status=ext["status"],
-                file_object=file_object, error=ext.get("error"),
-                sync_until=doc.get("syncUntil"))
+            created = hooks.hand_off(doc, slot, file_object)
             # Wake the webhooks queue for a delivery due now; later ones (a caller is
             # waiting, a repeated hand-off) are picked up by the pump.
             if created is not None and created["nextAt"] <= hooks.now_ms():

@@ -7,6 +7,9 @@ Three kinds, each safe to repair because every step it re-sends is idempotent:
   execute message again (a slot already final ignores it; one still running commits once);
 * ``deliveries`` — webhook deliveries due longer than a lease with nobody claiming them
   (no webhook worker running): ``--fix`` wakes the ``webhooks`` queue;
+* ``handoffs`` — extensions final without their webhook delivery (the message that
+  finished them was lost before it handed them on): ``--fix`` hands them on (the delivery
+  id is stable, so a receiver can tell a repeat);
 * ``intake`` — stream entries pending on a consumer that stopped reading them for longer
   than the claim delay (no dispatch worker left): ``--fix`` claims and dispatches them.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -36,38 +39,68 @@ def _ms(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
 
 
-def stuck_extensions(client: redis.Redis, settings: Settings, now_ms: float,
-                     limit: int = 1000) -> list[dict[str, Any]]:
-    """Pending slots of dispatched jobs older than the extension time limit."""
-    out: list[dict[str, Any]] = []
-    older = now_ms - settings.extension_time_limit_s * 1000
+def _jobs(client: redis.Redis, settings: Settings) -> Iterator[dict[str, Any]]:
+    """Every job document (a SCAN: this is an operator's command, not a hot path)."""
     keys: list[bytes] = []
+
+    def docs() -> Iterator[dict[str, Any]]:
+        for raw in client.mget(keys):
+            try:
+                doc = json.loads(raw) if raw else None
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict) and doc.get("createdAt"):
+                yield doc
+
     for key in client.scan_iter(match=settings.key("job", "*"), count=1000):
         keys.append(key)
         if len(keys) >= 500:
-            out += _pending_in(client, keys, older)
+            yield from docs()
             keys = []
-        if len(out) >= limit:
-            return out[:limit]
-    return (out + _pending_in(client, keys, older))[:limit] if keys else out[:limit]
+    if keys:
+        yield from docs()
 
 
-def _pending_in(client: redis.Redis, keys: list[bytes], older: float) -> list[dict[str, Any]]:
-    found = []
-    for raw in client.mget(keys):
-        if raw is None:
-            continue
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            continue
-        if doc.get("state") != "dispatched" or _ms(doc.get("createdAt", "")) > older:
+def stuck_extensions(client: redis.Redis, settings: Settings, now_ms: float,
+                     limit: int = 1000) -> list[dict[str, Any]]:
+    """Pending slots of dispatched jobs older than the extension time limit."""
+    older = now_ms - settings.extension_time_limit_s * 1000
+    out: list[dict[str, Any]] = []
+    for doc in _jobs(client, settings):
+        if doc.get("state") != "dispatched" or _ms(doc["createdAt"]) > older:
             continue
         for name, slot in doc.get("extensions", {}).items():
             if slot.get("status") == "pending" and slot.get("queue"):
-                found.append({"jobId": doc["jobId"], "extension": name, "queue": slot["queue"],
-                              "createdAt": doc["createdAt"]})
-    return found
+                out.append({"jobId": doc["jobId"], "extension": name, "queue": slot["queue"],
+                            "createdAt": doc["createdAt"]})
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def lost_handoffs(client: redis.Redis, settings: Settings, now_ms: float,
+                  limit: int = 1000) -> list[dict[str, Any]]:
+    """Final extensions with a webhookUrl but no delivery: their hand-off was lost (the
+    message that made it died with Redis down). Looks at slots finished between a lease
+    and an hour ago: older deliveries may have been trimmed from the log."""
+    from webhooks.events import webhook_id
+
+    newest, oldest = now_ms - settings.webhook_lease_s * 1000, now_ms - 3600 * 1000
+    candidates = []
+    for doc in _jobs(client, settings):
+        if not doc.get("webhookUrl"):
+            continue
+        for name, slot in doc.get("extensions", {}).items():
+            done = slot.get("finishedAt")
+            if slot.get("status") in ("success", "failed") and done and \
+                    oldest <= _ms(done) <= newest:
+                candidates.append({"jobId": doc["jobId"], "extension": name,
+                                   "id": webhook_id(doc["jobId"], name)})
+    pipe = client.pipeline(transaction=False)
+    for c in candidates:
+        pipe.exists(settings.key("wh", "delivery", c["id"]))
+    found = pipe.execute() if candidates else []
+    return [c for c, there in zip(candidates, found, strict=True) if not there][:limit]
 
 
 def unclaimed_deliveries(client: redis.Redis, settings: Settings, now_ms: float) -> int:
@@ -92,12 +125,14 @@ def examine(client: redis.Redis, settings: Settings,
     """The report: what is stuck, by kind. Also stored for the metrics."""
     now_ms = now_ms if now_ms is not None else time.time() * 1000
     extensions = stuck_extensions(client, settings, now_ms)
+    handoffs = lost_handoffs(client, settings, now_ms)
     report = {
         "checkedAt": int(now_ms),
-        "counts": {"extensions": len(extensions),
+        "counts": {"extensions": len(extensions), "handoffs": len(handoffs),
                    "deliveries": unclaimed_deliveries(client, settings, now_ms),
                    "intake": idle_intake(client, settings)},
         "extensions": extensions,
+        "handoffs": handoffs,
     }
     client.set(settings.key("doctor"), json.dumps(report["counts"]))
     return report
@@ -105,12 +140,19 @@ def examine(client: redis.Redis, settings: Settings,
 
 def repair(client: redis.Redis, settings: Settings, report: dict[str, Any], send: Send,
            wake_webhooks: Callable[[], None], dispatch: Callable[[dict[str, Any]], None],
-           ) -> dict[str, int]:
-    """Set the stuck work of ``report`` moving; returns what was done, by kind."""
-    done = {"extensions": 0, "deliveries": 0, "intake": 0}
+           handoff: Callable[[str, str], None]) -> dict[str, int]:
+    """Set the stuck work of ``report`` moving; returns what was done, by kind.
+
+    ``handoff(jobId, extension)`` hands a final extension on to the webhooks again."""
+    done = {"extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0}
     for item in report["extensions"]:
         send(item["queue"], item["jobId"], item["extension"])
         done["extensions"] += 1
+    for item in report["handoffs"]:
+        handoff(item["jobId"], item["extension"])
+        done["handoffs"] += 1
+    if report["handoffs"]:
+        wake_webhooks()
     if report["counts"]["deliveries"]:
         wake_webhooks()
         done["deliveries"] = report["counts"]["deliveries"]

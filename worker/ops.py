@@ -130,10 +130,11 @@ class RedisCollector:
             from .doctor import idle_intake, unclaimed_deliveries
 
             stuck = GaugeMetricFamily(
-                "extworker_stuck", "Work found stuck: extensions (at the last `extworker "
-                "doctor`), deliveries and intake entries (now).", labels=["kind"])
+                "extworker_stuck", "Work found stuck: extensions and handoffs (at the last "
+                "`extworker doctor`), deliveries and intake entries (now).", labels=["kind"])
             last = json.loads(self.client.get(s.key("doctor")) or b"{}")
             stuck.add_metric(["extensions"], last.get("extensions", 0))
+            stuck.add_metric(["handoffs"], last.get("handoffs", 0))
             stuck.add_metric(["deliveries"], unclaimed_deliveries(self.client, s, now_ms))
             stuck.add_metric(["intake"], idle_intake(self.client, s))
             up.add_metric([], 1)

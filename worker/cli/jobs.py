@@ -205,7 +205,19 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     client = redis.Redis.from_url(settings.redis_url)
     report = doctor.examine(client, settings)
     if args.fix:
+        from webhooks.deliverer import Webhooks
+
+        from ..runtime import Runtime
+
         broker = build_broker(settings)
+        pipeline, hooks = Runtime(settings).pipeline, Webhooks(client, settings)
+
+        def handoff(job_id: str, slot: str) -> None:
+            job = pipeline.get_job(job_id)
+            record = pipeline.get_file(job["fileId"]) if job and job.get("fileId") else None
+            if job is not None:
+                ok = job["extensions"][slot]["status"] == "success" and record is not None
+                hooks.hand_off(job, slot, record.file_object() if ok and record else None)
 
         def message(queue: str, actor: str, *a: Any) -> Message[Any]:
             return Message(queue_name=queue, actor_name=actor, args=a, kwargs={}, options={})
@@ -215,7 +227,8 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
             send=lambda q, j, slot: broker.enqueue(message(q, execute_actor_name(q), j, slot)),
             wake_webhooks=lambda: broker.enqueue(
                 message(settings.queue_webhooks, "deliver_due")),
-            dispatch=lambda job: broker.enqueue(message(settings.queue_default, DISPATCH, job)))
+            dispatch=lambda job: broker.enqueue(message(settings.queue_default, DISPATCH, job)),
+            handoff=handoff)
     emit(report)
     return 1 if any(report["counts"].values()) and not args.fix else 0
 
