@@ -241,3 +241,42 @@ def test_a_worker_killed_between_model_and_commit_commits_once(settings, rclient
         assert rt.pipeline.usage("default")["extensions"] == {"die-once": 1}
     finally:
         second.stop()
+
+
+def test_a_dispatch_worker_killed_after_dispatch_loses_nothing(settings, rclient, tmp_path,
+                                                               astronaut):
+    """kill -9 of a worker right after it dispatched (the execute messages are queued, the
+    intake entry acknowledged): another worker runs them, each once, webhook once."""
+    import base64
+
+    from tests.conftest import Server
+    from tests.receiver import Receiver
+    from worker.intake import publish
+
+    recv = Receiver()
+    try:
+        dispatcher = Server(settings, tmp_path / "d.log", "--queues", "default")
+        data = base64.b64encode(jpeg(astronaut.resize((96, 96)))).decode()
+        jobs = [f"after-dispatch-{i}" for i in range(4)]
+        for i, job_id in enumerate(jobs):
+            publish(rclient, settings, {"jobId": job_id, "webhookUrl": recv.url,
+                                        "upload": {"base64": data, "fileName": f"{i}.jpg"},
+                                        "extensions": [{"name": "remove-bg"}]})
+        _wait(lambda: all((raw := rclient.get(settings.key("job", j))) and
+                          json.loads(raw)["state"] == "dispatched" for j in jobs),
+              60, "dispatched")
+        dispatcher.kill(9)  # the whole process group, at once
+        assert rclient.llen("dramatiq:extensions") == 4  # queued, not lost
+        runner = Server(settings, tmp_path / "r.log")
+        try:
+            docs = _wait(lambda: _final(rclient, settings, jobs), 90, "executed")
+            assert {d["extensions"]["remove-bg"]["status"] for d in docs} == {"success"}
+            _wait(lambda: len(recv.requests) >= 4, 60, "webhooks")
+            time.sleep(1.0)
+            assert sorted(r.headers["webhook-id"] for r in recv.requests) == sorted(
+                {r.headers["webhook-id"] for r in recv.requests})  # each once
+            assert len(recv.requests) == 4
+        finally:
+            runner.stop()
+    finally:
+        recv.close()
