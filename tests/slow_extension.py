@@ -43,15 +43,18 @@ class MisbehaveParams(BaseModel):
     mode: Literal["unserialisable-output", "unpatchable", "infrastructure"]
 
 
-class Misbehave(Extension):
-    """Results the pipeline cannot record, or infrastructure errors that never clear."""
-
-    name = "misbehave"
+class _OneUnit(Extension):
     queue = "extensions"
-    params_model = MisbehaveParams
 
     def units(self, params: BaseModel, settings: object) -> int:
         return 1
+
+
+class Misbehave(_OneUnit):
+    """Results the pipeline cannot record, or infrastructure errors that never clear."""
+
+    name = "misbehave"
+    params_model = MisbehaveParams
 
     def run(self, ctx: ExtensionContext, params: MisbehaveParams) -> ExtensionResult:
         from worker.errors import RetryableError
@@ -69,16 +72,12 @@ class DieOnceParams(BaseModel):
     marker: str  # a file: absent → create it and SIGKILL this process after the "model" ran
 
 
-class DieOnce(Extension):
+class DieOnce(_OneUnit):
     """Makes a new version (a 1x1 PNG), costs 1 unit — and the first time, kills its own
     worker process (kill -9) after running, before the pipeline can commit."""
 
     name = "die-once"
-    queue = "extensions"
     params_model = DieOnceParams
-
-    def units(self, params: BaseModel, settings: object) -> int:
-        return 1
 
     def run(self, ctx: ExtensionContext, params: DieOnceParams) -> ExtensionResult:
         import io

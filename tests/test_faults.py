@@ -146,6 +146,22 @@ def _final(client: redis.Redis, settings, job_ids: list[str]) -> list[dict] | No
     return docs if done else None
 
 
+def _publish_uploads(client: redis.Redis, settings, prefix: str, count: int, image,
+                     webhook_url: str) -> list[str]:
+    """``count`` upload jobs of ``image`` (base64) with remove-bg and a webhook; their ids."""
+    import base64
+
+    from worker.intake import publish
+
+    data = base64.b64encode(jpeg(image)).decode()
+    jobs = [f"{prefix}-{i}" for i in range(count)]
+    for i, job_id in enumerate(jobs):
+        publish(client, settings, {"jobId": job_id, "webhookUrl": webhook_url,
+                                   "upload": {"base64": data, "fileName": f"{i}.jpg"},
+                                   "extensions": [{"name": "remove-bg"}]})
+    return jobs
+
+
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -161,11 +177,9 @@ def test_serve_through_a_redis_restart_loses_no_job(settings, private_redis_dir,
     """12 uploads with remove-bg and a webhook through a real ``serve``; Redis (AOF) shut
     down for 1.5 s while they run: every job final, one cut-out each, units exactly
     12 × 130, every webhook-id delivered (duplicates counted and reported)."""
-    import base64
 
     from tests.conftest import Server
     from tests.receiver import Receiver
-    from worker.intake import publish
     from worker.metering import month_of
 
     srv = PrivateRedis(private_redis_dir / "redis")
@@ -174,12 +188,8 @@ def test_serve_through_a_redis_restart_loses_no_job(settings, private_redis_dir,
     server = Server(settings, tmp_path / "worker.log")
     try:
         client = redis.Redis.from_url(srv.url)
-        data = base64.b64encode(jpeg(astronaut.resize((160, 160)))).decode()
-        jobs = [f"restart-{i}" for i in range(12)]
-        for i, job_id in enumerate(jobs):
-            publish(client, settings, {"jobId": job_id, "webhookUrl": recv.url,
-                                       "upload": {"base64": data, "fileName": f"{i}.jpg"},
-                                       "extensions": [{"name": "remove-bg"}]})
+        jobs = _publish_uploads(client, settings, "restart", 12, astronaut.resize((160, 160)),
+                                recv.url)
         time.sleep(1.0)  # some done, some running, some queued
         srv.restart(1.5)
         client = redis.Redis.from_url(srv.url)
@@ -247,21 +257,15 @@ def test_a_dispatch_worker_killed_after_dispatch_loses_nothing(settings, rclient
                                                                astronaut):
     """kill -9 of a worker right after it dispatched (the execute messages are queued, the
     intake entry acknowledged): another worker runs them, each once, webhook once."""
-    import base64
 
     from tests.conftest import Server
     from tests.receiver import Receiver
-    from worker.intake import publish
 
     recv = Receiver()
     try:
         dispatcher = Server(settings, tmp_path / "d.log", "--queues", "default")
-        data = base64.b64encode(jpeg(astronaut.resize((96, 96)))).decode()
-        jobs = [f"after-dispatch-{i}" for i in range(4)]
-        for i, job_id in enumerate(jobs):
-            publish(rclient, settings, {"jobId": job_id, "webhookUrl": recv.url,
-                                        "upload": {"base64": data, "fileName": f"{i}.jpg"},
-                                        "extensions": [{"name": "remove-bg"}]})
+        jobs = _publish_uploads(rclient, settings, "after-dispatch", 4,
+                                astronaut.resize((96, 96)), recv.url)
         _wait(lambda: all((raw := rclient.get(settings.key("job", j))) and
                           json.loads(raw)["state"] == "dispatched" for j in jobs),
               60, "dispatched")
