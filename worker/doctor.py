@@ -61,46 +61,52 @@ def _jobs(client: redis.Redis, settings: Settings) -> Iterator[dict[str, Any]]:
         yield from docs()
 
 
-def stuck_extensions(client: redis.Redis, settings: Settings, now_ms: float,
-                     limit: int = 1000) -> list[dict[str, Any]]:
-    """Pending slots of dispatched jobs older than the extension time limit."""
-    older = now_ms - settings.extension_time_limit_s * 1000
-    out: list[dict[str, Any]] = []
-    for doc in _jobs(client, settings):
-        if doc.get("state") != "dispatched" or _ms(doc["createdAt"]) > older:
-            continue
-        for name, slot in doc.get("extensions", {}).items():
-            if slot.get("status") == "pending" and slot.get("queue"):
-                out.append({"jobId": doc["jobId"], "extension": name, "queue": slot["queue"],
-                            "createdAt": doc["createdAt"]})
-                if len(out) >= limit:
-                    return out
-    return out
+def _pending_slots(doc: dict[str, Any], older: float) -> list[dict[str, Any]]:
+    """Pending slots of a dispatched job created before ``older`` (ms)."""
+    if doc.get("state") != "dispatched" or _ms(doc["createdAt"]) > older:
+        return []
+    return [{"jobId": doc["jobId"], "extension": name, "queue": slot["queue"],
+             "createdAt": doc["createdAt"]}
+            for name, slot in doc.get("extensions", {}).items()
+            if slot.get("status") == "pending" and slot.get("queue")]
 
 
-def lost_handoffs(client: redis.Redis, settings: Settings, now_ms: float,
-                  limit: int = 1000) -> list[dict[str, Any]]:
-    """Final extensions with a webhookUrl but no delivery: their hand-off was lost (the
-    message that made it died with Redis down). Looks at slots finished between a lease
-    and an hour ago: older deliveries may have been trimmed from the log."""
+def _finished_with_webhook(doc: dict[str, Any], oldest: float,
+                           newest: float) -> list[dict[str, Any]]:
+    """Final slots of a job with a webhookUrl, finished between ``oldest`` and ``newest``."""
     from webhooks.events import webhook_id
 
+    if not doc.get("webhookUrl"):
+        return []
+    return [{"jobId": doc["jobId"], "extension": name, "id": webhook_id(doc["jobId"], name)}
+            for name, slot in doc.get("extensions", {}).items()
+            if slot.get("status") in ("success", "failed") and slot.get("finishedAt")
+            and oldest <= _ms(slot["finishedAt"]) <= newest]
+
+
+def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
+              limit: int = 1000) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One pass over the job documents: ``(stuck extensions, lost hand-offs)``.
+
+    Stuck: pending slots of dispatched jobs older than the extension time limit. Lost
+    hand-offs: final slots with a webhookUrl but no delivery (the message that finished
+    them died before handing them on), finished between a lease and an hour ago (older
+    deliveries may have been trimmed from the log)."""
+    older = now_ms - settings.extension_time_limit_s * 1000
     newest, oldest = now_ms - settings.webhook_lease_s * 1000, now_ms - 3600 * 1000
-    candidates = []
+    stuck: list[dict[str, Any]] = []
+    candidates: list[dict[str, Any]] = []
     for doc in _jobs(client, settings):
-        if not doc.get("webhookUrl"):
-            continue
-        for name, slot in doc.get("extensions", {}).items():
-            done = slot.get("finishedAt")
-            if slot.get("status") in ("success", "failed") and done and \
-                    oldest <= _ms(done) <= newest:
-                candidates.append({"jobId": doc["jobId"], "extension": name,
-                                   "id": webhook_id(doc["jobId"], name)})
+        if len(stuck) < limit:
+            stuck += _pending_slots(doc, older)
+        if len(candidates) < 10 * limit:
+            candidates += _finished_with_webhook(doc, oldest, newest)
     pipe = client.pipeline(transaction=False)
     for c in candidates:
         pipe.exists(settings.key("wh", "delivery", c["id"]))
     found = pipe.execute() if candidates else []
-    return [c for c, there in zip(candidates, found, strict=True) if not there][:limit]
+    lost = [c for c, there in zip(candidates, found, strict=True) if not there]
+    return stuck[:limit], lost[:limit]
 
 
 def unclaimed_deliveries(client: redis.Redis, settings: Settings, now_ms: float) -> int:
@@ -124,8 +130,7 @@ def examine(client: redis.Redis, settings: Settings,
             now_ms: float | None = None) -> dict[str, Any]:
     """The report: what is stuck, by kind. Also stored for the metrics."""
     now_ms = now_ms if now_ms is not None else time.time() * 1000
-    extensions = stuck_extensions(client, settings, now_ms)
-    handoffs = lost_handoffs(client, settings, now_ms)
+    extensions, handoffs = scan_jobs(client, settings, now_ms)
     report = {
         "checkedAt": int(now_ms),
         "counts": {"extensions": len(extensions), "handoffs": len(handoffs),

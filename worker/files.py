@@ -100,9 +100,11 @@ class FileStore:
             if not paths:
                 break
             offset += len(paths)
-            for p in paths:
-                ref = self.kv.get(self.path_key(account, p))
-                rec = self.get(ref["fileId"], account) if ref else None
+            # Two round trips a page (paths → ids → records), not two per file.
+            refs = self.kv.get_many([self.path_key(account, p) for p in paths])
+            ids = [ref["fileId"] for ref in refs if ref]
+            docs = self.kv.get_many([self.file_key(i) for i in ids])
+            for rec in (owned(doc, account) for doc in docs):
                 if rec is None or (tag is not None and tag not in (rec.tags or [])):
                     continue
                 if tag is not None and skipped < skip:

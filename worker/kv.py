@@ -53,6 +53,10 @@ class KV(Protocol):
 
     def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None: ...
 
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        """``get`` of several keys in one round trip."""
+        ...
+
     def index_range(self, key: str, prefix: str, offset: int, count: int) -> list[str]:
         """Members of the index at ``key`` that start with ``prefix``, in byte order."""
         ...
@@ -92,6 +96,18 @@ class RedisKV:
             except redis.RedisError as e:
                 raise RetryableError(f"redis unavailable: {e}") from e
             return None if raw is None else json.loads(raw)
+
+        return self._through_outage(op)
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        def op() -> list[Any | None]:
+            try:
+                raws = self.client.mget(keys) if keys else []
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                raise
+            except redis.RedisError as e:
+                raise RetryableError(f"redis unavailable: {e}") from e
+            return [None if raw is None else json.loads(raw) for raw in raws]
 
         return self._through_outage(op)
 
@@ -180,6 +196,10 @@ class LocalKV:
     def get(self, key: str) -> Any | None:
         with self._locked():
             return self._read(key)
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        with self._locked():
+            return [self._read(k) for k in keys]
 
     def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None:
         with self._locked():
