@@ -213,3 +213,24 @@ def server(settings: Settings, rclient: redis.Redis, tmp_path: Path) -> Iterator
     srv = Server(settings, tmp_path / "worker.log")
     yield srv
     srv.stop()
+
+
+# --- webhook duplicates, counted across the fault tests and reported once -----------------
+
+DUPLICATES: list[tuple[str, int, int]] = []  # (fault, webhook-ids, sends beyond one per id)
+
+
+def report_duplicates(fault: str, ids: int, extra_sends: int) -> None:
+    """Record what a fault test saw: at-least-once with a stable id, duplicates counted."""
+    DUPLICATES.append((fault, ids, extra_sends))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not DUPLICATES:
+        return
+    terminalreporter.section("webhook duplicates under faults")
+    for fault, ids, extra in DUPLICATES:
+        terminalreporter.write_line(f"{fault}: {ids} webhook-ids, {extra} duplicate sends")
+    total_ids = sum(i for _, i, _ in DUPLICATES)
+    total = sum(e for _, _, e in DUPLICATES)
+    terminalreporter.write_line(f"all faults: {total} duplicates in {total_ids} webhook-ids")

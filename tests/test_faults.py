@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import _free_port, jpeg
+from tests.conftest import _free_port, jpeg, report_duplicates
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.slow
@@ -50,13 +50,17 @@ class PrivateRedis:
                 time.sleep(0.02)
         raise AssertionError("private redis-server did not start")
 
-    def restart(self, down_s: float) -> None:
-        """SHUTDOWN (AOF flushed), stay down ``down_s``, start again on the same data."""
-        try:
-            redis.Redis.from_url(self.url).shutdown(nosave=False)
-        except redis.ConnectionError:
-            pass
+    def restart(self, down_s: float, kill: bool = False) -> None:
+        """SHUTDOWN (AOF flushed) or SIGKILL (AOF fsynced on every write), stay down
+        ``down_s``, start again on the same data."""
         assert self.proc is not None
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                redis.Redis.from_url(self.url).shutdown(nosave=False)
+            except redis.ConnectionError:
+                pass
         self.proc.wait(10)
         time.sleep(down_s)
         self.start()
@@ -172,11 +176,16 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
+@pytest.mark.parametrize("outage_wait, kill", [("30", False), ("0.2", True)],
+                         ids=["store-rides-it-out", "retries-carry-it"])
 def test_serve_through_a_redis_restart_loses_no_job(settings, private_redis_dir, astronaut,
-                                                    tmp_path):
+                                                    tmp_path, outage_wait, kill):
     """12 uploads with remove-bg and a webhook through a real ``serve``; Redis (AOF) shut
-    down for 1.5 s while they run: every job final, one cut-out each, units exactly
-    12 × 130, every webhook-id delivered (duplicates counted and reported)."""
+    down (or killed) for 1.5 s while they run: every job final, one cut-out each, units
+    exactly 12 × 130, every webhook-id delivered (duplicates counted and reported).
+
+    With a store wait of 0.2 s the commits fail while Redis is down and the retries carry
+    the work (``DurableRetries``); with 30 s the store rides the outage out."""
 
     from tests.conftest import Server
     from tests.receiver import Receiver
@@ -185,13 +194,16 @@ def test_serve_through_a_redis_restart_loses_no_job(settings, private_redis_dir,
     srv = PrivateRedis(private_redis_dir / "redis")
     settings.redis_url = srv.url
     recv = Receiver()
-    server = Server(settings, tmp_path / "worker.log")
+    server = Server(settings, tmp_path / "worker.log",
+                    env={"EXTWORKER_REDIS_OUTAGE_WAIT_S": outage_wait,
+                         "EXTWORKER_RETRY_MIN_BACKOFF_S": "0.2",
+                         "EXTWORKER_RETRY_MAX_BACKOFF_S": "2"})
     try:
         client = redis.Redis.from_url(srv.url)
         jobs = _publish_uploads(client, settings, "restart", 12, astronaut.resize((160, 160)),
                                 recv.url)
         time.sleep(1.0)  # some done, some running, some queued
-        srv.restart(1.5)
+        srv.restart(1.5, kill=kill)
         client = redis.Redis.from_url(srv.url)
         docs = _wait(lambda: _final(client, settings, jobs), 150,
                      "jobs final\n" + (tmp_path / "worker.log").read_text()[-3000:])
@@ -204,7 +216,8 @@ def test_serve_through_a_redis_restart_loses_no_job(settings, private_redis_dir,
         _wait(lambda: len({r.headers["webhook-id"] for r in recv.requests}) == 12, 60,
               "every webhook delivered")
         duplicates = len(recv.requests) - 12
-        print(f"webhook duplicates after a Redis restart: {duplicates}")
+        report_duplicates(f"Redis {'killed' if kill else 'shut down'} under serve "
+                          f"({outage_wait} s store wait)", 12, duplicates)
         assert duplicates <= 12  # at least once, same id; counted, and the exception
     finally:
         recv.close()
@@ -277,10 +290,101 @@ def test_a_dispatch_worker_killed_after_dispatch_loses_nothing(settings, rclient
             assert {d["extensions"]["remove-bg"]["status"] for d in docs} == {"success"}
             _wait(lambda: len(recv.requests) >= 4, 60, "webhooks")
             time.sleep(1.0)
-            assert sorted(r.headers["webhook-id"] for r in recv.requests) == sorted(
-                {r.headers["webhook-id"] for r in recv.requests})  # each once
+            ids = {r.headers["webhook-id"] for r in recv.requests}
+            report_duplicates("dispatch worker killed after dispatch", len(ids),
+                              len(recv.requests) - len(ids))
+            assert sorted(r.headers["webhook-id"] for r in recv.requests) == sorted(ids)
             assert len(recv.requests) == 4
         finally:
             runner.stop()
     finally:
         recv.close()
+
+
+def test_a_retry_is_recorded_before_its_message_is_acknowledged(settings, private_redis_dir,
+                                                                astronaut):
+    """Given a commit that meets a Redis outage longer than the store's wait (so the
+    extension raises ``RetryableError`` while Redis is down), when the real broker's worker
+    handles it, then the retry is written once Redis is back and the extension ends
+    ``success`` — on dramatiq's plain ``Retries`` the enqueue failed, was swallowed, the
+    message was acknowledged after the outage and the extension stayed ``pending`` for good.
+    """
+    from dramatiq import Worker
+
+    from worker.actors import build_broker, declare_actors
+
+    srv = PrivateRedis(private_redis_dir / "redis")
+    settings.redis_url = srv.url
+    settings.redis_outage_wait_s = 0.3  # the store gives up long before Redis is back
+    settings.extra_extensions = ["tests.slow_extension:Sleep"]
+    settings.retry_min_backoff_s, settings.retry_max_backoff_s = 0.05, 0.2
+    broker = build_broker(settings)
+    rt = Runtime(settings)
+    declare_actors(broker, rt)
+    rec = rt.pipeline.add_file(jpeg(astronaut.resize((32, 32))), "a.jpg")
+    worker = Worker(broker, worker_timeout=100, worker_threads=1)
+    restarter = threading.Thread(target=lambda: (time.sleep(0.6), srv.restart(3.0)))
+    try:
+        worker.start()
+        rt.pipeline.accept({"jobId": "retry-through-outage", "fileId": rec.fileId,
+                            "extensions": [{"name": "sleep", "seconds": 1.0}]})
+        restarter.start()  # Redis goes down mid-run and stays down 3 s
+        restarter.join(20)
+        slot = _wait(lambda: (s := (rt.pipeline.get_job("retry-through-outage") or {})
+                              .get("extensions", {}).get("sleep")) and
+                     s["status"] != "pending" and s, 30, "the extension final after the outage")
+        assert slot["status"] == "success", slot
+        assert rt.pipeline.get_file(rec.fileId).tags == ["slept"]
+    finally:
+        worker.stop()
+        broker.close()
+        srv.stop()
+
+
+def test_a_trickling_then_failing_receiver_under_serve_gets_each_webhook_once_it_answers(
+        settings, rclient, astronaut, tmp_path):
+    """Through a real ``serve``: each webhook's first attempt meets a receiver that trickles
+    one byte a second (cut at the 1.5 s exchange limit), the second a 500, the third a 200.
+    Every delivery ends ``delivered`` after exactly three attempts under one webhook-id, and
+    the receiver saw exactly three sends per id: no attempt repeated, none lost."""
+    from collections import Counter
+
+    from tests.conftest import Server
+    from tests.receiver import Receiver, Reply
+    from webhooks.deliverer import Webhooks
+
+    seen: Counter[str] = Counter()
+
+    def script(n: int) -> Reply:
+        wid = recv.requests[n].headers["webhook-id"]
+        seen[wid] += 1
+        return {1: Reply(200, trickle_s=1.0), 2: Reply(500)}.get(seen[wid], Reply(200))
+
+    recv = Receiver(script)
+    server = Server(settings, tmp_path / "worker.log",
+                    env={"EXTWORKER_WEBHOOK_DELAYS_S": "[0, 1, 1, 1]",
+                         "EXTWORKER_WEBHOOK_TIMEOUT_S": "1.5",
+                         "EXTWORKER_WEBHOOK_LEASE_S": "6", "EXTWORKER_WEBHOOK_POLL_S": "0.3"})
+    try:
+        jobs = _publish_uploads(rclient, settings, "trickle", 6, astronaut.resize((64, 64)),
+                                recv.url)
+        docs = _wait(lambda: _final(rclient, settings, jobs), 90,
+                     "jobs final\n" + (tmp_path / "worker.log").read_text()[-3000:])
+        assert {d["extensions"]["remove-bg"]["status"] for d in docs} == {"success"}
+        hooks = Webhooks(rclient, settings)
+        _wait(lambda: len(seen) == 6 and all(c >= 3 for c in seen.values()), 60,
+              f"three attempts each: {dict(seen)}")
+        _wait(lambda: all((d := hooks.store.get(wid)) and d["status"] == "delivered"
+                          for wid in seen), 10, "recorded delivered")
+        deliveries = [hooks.store.get(wid) for wid in seen]
+        first = [d["attempts"][0] for d in deliveries]
+        assert all(a["error"] == "no complete response within 1.5 s" for a in first), first
+        assert all([a["status"] for a in d["attempts"][1:]] == [500, 200] for d in deliveries)
+        time.sleep(1.5)  # nothing more comes
+        sends = Counter(r.headers["webhook-id"] for r in recv.requests)
+        report_duplicates("receiver trickles, then 500, then 200 (serve)", len(sends),
+                          sum(sends.values()) - 3 * len(sends))
+        assert set(sends.values()) == {3}, sends
+    finally:
+        recv.close()
+        server.stop()

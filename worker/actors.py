@@ -15,9 +15,11 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import default_middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from .errors import PermanentError
+from .retries import DurableRetries, replace_retries
 from .runtime import Runtime
 from .settings import Settings
 
@@ -30,10 +32,14 @@ def execute_actor_name(queue: str) -> str:
 
 
 def build_broker(settings: Settings) -> RedisBroker:
+    """The Redis broker, with dramatiq's default middleware except ``Retries``, which is
+    ``DurableRetries``: a retry is in Redis before its message is acknowledged."""
+    middleware = replace_retries([m() for m in default_middleware], DurableRetries())
     return RedisBroker(
         url=settings.redis_url,
         heartbeat_timeout=int(settings.broker_heartbeat_timeout_s * 1000),
         maintenance_chance=settings.broker_maintenance_chance,
+        middleware=middleware,
     )
 
 
