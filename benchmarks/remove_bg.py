@@ -31,9 +31,9 @@ import skimage.data
 from PIL import Image
 
 from extensions import loaders
-from worker.models import pull
+from worker.core.settings import Settings
+from worker.models.catalog import pull
 from worker.runtime import Runtime
-from worker.settings import Settings
 
 PHOTOS = {  # name -> (sample, target size)
     "astronaut-1MP": ("astronaut", (1024, 1024)),

@@ -1,6 +1,6 @@
 """CPU thread budget: throughput of several worker processes running u2netp at once,
 with ONNX Runtime's default threads (one per host core, in every process) vs extworker's
-budget (``worker.devices.inference_threads``: the CPUs available divided by the processes).
+budget (``worker.models.devices.inference_threads``: the CPUs available divided by the processes).
 
     python benchmarks/threads.py [--processes 1 2 4] [--images 12] [--models-dir DIR]
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.devices import available_cpus, inference_threads
-from worker.models import pull
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.models.catalog import pull
+from worker.models.devices import available_cpus, inference_threads
 
 
 def _work(models_dir: Path, threads: int, images: int, start: mp.Barrier,

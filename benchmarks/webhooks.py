@@ -28,7 +28,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 
 from webhooks.deliverer import Webhooks  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from worker.core.settings import Settings  # noqa: E402
 
 
 class Ok(BaseHTTPRequestHandler):

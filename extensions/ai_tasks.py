@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from worker.contract import AiTasks, Branch, SelectMetadata, SelectTags, YesNo
-from worker.errors import PermanentError
-from worker.fields import CustomField, validate_value
-from worker.imaging import open_image
-from worker.records import RecordPatch
-from worker.settings import Settings
+from worker.core.contract import AiTasks, Branch, SelectMetadata, SelectTags, YesNo
+from worker.core.errors import PermanentError
+from worker.core.imaging import open_image
+from worker.core.records import RecordPatch
+from worker.core.settings import Settings
+from worker.store.fields import CustomField, validate_value
 
 from . import loaders
 from .base import ExtensionContext, ExtensionResult

@@ -7,10 +7,10 @@ sentence case. Model and length are settings (``EXTWORKER_CAPTION_MODEL``,
 
 from __future__ import annotations
 
-from worker.contract import AiAutoDescription as Params
-from worker.errors import PermanentError
-from worker.imaging import open_image
-from worker.records import RecordPatch
+from worker.core.contract import AiAutoDescription as Params
+from worker.core.errors import PermanentError
+from worker.core.imaging import open_image
+from worker.core.records import RecordPatch
 
 from . import loaders
 from .base import ExtensionContext, ExtensionResult

@@ -15,11 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
-from worker.contract import AwsAutoTagging as AwsParams
-from worker.contract import GoogleAutoTagging as GoogleParams
-from worker.errors import PermanentError
-from worker.imaging import open_image
-from worker.records import AITag, RecordPatch
+from worker.core.contract import AwsAutoTagging as AwsParams
+from worker.core.contract import GoogleAutoTagging as GoogleParams
+from worker.core.errors import PermanentError
+from worker.core.imaging import open_image
+from worker.core.records import AITag, RecordPatch
 
 from . import loaders
 from .base import ExtensionContext, ExtensionResult

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from worker.records import FileRecord, RecordPatch
+from worker.core.records import FileRecord, RecordPatch
 
 if TYPE_CHECKING:
-    from worker.fields import CustomField
-    from worker.models import ModelCache
-    from worker.settings import Settings
+    from worker.core.settings import Settings
+    from worker.models.catalog import ModelCache
+    from worker.store.fields import CustomField
 
 
 @dataclass

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from worker.devices import inference_threads
-from worker.models import ModelCache
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.models.catalog import ModelCache
+from worker.models.devices import inference_threads
 
 KINDS = ("remove-bg", "classifier", "zero-shot", "captioner")
 

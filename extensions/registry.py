@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from pydantic import BaseModel
 
-from worker.contract import BUILTIN_MODELS
+from worker.core.contract import BUILTIN_MODELS
 
 from .base import Extension
 

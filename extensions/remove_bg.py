@@ -17,11 +17,11 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageColor, ImageFilter, ImageOps
 
-from worker.contract import RemoveBg as RemoveBgParams
-from worker.devices import active_device, onnx_providers
-from worker.errors import PermanentError
-from worker.imaging import encode_png, open_image
-from worker.models import REGISTRY, require
+from worker.core.contract import RemoveBg as RemoveBgParams
+from worker.core.errors import PermanentError
+from worker.core.imaging import encode_png, open_image
+from worker.models.catalog import REGISTRY, require
+from worker.models.devices import active_device, onnx_providers
 
 from .base import Extension, ExtensionContext, ExtensionResult
 

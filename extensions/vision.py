@@ -29,8 +29,8 @@ from typing import Any
 
 from PIL import Image
 
-from worker.devices import torch_device
-from worker.models import require
+from worker.models.catalog import require
+from worker.models.devices import torch_device
 
 from .base import Extension
 

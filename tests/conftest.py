@@ -18,9 +18,9 @@ import pytest
 import redis
 from PIL import Image
 
-from worker.models import pull
+from worker.core.settings import Settings
+from worker.models.catalog import pull
 from worker.runtime import Runtime
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = int(os.environ.get("EXTWORKER_TEST_REDIS_DB", "13"))

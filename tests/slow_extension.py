@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from extensions.base import Extension, ExtensionContext, ExtensionResult
-from worker.records import RecordPatch
+from worker.core.records import RecordPatch
 
 
 class SleepParams(BaseModel):
@@ -57,7 +57,7 @@ class Misbehave(_OneUnit):
     params_model = MisbehaveParams
 
     def run(self, ctx: ExtensionContext, params: MisbehaveParams) -> ExtensionResult:
-        from worker.errors import RetryableError
+        from worker.core.errors import RetryableError
 
         if params.mode == "unserialisable-output":
             return ExtensionResult(output={"when": object()})

@@ -16,7 +16,7 @@ from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
 
 from tests.conftest import jpeg
-from worker.actors import declare_actors
+from worker.broker.actors import declare_actors
 from worker.runtime import Runtime
 
 

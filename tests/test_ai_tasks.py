@@ -8,9 +8,9 @@ import pytest
 
 from tests.conftest import cli, jpeg
 from tests.test_pipeline import run_job
-from worker.errors import PermanentError
-from worker.fields import CustomField, validate_value
-from worker.saved import MAX_SAVED
+from worker.core.errors import PermanentError
+from worker.store.fields import CustomField, validate_value
+from worker.store.saved import MAX_SAVED
 
 VOCAB = ["shirt", "pants", "shoes", "bag", "hat"]
 PRODUCT_CLASSIFIER = {"name": "ai-tasks", "tasks": [

@@ -28,7 +28,7 @@ def test_remove_bg_benchmark(models_dir):
 def test_threads_benchmark(models_dir):
     out = _run("benchmarks/threads.py", "--processes", "2", "--images", "1", "--models-dir",
                str(models_dir))
-    from worker.devices import available_cpus
+    from worker.models.devices import available_cpus
 
     header = next(i for i, line in enumerate(out.splitlines()) if "budget img/s" in line)
     row = out.splitlines()[header + 1].split()

@@ -61,8 +61,8 @@ def test_models_pull_replaces_a_corrupt_file_and_refuses_bad_bytes(models_dir, t
     and a verified file is left alone."""
     import pytest
 
-    from worker import models
-    from worker.errors import ExtworkerError
+    from worker.core.errors import ExtworkerError
+    from worker.models import catalog as models
 
     good = models.REGISTRY["u2netp"].path(models_dir).read_bytes()
     fetched: list[str] = []

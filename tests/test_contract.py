@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from worker.contract import Job, JobEnvelope, job_json_schema, parse_extension
+from worker.core.contract import Job, JobEnvelope, job_json_schema, parse_extension
 
 SCHEMA = Path(__file__).resolve().parent.parent / "worker" / "schema" / "job.schema.json"
 

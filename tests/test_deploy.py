@@ -15,7 +15,7 @@ import helm_python
 import pytest
 import yaml
 
-from worker.metrics import METRICS
+from worker.telemetry.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "extworker"
@@ -215,7 +215,7 @@ def test_readiness_names_a_malformed_preload_entry(settings, rclient):
     """A preload entry without ``kind:`` answers 503 with the reason (it used to crash)."""
     import redis as _redis
 
-    from worker.ops import check_ready
+    from worker.telemetry.ops import check_ready
 
     settings.preload = ["u2netp", "remove-bg:u2netp"]
     ok, problems = check_ready(_redis.Redis.from_url(settings.redis_url), settings)
@@ -231,7 +231,7 @@ def test_rembg_finds_pulled_models_where_the_loader_puts_them(models_dir, monkey
 
     import pooch
 
-    from worker.models import REGISTRY
+    from worker.models.catalog import REGISTRY
 
     spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["bg"]
@@ -257,8 +257,8 @@ def test_readiness_waits_for_preloaded_models_to_be_loaded(settings, rclient, mo
 
     import redis as _redis
 
-    from worker.modelkeeper import report_key
-    from worker.ops import check_ready
+    from worker.broker.modelkeeper import report_key
+    from worker.telemetry.ops import check_ready
 
     client = _redis.Redis.from_url(settings.redis_url)
     settings.preload = ["remove-bg:u2netp"]

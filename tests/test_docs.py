@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

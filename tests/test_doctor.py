@@ -12,8 +12,8 @@ import json
 import time
 
 from tests.conftest import cli, jpeg
-from worker import doctor
-from worker.intake import GROUP, IntakeConsumer, publish, stream_key
+from worker.broker import doctor
+from worker.broker.intake import GROUP, IntakeConsumer, publish, stream_key
 
 
 def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astronaut):

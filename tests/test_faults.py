@@ -126,8 +126,8 @@ def test_a_redis_restart_between_model_and_commit_loses_nothing(settings, privat
 
 
 def test_an_outage_longer_than_the_wait_is_handed_to_retries(settings, private_redis_dir):
-    from worker.errors import RetryableError
-    from worker.kv import RedisKV
+    from worker.core.errors import RetryableError
+    from worker.store.kv import RedisKV
 
     srv = PrivateRedis(private_redis_dir / "redis")
     try:
@@ -155,7 +155,7 @@ def _publish_uploads(client: redis.Redis, settings, prefix: str, count: int, ima
     """``count`` upload jobs of ``image`` (base64) with remove-bg and a webhook; their ids."""
     import base64
 
-    from worker.intake import publish
+    from worker.broker.intake import publish
 
     data = base64.b64encode(jpeg(image)).decode()
     jobs = [f"{prefix}-{i}" for i in range(count)]
@@ -189,7 +189,7 @@ def test_serve_through_a_redis_restart_loses_no_job(settings, private_redis_dir,
 
     from tests.conftest import Server
     from tests.receiver import Receiver
-    from worker.metering import month_of
+    from worker.store.metering import month_of
 
     srv = PrivateRedis(private_redis_dir / "redis")
     settings.redis_url = srv.url
@@ -231,7 +231,7 @@ def test_a_worker_killed_between_model_and_commit_commits_once(settings, rclient
     from dramatiq import Message
 
     from tests.conftest import Server
-    from worker.actors import build_broker, execute_actor_name
+    from worker.broker.actors import build_broker, execute_actor_name
 
     settings.extra_extensions = ["tests.slow_extension:DieOnce"]
     env = {"EXTWORKER_EXTRA_EXTENSIONS": '["tests.slow_extension:DieOnce"]',
@@ -311,7 +311,7 @@ def test_a_retry_is_recorded_before_its_message_is_acknowledged(settings, privat
     """
     from dramatiq import Worker
 
-    from worker.actors import build_broker, declare_actors
+    from worker.broker.actors import build_broker, declare_actors
 
     srv = PrivateRedis(private_redis_dir / "redis")
     settings.redis_url = srv.url

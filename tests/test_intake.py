@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from worker.intake import GROUP, IntakeConsumer, IntakeFull, publish, stream_key
+from worker.broker.intake import GROUP, IntakeConsumer, IntakeFull, publish, stream_key
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_a_stopping_consumer_with_pending_entries_is_kept(settings, rclient, str
     # Another worker claims them once they are idle long enough.
     sent: list[dict] = []
     heir = IntakeConsumer(rclient, settings, sent.append)
-    import worker.intake as intake
+    import worker.broker.intake as intake
 
     old, intake.CLAIM_IDLE_MS = intake.CLAIM_IDLE_MS, 0
     try:

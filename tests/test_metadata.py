@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from worker.metadata import ExifTool, iso_date, media_key
+from worker.store.metadata import ExifTool, iso_date, media_key
 
 SAMPLES = Path(
     __import__("os").environ.get("EXTWORKER_METADATA_SAMPLES", ROOT.parent / "shared"
@@ -145,7 +145,7 @@ def test_most_of_every_tag_printed_matches(read, image, share):
 
 
 def test_metadata_is_bounded(exiftool):
-    from worker.metadata import MAX_TOTAL_CHARS, normalise
+    from worker.store.metadata import MAX_TOTAL_CHARS, normalise
 
     raw = {f"Tag{i}": "x" * 1500 for i in range(100)} | {"Huge": "y" * 10_000}
     out = normalise(raw)

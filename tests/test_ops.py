@@ -17,8 +17,8 @@ import redis
 
 from tests.conftest import Server, _free_port, cli, jpeg
 from tests.receiver import Receiver
-from worker import devices
-from worker.metrics import METRICS
+from worker.models import devices
+from worker.telemetry.metrics import METRICS
 
 pytestmark = pytest.mark.slow
 SLOW = '["tests.slow_extension:Sleep"]'
@@ -256,7 +256,7 @@ def test_serve_removes_only_stale_samples_from_the_operators_metrics_dir(setting
 
 
 def test_dead_processes_stop_counting_in_live_gauges(tmp_path):
-    from worker.metrics import reap_dead_processes
+    from worker.telemetry.metrics import reap_dead_processes
 
     code = ("from prometheus_client import Gauge; "
             "Gauge('x_live', 'x', multiprocess_mode='livesum').set(3)")
@@ -275,7 +275,7 @@ def test_redact_drops_secret_keys_and_masks_secret_values(settings):
     import io
     import logging
 
-    from worker.logs import configure
+    from worker.telemetry.logs import configure
 
     settings.log_format = "json"
     out = io.StringIO()

@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from worker.errors import PermanentError
-from worker.kv import LocalKV, RedisKV, Txn
-from worker.records import AITag, FileRecord, NewVersion, RecordPatch
+from worker.core.errors import PermanentError
+from worker.core.records import AITag, FileRecord, NewVersion, RecordPatch
+from worker.store.kv import LocalKV, RedisKV, Txn
 
 
 def _record(fid: str = "f1") -> FileRecord:
@@ -88,7 +88,7 @@ def test_version_cap_fails_clearly_and_overwrites_nothing():
 
 
 def test_a_failed_model_load_leaves_nothing_in_the_cache():
-    from worker.models import ModelCache
+    from worker.models.catalog import ModelCache
 
     cache = ModelCache(idle_ttl_s=60)
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import cli, jpeg
-from worker.intake import stream_key
+from worker.broker.intake import stream_key
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_webhooks_end_to_end(server, settings, rclient, tmp_path, astronaut):
 
 
 def test_intake_gives_a_job_without_id_a_stable_one(settings, rclient):
-    from worker.intake import IntakeConsumer
+    from worker.broker.intake import IntakeConsumer
 
     sent: list[dict] = []
     consumer = IntakeConsumer(rclient, settings, sent.append)

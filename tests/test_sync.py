@@ -12,8 +12,8 @@ import pytest
 from tests.conftest import Server, cli, jpeg
 from tests.receiver import Receiver
 from webhooks.deliverer import Webhooks
-from worker.client import submit
-from worker.modelkeeper import loaded_anywhere
+from worker.broker.client import submit
+from worker.broker.modelkeeper import loaded_anywhere
 
 
 def test_forced_race_reports_exactly_once(settings, rclient, runtime):
@@ -23,7 +23,7 @@ def test_forced_race_reports_exactly_once(settings, rclient, runtime):
     ``pending`` for the caller), never both, never neither."""
     import random
 
-    from worker.intake import IntakeConsumer
+    from worker.broker.intake import IntakeConsumer
 
     recv = Receiver()
     hooks = Webhooks(rclient, settings)

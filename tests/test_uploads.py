@@ -20,12 +20,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import jpeg
-from worker.contract import Job, JobEnvelope, format_validation_error, parse_tags
-from worker.errors import PermanentError
-from worker.kv import Txn
-from worker.records import AITag, RecordPatch
+from worker.core.contract import Job, JobEnvelope, format_validation_error, parse_tags
+from worker.core.errors import PermanentError
+from worker.core.records import AITag, RecordPatch
 from worker.runtime import Runtime
-from worker.uploads import check_blob_key, normalise_folder, sanitize_file_name, unique_name
+from worker.store.kv import Txn
+from worker.store.uploads import check_blob_key, normalise_folder, sanitize_file_name, unique_name
 
 
 def b64(data: bytes) -> str:

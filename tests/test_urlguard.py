@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from webhooks.urlguard import EgressPolicy, EgressRefused, check, why_not_public
+from worker.core.egress import EgressPolicy, EgressRefused, check, why_not_public
 
 OPEN = EgressPolicy()
 

@@ -14,9 +14,8 @@ from extensions import loaders
 from extensions.vision import clean_caption, clean_label
 from tests.conftest import jpeg
 from tests.test_pipeline import run_job
-from worker import devices
-from worker.errors import ExtworkerError
-from worker.models import ModelCache
+from worker.core.errors import ExtworkerError
+from worker.models.catalog import ModelCache, devices
 from worker.runtime import Runtime
 
 
@@ -158,7 +157,7 @@ def test_corrupt_image_fails_tagging_readably(runtime):
 def test_auto_without_cuda_uses_cpu_and_says_so(monkeypatch, caplog):
     monkeypatch.setattr(devices, "cuda_devices", lambda: 0)
     devices._logged.clear()
-    with caplog.at_level(logging.INFO, logger="worker.devices"):
+    with caplog.at_level(logging.INFO, logger="worker.models.devices"):
         assert devices.torch_device("auto") == "cpu"
     assert "requested auto, using cpu (CUDA absent)" in caplog.text
     with pytest.raises(ExtworkerError, match="torch sees 0 CUDA"):
@@ -180,7 +179,7 @@ def test_onnx_provider_offered_but_no_gpu_means_cpu(monkeypatch, caplog):
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(devices, "gpu_visible", lambda: False)
     devices._logged.clear()
-    with caplog.at_level(logging.INFO, logger="worker.devices"):
+    with caplog.at_level(logging.INFO, logger="worker.models.devices"):
         assert devices.onnx_providers("auto") == (["CPUExecutionProvider"], "cpu")
     assert "no GPU visible" in caplog.text
     monkeypatch.setattr(devices, "gpu_visible", lambda: True)

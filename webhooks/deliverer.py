@@ -25,15 +25,14 @@ from typing import Any
 import httpx
 import redis
 
-from worker import claims
-from worker.settings import Settings
-
-from . import schedule, signing
-from .events import body_for, webhook_id
-from .secrets import SecretStore
-from .sender import Attempt, post
-from .store import DeliveryStore
-from .urlguard import EgressPolicy, EgressRefused, Target, check
+from webhooks import schedule, signing
+from webhooks.events import body_for, webhook_id
+from webhooks.secrets import SecretStore
+from webhooks.sender import Attempt, post
+from webhooks.store import DeliveryStore
+from worker.core.egress import EgressPolicy, EgressRefused, Target, check
+from worker.core.settings import Settings
+from worker.store import claims
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ATTEMPTS = 100
@@ -66,7 +65,7 @@ class Webhooks:
         """Store the delivery of one finished extension; ``None`` if it already exists.
 
         With ``sync_until`` (a caller is waiting) the first attempt is not due
-        before then, and it first claims the report (``worker.claims``).
+        before then, and it first claims the report (``worker.store.claims``).
         """
         now = self.now_ms()
         due = max(now, int(sync_until * 1000)) if sync_until else now

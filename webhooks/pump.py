@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from .deliverer import Webhooks
+from webhooks.deliverer import Webhooks
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .urlguard import Target
+from worker.core.egress import Target
 
 MAX_READ = 64 * 1024
 LOG_BYTES = 1024

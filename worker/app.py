@@ -10,16 +10,15 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from webhooks.pump import DeliveryPump
-
-from .actors import build_broker, declare_actors
-from .intake import IntakeMiddleware
-from .logs import configure as configure_logging
-from .metrics import MODELS_LOADED
-from .modelkeeper import ModelKeeper
-from .observe import MessageMetrics, on_extension, on_webhook_attempt
-from .ops import Ops
-from .runtime import Runtime
-from .settings import Settings
+from worker.broker.actors import build_broker, declare_actors
+from worker.broker.intake import IntakeMiddleware
+from worker.broker.modelkeeper import ModelKeeper
+from worker.core.settings import Settings
+from worker.runtime import Runtime
+from worker.telemetry.logs import configure as configure_logging
+from worker.telemetry.metrics import MODELS_LOADED
+from worker.telemetry.observe import MessageMetrics, on_extension, on_webhook_attempt
+from worker.telemetry.ops import Ops
 
 settings = Settings()
 configure_logging(settings)

@@ -10,12 +10,11 @@ import redis
 
 from extensions.registry import Registry
 from webhooks.deliverer import Webhooks
-
-from .blobs import BlobStore
-from .kv import KV, LocalKV, RedisKV
-from .models import ModelCache
-from .pipeline import Enqueue, Notify, Pipeline
-from .settings import Settings
+from worker.core.settings import Settings
+from worker.models.catalog import ModelCache
+from worker.pipeline.pipeline import Enqueue, Notify, Pipeline
+from worker.store.blobs import BlobStore
+from worker.store.kv import KV, LocalKV, RedisKV
 
 
 class Runtime:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import ExtworkerError
-from ..settings import Settings
-from . import accounts, jobs
+from worker.cli import accounts, jobs
+from worker.core.errors import ExtworkerError
+from worker.core.settings import Settings
 
 
 def parser() -> argparse.ArgumentParser:

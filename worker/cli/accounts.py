@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import ExtworkerError
-from ..settings import Settings
-from .common import emit, json_arg
+from worker.cli.common import emit, json_arg
+from worker.core.errors import ExtworkerError
+from worker.core.settings import Settings
 
 
 def _webhooks(settings: Settings) -> Any:
@@ -51,7 +51,7 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
         raise ExtworkerError(str(e)) from None
     from dramatiq import Message
 
-    from ..actors import build_broker
+    from worker.broker.actors import build_broker
 
     build_broker(settings).enqueue(Message(
         queue_name=settings.queue_webhooks, actor_name="deliver_due", args=(), kwargs={},
@@ -65,7 +65,7 @@ def _config(value: str | None) -> Any:
 
 
 def cmd_saved(args: argparse.Namespace, settings: Settings) -> int:
-    from ..runtime import Runtime
+    from worker.runtime import Runtime
 
     rt = Runtime(settings)
     store, extra = rt.pipeline.saved, rt.registry.third_party_params()
@@ -90,7 +90,7 @@ def cmd_saved(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_fields(args: argparse.Namespace, settings: Settings) -> int:
-    from ..runtime import Runtime
+    from worker.runtime import Runtime
 
     store = Runtime(settings).pipeline.fields
     if args.fields_cmd == "create":

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import models as model_registry
-from ..errors import ExtworkerError
-from ..settings import Settings
-from .common import emit, json_arg
+from worker.cli.common import emit, json_arg
+from worker.core.errors import ExtworkerError
+from worker.core.settings import Settings
+from worker.models import catalog as model_registry
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,7 +27,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
-    from ..ops import QUEUES_ENV
+    from worker.telemetry.ops import QUEUES_ENV
 
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if metrics_dir:
@@ -67,7 +67,7 @@ _UPLOAD_FLAGS = ("useUniqueFileName", "isPrivateFile", "isPublished", "overwrite
 
 
 def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
-    from ..runtime import Runtime
+    from worker.runtime import Runtime
 
     pipeline = Runtime(settings).pipeline
     acct = args.account
@@ -99,7 +99,7 @@ def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    from ..client import submit
+    from worker.broker.client import submit
 
     job: dict[str, Any] = {"fileId": args.file_id, "extensions": args.extensions,
                            "accountId": args.account}
@@ -119,7 +119,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from ..runtime import Runtime
+    from worker.runtime import Runtime
 
     doc = Runtime(settings).pipeline.get_job(args.job_id)
     if doc is None:
@@ -129,7 +129,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_usage(args: argparse.Namespace, settings: Settings) -> int:
-    from ..runtime import Runtime
+    from worker.runtime import Runtime
 
     usage = Runtime(settings).pipeline.usage(args.account, args.month)
     usage["quota"] = settings.quota_for(args.account)
@@ -151,7 +151,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     try:
         import redis
 
-        from ..modelkeeper import loaded_anywhere
+        from worker.broker.modelkeeper import loaded_anywhere
 
         loaded = loaded_anywhere(redis.Redis.from_url(settings.redis_url,
                                                       socket_connect_timeout=1), settings)
@@ -166,7 +166,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     """The whole pipeline in-process, on the embedded stores: no Redis, no broker."""
-    from ..runtime import Runtime
+    from worker.runtime import Runtime
 
     queued: list[tuple[str, str]] = []
     runtime = Runtime(settings, embedded=True, enqueue=lambda q, j, s: queued.append((j, s)))
@@ -199,15 +199,14 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     import redis
     from dramatiq import Message
 
-    from .. import doctor
-    from ..actors import DISPATCH, build_broker, execute_actor_name
+    from worker.broker import doctor
+    from worker.broker.actors import DISPATCH, build_broker, execute_actor_name
 
     client = redis.Redis.from_url(settings.redis_url)
     report = doctor.examine(client, settings)
     if args.fix:
         from webhooks.deliverer import Webhooks
-
-        from ..runtime import Runtime
+        from worker.runtime import Runtime
 
         broker = build_broker(settings)
         pipeline, hooks = Runtime(settings).pipeline, Webhooks(client, settings)
@@ -234,7 +233,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
-    from ..contract import job_json_schema
+    from worker.core.contract import job_json_schema
 
     emit(job_json_schema())
     return 0

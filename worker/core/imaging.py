@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from zlib_ng import zlib_ng  # the zlib format, deflated 3-4x faster than stock zlib
 
-from .errors import PermanentError
+from worker.core.errors import PermanentError
 
 
 @dataclass

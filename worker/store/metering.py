@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import QuotaExceeded
+from worker.core.errors import QuotaExceeded
 
 
 def month_of(now: datetime | None = None) -> str:

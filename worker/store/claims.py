@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import redis
 
-from .settings import Settings
+from worker.core.settings import Settings
 
 SYNC = "sync"
 WEBHOOK = "webhook"

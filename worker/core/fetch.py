@@ -16,9 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from webhooks.urlguard import EgressPolicy, EgressRefused, check
-
-from .errors import PermanentError
+from worker.core.egress import EgressPolicy, EgressRefused, check
+from worker.core.errors import PermanentError
 
 
 def display_url(url: str) -> str:

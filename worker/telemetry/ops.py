@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from dramatiq.middleware import Middleware
 
-from .settings import Settings
+from worker.core.settings import Settings
 
 QUEUES_ENV = "EXTWORKER_SERVE_QUEUES"  # set by `extworker serve` for this fork
 
@@ -47,7 +47,7 @@ def check_health(client: redis.Redis) -> tuple[bool, list[str]]:
 
 def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str]]:
     ok, problems = check_health(client)
-    from .models import require
+    from worker.models.catalog import require
 
     wanted = [("remove-bg", settings.remove_bg_model)] if settings.queue_extensions in \
         _queues(settings) else []
@@ -81,7 +81,7 @@ def loaded_in_pod(client: redis.Redis, settings: Settings) -> set[str]:
     """Models the worker processes of this host (pod) report loaded."""
     import socket
 
-    from .modelkeeper import report_key
+    from worker.broker.modelkeeper import report_key
 
     names: set[str] = set()
     for key in client.scan_iter(report_key(settings, f"{socket.gethostname()}-*")):
@@ -127,7 +127,7 @@ class RedisCollector:
                            if oldest and oldest[0][1] <= now_ms else 0.0)
             # Stuck work: deliveries and intake entries live (cheap), extensions as the
             # last `extworker doctor` found them (finding them scans the job documents).
-            from .doctor import idle_intake, unclaimed_deliveries
+            from worker.broker.doctor import idle_intake, unclaimed_deliveries
 
             stuck = GaugeMetricFamily(
                 "extworker_stuck", "Work found stuck: extensions and handoffs (at the last "
@@ -166,7 +166,7 @@ def make_handler(settings: Settings, client: redis.Redis) -> type[BaseHTTPReques
 
                 # Imported here, never at module level: `serve` imports this module
                 # before it sets PROMETHEUS_MULTIPROC_DIR for the processes it forks.
-                from .metrics import reap_dead_processes
+                from worker.telemetry.metrics import reap_dead_processes
 
                 registry = CollectorRegistry()
                 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

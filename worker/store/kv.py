@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import redis
 
-from .errors import RetryableError
+from worker.core.errors import RetryableError
 
 T = TypeVar("T")
 DELETE = object()  # a write value meaning "remove the key"

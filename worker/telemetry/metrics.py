@@ -2,7 +2,7 @@
 
 ``extworker serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory
 before the worker processes start; each process writes its samples there and
-the exposition server (``worker.ops``) aggregates them. Queue depths and the
+the exposition server (``worker.telemetry.ops``) aggregates them. Queue depths and the
 webhook backlog are read from Redis at scrape time. No label ever carries an
 account, file or job id.
 

@@ -14,9 +14,9 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from . import metrics
+from worker.telemetry import metrics
 
-log = logging.getLogger("worker.observe")
+log = logging.getLogger("worker.telemetry.observe")
 
 
 def on_extension(slot_name: str, slot: dict[str, Any], seconds: float,

@@ -26,9 +26,9 @@ import secrets
 import string
 from collections.abc import Callable
 
-from .blobs import BlobStore
-from .contract import Upload
-from .errors import PermanentError
+from worker.core.contract import Upload
+from worker.core.errors import PermanentError
+from worker.store.blobs import BlobStore
 
 _SUFFIX_ALPHABET = string.ascii_letters + string.digits
 SUFFIX_LENGTH = 9  # the media API's unique suffixes look like `photo_Xk3j9aB2q.jpg`

@@ -36,9 +36,9 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from .contract import ID_PATTERN, json_depth
-from .records import now_iso
-from .settings import Settings
+from worker.core.contract import ID_PATTERN, json_depth
+from worker.core.records import now_iso
+from worker.core.settings import Settings
 
 log = logging.getLogger(__name__)
 GROUP = "dispatchers"

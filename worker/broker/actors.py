@@ -18,10 +18,10 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import default_middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from .errors import PermanentError
-from .retries import DurableRetries, replace_retries
-from .runtime import Runtime
-from .settings import Settings
+from worker.broker.retries import DurableRetries, replace_retries
+from worker.core.errors import PermanentError
+from worker.core.settings import Settings
+from worker.runtime import Runtime
 
 DISPATCH = "dispatch"
 EXHAUSTED = "extension_exhausted"

@@ -20,16 +20,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .blobs import BlobStore
-from .contract import Update, UploadFields
-from .errors import PermanentError
-from .fields import FieldStore, validate_value
-from .imaging import probe
-from .kv import KV, Txn
-from .metadata import ExifTool
-from .records import FileRecord, NewVersion, RecordPatch, new_id, now_iso
-from .settings import Settings
-from .uploads import normalise_folder, sanitize_file_name, unique_name
+from worker.core.contract import Update, UploadFields
+from worker.core.errors import PermanentError
+from worker.core.imaging import probe
+from worker.core.records import FileRecord, NewVersion, RecordPatch, new_id, now_iso
+from worker.core.settings import Settings
+from worker.store.blobs import BlobStore
+from worker.store.fields import FieldStore, validate_value
+from worker.store.kv import KV, Txn
+from worker.store.metadata import ExifTool
+from worker.store.uploads import normalise_folder, sanitize_file_name, unique_name
 
 log = logging.getLogger(__name__)
 PATH_ATTEMPTS = 10

@@ -18,8 +18,8 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from .models import ModelCache
-from .settings import Settings
+from worker.core.settings import Settings
+from worker.models.catalog import ModelCache
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 30.0

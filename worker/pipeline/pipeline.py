@@ -28,11 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from extensions.base import ExtensionContext, ExtensionResult
 from extensions.registry import Registry
-from webhooks.urlguard import EgressPolicy
-
-from . import metering
-from .blobs import BlobStore
-from .contract import (
+from worker.core.contract import (
     BUILTIN_NAMES,
     JobEnvelope,
     SavedExtensionRef,
@@ -41,18 +37,21 @@ from .contract import (
     format_validation_error,
     parse_extension,
 )
-from .errors import PermanentError, QuotaExceeded, RetryableError
-from .fetch import fetch
-from .fields import FieldStore
-from .files import PATH_ATTEMPTS, FileStore, PathTaken, Prepared, owned
-from .imaging import probe
-from .kv import KV, Txn
-from .metadata import ExifTool
-from .models import ModelCache
-from .records import ErrorInfo, FileRecord, NewVersion, RecordPatch, now_iso
-from .saved import SavedStore
-from .settings import Settings
-from .uploads import read_source
+from worker.core.egress import EgressPolicy
+from worker.core.errors import PermanentError, QuotaExceeded, RetryableError
+from worker.core.fetch import fetch
+from worker.core.imaging import probe
+from worker.core.records import ErrorInfo, FileRecord, NewVersion, RecordPatch, now_iso
+from worker.core.settings import Settings
+from worker.models.catalog import ModelCache
+from worker.store import metering
+from worker.store.blobs import BlobStore
+from worker.store.fields import FieldStore
+from worker.store.files import PATH_ATTEMPTS, FileStore, PathTaken, Prepared, owned
+from worker.store.kv import KV, Txn
+from worker.store.metadata import ExifTool
+from worker.store.saved import SavedStore
+from worker.store.uploads import read_source
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[str, str, str], None]  # (queue, jobId, slot)

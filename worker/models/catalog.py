@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ExtworkerError, ModelMissing
+from worker.core.errors import ExtworkerError, ModelMissing
 
 RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0"
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .contract import parse_extension
-from .errors import PermanentError
-from .kv import AccountDocs, Txn
-from .records import now_iso
+from worker.core.contract import parse_extension
+from worker.core.errors import PermanentError
+from worker.core.records import now_iso
+from worker.store.kv import AccountDocs, Txn
 
 MAX_SAVED = 100
 

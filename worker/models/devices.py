@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ExtworkerError
-from .settings import Settings
+from worker.core.errors import ExtworkerError
+from worker.core.settings import Settings
 
 log = logging.getLogger(__name__)
 _logged: set[tuple[object, ...]] = set()

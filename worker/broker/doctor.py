@@ -27,8 +27,8 @@ from typing import Any
 
 import redis
 
-from .intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer, stream_key
-from .settings import Settings
+from worker.broker.intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer, stream_key
+from worker.core.settings import Settings
 
 Send = Callable[[str, str, str], None]  # (queue, jobId, slot): an execute message
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import PermanentError
+from worker.core.errors import PermanentError
 
 ExtStatus = Literal["pending", "success", "failed"]
 

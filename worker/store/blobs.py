@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fsspec
 
-from .errors import RetryableError
+from worker.core.errors import RetryableError
 
 
 class BlobStore:

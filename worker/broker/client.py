@@ -6,7 +6,7 @@ this module is a convenience, not the contract.
 ``submit(job, wait=S)`` is the synchronous attempt: it returns within ``S``
 seconds; extensions final by then come back ``success``/``failed`` with their
 outputs and get **no** webhook; the rest come back ``pending`` and get the
-webhook when they finish (``worker.claims`` makes that exactly one of the two).
+webhook when they finish (``worker.store.claims`` makes that exactly one of the two).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ValidationError
 
-from . import claims
-from .contract import JobEnvelope, extension_label, format_validation_error
-from .errors import PermanentError
-from .intake import publish
-from .kv import RedisKV
-from .records import FileRecord
-from .settings import Settings
+from worker.broker.intake import publish
+from worker.core.contract import JobEnvelope, extension_label, format_validation_error
+from worker.core.errors import PermanentError
+from worker.core.records import FileRecord
+from worker.core.settings import Settings
+from worker.store import claims
+from worker.store.kv import RedisKV
 
 FINAL = ("success", "failed")
 

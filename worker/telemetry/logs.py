@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from .settings import Settings
+from worker.core.settings import Settings
 
 _SECRET_KEYS = re.compile(r"secret|signature|authorization|password|token|api[_-]?key", re.I)
 _SECRET_VALUES = re.compile(

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .contract import format_validation_error
-from .errors import PermanentError
-from .kv import AccountDocs, Txn
+from worker.core.contract import format_validation_error
+from worker.core.errors import PermanentError
+from worker.store.kv import AccountDocs, Txn
 
 FieldType = Literal["Text", "Textarea", "Number", "Date", "Boolean", "SingleSelect", "MultiSelect"]
 MAX_FIELDS = 100

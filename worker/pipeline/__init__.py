@@ -1,0 +1,1 @@
+"""The pipeline: job → validated extensions → results → record patch + units."""

@@ -1,0 +1,1 @@
+"""Telemetry and operations: logs, Prometheus metrics, the health/metrics HTTP server."""
