@@ -29,7 +29,7 @@ from worker.models.devices import available_cpus, inference_threads
 def _work(models_dir: Path, threads: int, images: int, start: mp.Barrier,
           out: mp.Queue) -> None:
     # The worker's own session class, so the benchmark measures the options it really sets.
-    from extensions.remove_bg import RembgModel
+    from extensions.rembg_session import RembgModel
 
     session = RembgModel("u2netp", models_dir, "cpu", threads).session.inner_session
     feed = {session.get_inputs()[0].name: np.random.rand(1, 3, 320, 320).astype(np.float32)}

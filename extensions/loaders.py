@@ -18,7 +18,7 @@ KINDS = ("remove-bg", "classifier", "zero-shot", "captioner")
 def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
     s = settings
     if kind == "remove-bg":
-        from .remove_bg import RembgModel
+        from .rembg_session import RembgModel
 
         return lambda: RembgModel(name, s.models_dir, s.device, inference_threads(s))
     from .vision import Captioner, ImageClassifier, ZeroShotTagger

@@ -10,9 +10,6 @@ floor (``EXTWORKER_PNG_COMPRESS_LEVEL``).
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 from typing import Any
 
 from PIL import Image, ImageChops, ImageColor, ImageFilter, ImageOps
@@ -20,62 +17,10 @@ from PIL import Image, ImageChops, ImageColor, ImageFilter, ImageOps
 from worker.core.contract import RemoveBg as RemoveBgParams
 from worker.core.errors import PermanentError
 from worker.core.imaging import encode_png, open_image
-from worker.models.catalog import REGISTRY, require
-from worker.models.devices import active_device, onnx_providers
 
+from . import loaders
 from .base import Extension, ExtensionContext, ExtensionResult
-
-log = logging.getLogger(__name__)
-_env_lock = threading.Lock()
-
-
-class RembgModel:
-    """One rembg session for one model, loaded from ``MODELS_DIR`` only (never downloaded)."""
-
-    def __init__(self, name: str, models_dir: os.PathLike[str], device: str,
-                 threads: int = 0) -> None:
-        from pathlib import Path
-
-        if REGISTRY.get(name) is None or REGISTRY[name].kind != "rembg-onnx":
-            raise PermanentError(f"options.model: unknown remove-bg model {name!r}")
-        path = require(name, Path(models_dir))
-        providers, label = onnx_providers(device)
-        import onnxruntime as ort
-        from rembg import new_session
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:  # 0: ONNX Runtime's own default (sized from the cores it sees)
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        with _env_lock:
-            # rembg finds models under U2NET_HOME/models/<name>/ (its documented
-            # override); the file is already there, so it never downloads.
-            os.environ["U2NET_HOME"] = str(path.parent.parent.parent)
-            self.session = new_session(name, sess_opts=opts, providers=providers)
-        self.name = name
-        self.device = active_device(self.session.inner_session, label)
-        shape = self.session.inner_session.get_inputs()[0].shape
-        self.input_size = (
-            (shape[3], shape[2]) if all(isinstance(d, int) for d in shape[2:4]) else None
-        )
-        log.info("loaded rembg model %s on %s", name, self.device)
-
-    def mask(self, im: Image.Image) -> Image.Image:
-        """The subject mask (mode L) at ``im``'s full size."""
-        small = im
-        if self.input_size is not None:
-            tw, th = self.input_size
-            factor = min(im.width // tw, im.height // th)
-            if factor >= 2:
-                small = small.reduce(factor)  # box filter, very cheap
-            small = small.resize(self.input_size, Image.Resampling.BILINEAR)
-        if small.mode != "RGB":
-            small = small.convert("RGB")
-        mask = self.session.predict(small)[0]
-        if mask.size != im.size:
-            mask = mask.resize(im.size, Image.Resampling.BILINEAR)
-        return mask
+from .rembg_session import RembgModel
 
 
 def _shadow(mask: Image.Image) -> Image.Image:
@@ -97,8 +42,6 @@ class RemoveBg(Extension):
     params_model = RemoveBgParams
 
     def load(self, ctx: ExtensionContext, model: str) -> RembgModel:
-        from . import loaders
-
         return loaders.get(ctx.models, "remove-bg", model, ctx.settings)  # type: ignore[no-any-return]
 
     def run(self, ctx: ExtensionContext, params: RemoveBgParams) -> ExtensionResult:

@@ -114,13 +114,27 @@ def settings(tmp_path: Path, redis_url: str, models_dir: Path, tiny: dict[str, s
     )
 
 
+class RecordingRuntime(Runtime):
+    """An in-process runtime on real Redis: the executions it would enqueue are collected
+    in ``queued`` (not sent); with ``record_notifications``, every final hand-off goes to
+    ``notified`` as (jobId, slot, status, error)."""
+
+    def __init__(self, settings: Settings, record_notifications: bool = False) -> None:
+        self.queued: list[tuple[str, str, str]] = []
+        self.notified: list[tuple[str, str, str, object]] = []
+
+        def notify(doc: dict, slot: str, file_object: object) -> None:
+            s = doc["extensions"][slot]
+            self.notified.append((doc["jobId"], slot, s["status"], s.get("error")))
+
+        super().__init__(settings, enqueue=lambda q, j, s: self.queued.append((q, j, s)),
+                         notify=notify if record_notifications else None)
+
+
 @pytest.fixture
-def runtime(settings: Settings, rclient: redis.Redis) -> Runtime:
+def runtime(settings: Settings, rclient: redis.Redis) -> RecordingRuntime:
     """An in-process runtime on real Redis; enqueued executions are collected, not sent."""
-    queued: list[tuple[str, str, str]] = []
-    rt = Runtime(settings, enqueue=lambda q, j, s: queued.append((q, j, s)))
-    rt.queued = queued  # type: ignore[attr-defined]
-    return rt
+    return RecordingRuntime(settings)
 
 
 def jpeg(im: Image.Image, quality: int = 90, **kw: object) -> bytes:

@@ -16,7 +16,6 @@ from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
 
 from tests.conftest import jpeg
-from worker.broker.actors import declare_actors
 from worker.runtime import Runtime
 
 
@@ -28,8 +27,7 @@ def stub(settings, rclient, astronaut):
     settings.extension_time_limit_s = 1
     broker = StubBroker()
     broker.emit_after("process_boot")
-    rt = Runtime(settings)
-    declare_actors(broker, rt)
+    rt = Runtime(settings, broker=broker)  # declares the actors on it
     worker = Worker(broker, worker_timeout=20, worker_threads=2)
     worker.start()
     rec = rt.pipeline.add_file(jpeg(astronaut.resize((32, 32))), "a.jpg")

@@ -76,7 +76,7 @@ def test_doctor_hands_on_a_final_extension_whose_webhook_was_lost(settings, runt
     rec = p.add_file(jpeg(astronaut.resize((64, 64))), "a.jpg")
     p.accept({"jobId": "no-hook", "fileId": rec.fileId, "webhookUrl": "https://example.test/h",
               "extensions": [{"name": "remove-bg"}]})
-    p.notify = None  # the hand-off is lost
+    # The runtime fixture hands nothing on (no notify): the hand-off is lost.
     p.execute("no-hook", "remove-bg")
     assert p.get_job("no-hook")["extensions"]["remove-bg"]["status"] == "success"
     later = time.time() * 1000 + settings.webhook_lease_s * 1000 + 5_000

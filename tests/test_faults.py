@@ -84,10 +84,10 @@ def test_a_redis_restart_between_model_and_commit_loses_nothing(settings, privat
     try:
         settings.redis_url = srv.url
         settings.redis_outage_wait_s = 20
-        rt = Runtime(settings, enqueue=lambda q, j, s: None)
         notified: list[tuple[str, str]] = []
-        rt.pipeline.notify = lambda doc, slot, fo: notified.append(
-            (slot, doc["extensions"][slot]["status"]))
+        rt = Runtime(settings, enqueue=lambda q, j, s: None,
+                     notify=lambda doc, slot, fo: notified.append(
+                         (slot, doc["extensions"][slot]["status"])))
         rec = rt.pipeline.add_file(jpeg(astronaut), "a.jpg")
         rt.pipeline.accept({"jobId": "through-restart", "fileId": rec.fileId,
                             "extensions": [{"name": "remove-bg"}]})
@@ -311,7 +311,7 @@ def test_a_retry_is_recorded_before_its_message_is_acknowledged(settings, privat
     """
     from dramatiq import Worker
 
-    from worker.broker.actors import build_broker, declare_actors
+    from worker.broker.actors import build_broker
 
     srv = PrivateRedis(private_redis_dir / "redis")
     settings.redis_url = srv.url
@@ -319,8 +319,7 @@ def test_a_retry_is_recorded_before_its_message_is_acknowledged(settings, privat
     settings.extra_extensions = ["tests.slow_extension:Sleep"]
     settings.retry_min_backoff_s, settings.retry_max_backoff_s = 0.05, 0.2
     broker = build_broker(settings)
-    rt = Runtime(settings)
-    declare_actors(broker, rt)
+    rt = Runtime(settings, broker=broker)  # declares the actors on it
     rec = rt.pipeline.add_file(jpeg(astronaut.resize((32, 32))), "a.jpg")
     worker = Worker(broker, worker_timeout=100, worker_threads=1)
     restarter = threading.Thread(target=lambda: (time.sleep(0.6), srv.restart(3.0)))

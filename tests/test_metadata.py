@@ -197,14 +197,15 @@ def test_a_hung_exiftool_is_cut_at_its_limit_and_replaced(tmp_path):
     next call gets a fresh process."""
     import time
 
-    fake = tmp_path / "exiftool"
-    fake.write_text("#!/bin/sh\nsleep 30\n")
+    fake = tmp_path / "exiftool"  # hangs the first time it starts, is ExifTool after
+    marker = tmp_path / "started-once"
+    fake.write_text(f"#!/bin/sh\nif [ ! -e {marker} ]; then touch {marker}; sleep 30; fi\n"
+                    "exec exiftool \"$@\"\n")
     fake.chmod(0o755)
     tool = ExifTool(str(fake), timeout_s=0.5)
     t0 = time.monotonic()
     assert tool.read((SAMPLES / "GPS.jpg").read_bytes()) == {}
     assert time.monotonic() - t0 < 3
-    tool.executable = "exiftool"
     assert tool.read((SAMPLES / "GPS.jpg").read_bytes())["Artist"] == "Ian Britton"
     tool.close()
 

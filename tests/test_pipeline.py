@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import jpeg
+from tests.conftest import RecordingRuntime, jpeg
 from worker.runtime import Runtime
 
 
@@ -188,9 +188,7 @@ def test_redelivered_execution_charges_once(runtime, astronaut):
 
 def test_quota_refusal_charges_nothing(settings, rclient, astronaut):
     settings.quotas = {"small": 100}
-    rt = Runtime(settings)
-    rt.queued = []
-    rt.pipeline.enqueue = lambda q, j, s: rt.queued.append((q, j, s))
+    rt = RecordingRuntime(settings)
     rec = rt.pipeline.add_file(jpeg(astronaut), "a.jpg", account="small")
     doc = run_job(rt, {"fileId": rec.fileId, "accountId": "small",
                        "extensions": [{"name": "remove-bg"}]})
@@ -207,9 +205,7 @@ def test_quota_used_up_while_an_extension_runs_is_refused_at_commit(settings, rc
     quota used by the first and is refused inside the transaction: nothing charged,
     no version written, its cut-out's bytes removed."""
     settings.quotas = {"small": 200}
-    rt = Runtime(settings)
-    rt.queued = []
-    rt.pipeline.enqueue = lambda q, j, s: rt.queued.append((q, j, s))
+    rt = RecordingRuntime(settings)
     a = rt.pipeline.add_file(jpeg(astronaut), "a.jpg", account="small")
     b = rt.pipeline.add_file(jpeg(astronaut), "b.jpg", account="small")
     for job_id, rec in (("first", a), ("second", b)):
@@ -321,9 +317,7 @@ def test_missing_model_names_the_pull_command(runtime, astronaut):
 
 def test_version_limit_fails_the_extension_and_keeps_the_record(settings, rclient, astronaut):
     settings.max_versions = 2
-    rt = Runtime(settings)
-    rt.queued = []
-    rt.pipeline.enqueue = lambda q, j, s: rt.queued.append((q, j, s))
+    rt = RecordingRuntime(settings)
     rec = rt.pipeline.add_file(jpeg(astronaut), "a.jpg")
     run_job(rt, {"fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]})
     v2 = rt.pipeline.get_file(rec.fileId)

@@ -14,6 +14,7 @@ from tests.receiver import Receiver
 from webhooks.deliverer import Webhooks
 from worker.broker.client import submit
 from worker.broker.modelkeeper import loaded_anywhere
+from worker.runtime import Runtime
 
 
 def test_forced_race_reports_exactly_once(settings, rclient, runtime):
@@ -27,8 +28,7 @@ def test_forced_race_reports_exactly_once(settings, rclient, runtime):
 
     recv = Receiver()
     hooks = Webhooks(rclient, settings)
-    pipeline = runtime.pipeline
-    pipeline.notify = hooks.hand_off  # what the actors wire
+    pipeline = Runtime(settings, notify=hooks.hand_off).pipeline  # what the root wires
     intake = IntakeConsumer(rclient, settings, pipeline.accept)
     fid = pipeline.add_file(b"x", "x.txt").fileId
     rng = random.Random(3)

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from tests.conftest import jpeg
+from tests.conftest import RecordingRuntime, jpeg
 from worker.core.contract import Job, JobEnvelope, format_validation_error, parse_tags
 from worker.core.errors import PermanentError
 from worker.core.records import AITag, RecordPatch
@@ -38,12 +38,9 @@ def small_jpeg(astronaut) -> bytes:
 
 
 @pytest.fixture
-def rt(runtime) -> Runtime:
-    runtime.notified = []  # (jobId, slot, status, error) of every final hand-off
-    runtime.pipeline.notify = lambda doc, slot, fo: runtime.notified.append(
-        (doc["jobId"], slot, doc["extensions"][slot]["status"],
-         doc["extensions"][slot].get("error")))
-    return runtime
+def rt(settings, rclient) -> Runtime:
+    """``notified``: (jobId, slot, status, error) of every final hand-off."""
+    return RecordingRuntime(settings, record_notifications=True)
 
 
 def upload(rt: Runtime, data: bytes | None = None, job_id: str | None = None,

@@ -15,7 +15,8 @@ from extensions.vision import clean_caption, clean_label
 from tests.conftest import jpeg
 from tests.test_pipeline import run_job
 from worker.core.errors import ExtworkerError
-from worker.models.catalog import ModelCache, devices
+from worker.models import devices
+from worker.models.catalog import ModelCache
 from worker.runtime import Runtime
 
 
@@ -229,7 +230,7 @@ def test_inference_threads_share_the_container_cpus(tmp_path, settings):
 
 
 def test_rembg_session_gets_the_thread_budget(settings):
-    from extensions.remove_bg import RembgModel
+    from extensions.rembg_session import RembgModel
 
     model = RembgModel("u2netp", settings.models_dir, "cpu", threads=1)
     opts = model.session.inner_session.get_session_options()
@@ -292,8 +293,8 @@ def test_real_model_loads_once_under_threads(settings, tiny):
 
 
 def test_idle_models_unload():
-    now = [0.0]
-    cache = ModelCache(idle_ttl_s=60, clock=lambda: now[0])
+    now, seen = [0.0], []
+    cache = ModelCache(idle_ttl_s=60, clock=lambda: now[0], on_change=seen.append)
     cache.get("a:x", object)
     cache.get("b:y", object)
     now[0] = 50
@@ -301,11 +302,9 @@ def test_idle_models_unload():
     now[0] = 100
     assert cache.sweep() == ["b:y"]
     assert cache.loaded() == ["a:x"]
-    seen = []
-    cache.on_change = seen.append
     cache.get("b:y", object)
     assert cache.loads == 3  # reloaded on demand
-    assert seen == [2]
+    assert seen == [1, 2, 1, 2]  # the loaded count after each load and unload
 
 
 def test_preload(settings, tiny):

@@ -42,7 +42,12 @@ GATE = 64  # attempts in flight per worker, all receivers together
 
 class Webhooks:
     def __init__(self, client: redis.Redis, settings: Settings,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 wake: Callable[[], None] | None = None,
+                 on_attempt: Callable[[dict[str, Any], Attempt | None], None] | None = None,
+                 ) -> None:
+        """``wake`` sends a wake-up call to the webhooks queue (a delivery is due now);
+        ``on_attempt`` hears of every attempt (metrics)."""
         self.settings = settings
         self.clock = clock
         self.store = DeliveryStore(client, settings.key("wh"), settings.webhook_log_max,
@@ -51,7 +56,8 @@ class Webhooks:
                                    settings.webhook_secret_grace_s)
         self.policy = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
         self.delays = tuple(settings.webhook_delays_s)
-        self.on_attempt: Callable[[dict[str, Any], Attempt | None], None] | None = None
+        self.wake = wake
+        self.on_attempt = on_attempt
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -82,14 +88,18 @@ class Webhooks:
     def hand_off(self, job: dict[str, Any], slot: str,
                  file_object: dict[str, Any] | None) -> dict[str, Any] | None:
         """The delivery of one final extension of a job document (``None``: no webhookUrl,
-        or it exists already)."""
+        or it exists already). A delivery due now wakes the webhooks queue; later ones (a
+        caller is waiting) are found by the pump."""
         if not job.get("webhookUrl"):
             return None
         ext = job["extensions"][slot]
-        return self.enqueue(
+        created = self.enqueue(
             account=job["accountId"], url=job["webhookUrl"], job_id=job["jobId"],
             file_id=job.get("fileId"), service=slot, status=ext["status"],
             file_object=file_object, error=ext.get("error"), sync_until=job.get("syncUntil"))
+        if created is not None and self.wake is not None and created["nextAt"] <= self.now_ms():
+            self.wake()
+        return created
 
     def redeliver(self, delivery_id: str) -> dict[str, Any]:
         return self.store.restart(delivery_id, self.now_ms())

@@ -18,17 +18,12 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import default_middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
+from webhooks.deliverer import Webhooks
+from worker.broker.outbox import DELIVER_DUE, DISPATCH, EXHAUSTED, Outbox, execute_actor_name
 from worker.broker.retries import DurableRetries, replace_retries
 from worker.core.errors import PermanentError
 from worker.core.settings import Settings
-from worker.runtime import Runtime
-
-DISPATCH = "dispatch"
-EXHAUSTED = "extension_exhausted"
-
-
-def execute_actor_name(queue: str) -> str:
-    return f"execute_{queue}"
+from worker.pipeline.pipeline import Pipeline
 
 
 def build_broker(settings: Settings) -> RedisBroker:
@@ -61,28 +56,26 @@ class Actors:
     execute: dict[str, dramatiq.Actor[Any, Any]] = field(default_factory=dict)
     deliver_due: dramatiq.Actor[Any, Any] | None = None
 
-    def enqueue(self, queue: str, job_id: str, slot: str) -> None:
-        self.execute[queue].send(job_id, slot)
 
-
-def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
-    """Declare the actors on ``broker`` and wire the pipeline's enqueue to them."""
-    s = runtime.settings
+def declare_actors(broker: dramatiq.Broker, settings: Settings, pipeline: Pipeline,
+                   webhooks: Webhooks | None, queues: set[str], outbox: Outbox) -> Actors:
+    """Declare the actors on ``broker``: thin adapters that call the pipeline (and the
+    webhooks). ``queues``: every queue an extension runs on; ``outbox`` sends follow-ups."""
+    s = settings
 
     def dispatch(job: dict[str, Any]) -> None:
         _bind(str(job.get("jobId", "")) if isinstance(job, dict) else "")
-        runtime.pipeline.accept(job)
+        pipeline.accept(job)
 
     def make_execute() -> Callable[[str, str], None]:
         def execute(job_id: str, slot: str) -> None:
             _bind(job_id, slot)
             try:
-                runtime.pipeline.execute(job_id, slot)
+                pipeline.execute(job_id, slot)
             except TimeLimitExceeded:
                 # A time limit is the extension's outcome, not a reason to run it again.
-                runtime.pipeline.fail(
-                    job_id, slot, f"{slot}: did not finish within the time limit of "
-                    f"{s.extension_time_limit_s} s", "timeout")
+                pipeline.fail(job_id, slot, f"{slot}: did not finish within the time limit "
+                              f"of {s.extension_time_limit_s} s", "timeout")
 
         return execute
 
@@ -92,24 +85,21 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
         job_id, slot = message["args"][:2]
         _bind(job_id, slot)
         last = (message.get("options", {}).get("traceback") or "").strip().splitlines()
-        runtime.pipeline.fail(
+        pipeline.fail(
             job_id, slot, f"{slot}: gave up after {retries.get('retries', 0) + 1} attempts"
             + (f" ({last[-1][:300]})" if last else ""), "internal_error")
 
-    actors = Actors(
-        dispatch=dramatiq.actor(
-            dispatch, broker=broker, actor_name=DISPATCH, queue_name=s.queue_default,
-            max_retries=20, time_limit=60_000, throws=(PermanentError,),
-        )
+    dispatch_actor = dramatiq.actor(
+        dispatch, broker=broker, actor_name=DISPATCH, queue_name=s.queue_default,
+        max_retries=20, time_limit=60_000, throws=(PermanentError,),
     )
+    execute: dict[str, dramatiq.Actor[Any, Any]] = {}
     dramatiq.actor(extension_exhausted, broker=broker, actor_name=EXHAUSTED,
                    queue_name=s.queue_default, max_retries=20, throws=(PermanentError,))
-    queues = {s.queue_extensions, s.queue_default}
-    queues |= {runtime.pipeline.queue_name(h.queue) for h in runtime.registry.handlers.values()}
-    for queue in sorted(queues):
+    for queue in sorted(queues | {s.queue_extensions, s.queue_default}):
         # Retries stay well inside the job document's lifetime (7 days): backoff capped at
         # EXTWORKER_RETRY_MAX_BACKOFF_S, then the extension is failed, never left pending.
-        actors.execute[queue] = dramatiq.actor(
+        execute[queue] = dramatiq.actor(
             make_execute(), broker=broker, actor_name=execute_actor_name(queue),
             queue_name=queue, max_retries=s.extension_max_retries,
             min_backoff=int(s.retry_min_backoff_s * 1000),
@@ -117,28 +107,17 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
             time_limit=s.extension_time_limit_s * 1000,
             throws=(PermanentError,), on_retry_exhausted=EXHAUSTED,
         )
-    runtime.pipeline.enqueue = actors.enqueue
 
-    if runtime.webhooks is not None:
-        hooks = runtime.webhooks
-
+    deliver_due_actor = None
+    if webhooks is not None:
         def deliver_due() -> None:
-            hooks.run_due()
-            if hooks.store.due_now(hooks.now_ms())[0]:  # more waiting (or given back)
-                actors.deliver_due.send()  # type: ignore[union-attr]
+            webhooks.run_due()
+            if webhooks.store.due_now(webhooks.now_ms())[0]:  # more waiting (or given back)
+                outbox.wake_webhooks()
 
-        actors.deliver_due = dramatiq.actor(
-            deliver_due, broker=broker, actor_name="deliver_due", queue_name=s.queue_webhooks,
+        deliver_due_actor = dramatiq.actor(
+            deliver_due, broker=broker, actor_name=DELIVER_DUE, queue_name=s.queue_webhooks,
             # Above the lease: a batch sized to its lease is never cut short by the limit.
             max_retries=3, time_limit=int((s.webhook_lease_s + 60) * 1000),
         )
-
-        def notify(doc: dict[str, Any], slot: str, file_object: dict[str, Any] | None) -> None:
-            created = hooks.hand_off(doc, slot, file_object)
-            # Wake the webhooks queue for a delivery due now; later ones (a caller is
-            # waiting, a repeated hand-off) are picked up by the pump.
-            if created is not None and created["nextAt"] <= hooks.now_ms():
-                actors.deliver_due.send()  # type: ignore[union-attr]
-
-        runtime.pipeline.notify = notify
-    return actors
+    return Actors(dispatch_actor, execute, deliver_due_actor)

@@ -30,6 +30,7 @@ import re
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -199,7 +200,8 @@ class IntakeConsumer:
 class IntakeMiddleware(Middleware):
     """Runs an ``IntakeConsumer`` thread in worker processes that consume dispatch."""
 
-    def __init__(self, settings: Settings, dispatch: dramatiq.Actor[Any, Any]) -> None:
+    def __init__(self, settings: Settings, dispatch: Callable[[dict[str, Any]], None]) -> None:
+        """``dispatch`` sends a job to the dispatch actor (``Outbox.dispatch``)."""
         self.settings = settings
         self.dispatch = dispatch
         self.consumer: IntakeConsumer | None = None
@@ -210,7 +212,7 @@ class IntakeMiddleware(Middleware):
         if queues and self.settings.queue_default not in queues:
             return
         client = redis.Redis.from_url(self.settings.redis_url)
-        self.consumer = IntakeConsumer(client, self.settings, self.dispatch.send)
+        self.consumer = IntakeConsumer(client, self.settings, self.dispatch)
         self.thread = threading.Thread(target=self.consumer.run, name="intake", daemon=True)
         self.thread.start()
 

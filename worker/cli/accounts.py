@@ -49,13 +49,10 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
         raise ExtworkerError(f"delivery not found: {args.id}") from None
     except ValueError as e:
         raise ExtworkerError(str(e)) from None
-    from dramatiq import Message
-
     from worker.broker.actors import build_broker
+    from worker.broker.outbox import Outbox
 
-    build_broker(settings).enqueue(Message(
-        queue_name=settings.queue_webhooks, actor_name="deliver_due", args=(), kwargs={},
-        options={}))
+    Outbox(build_broker(settings), settings).wake_webhooks()
     emit({k: doc[k] for k in ("id", "status", "series", "url")})
     return 0
 

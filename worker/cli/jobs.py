@@ -197,10 +197,10 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     """Report stuck work; with ``--fix``, re-send it (every step is idempotent)."""
     import redis
-    from dramatiq import Message
 
     from worker.broker import doctor
-    from worker.broker.actors import DISPATCH, build_broker, execute_actor_name
+    from worker.broker.actors import build_broker
+    from worker.broker.outbox import Outbox
 
     client = redis.Redis.from_url(settings.redis_url)
     report = doctor.examine(client, settings)
@@ -208,7 +208,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         from webhooks.deliverer import Webhooks
         from worker.runtime import Runtime
 
-        broker = build_broker(settings)
+        outbox = Outbox(build_broker(settings), settings)
         pipeline, hooks = Runtime(settings).pipeline, Webhooks(client, settings)
 
         def handoff(job_id: str, slot: str) -> None:
@@ -218,16 +218,9 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
                 ok = job["extensions"][slot]["status"] == "success" and record is not None
                 hooks.hand_off(job, slot, record.file_object() if ok and record else None)
 
-        def message(queue: str, actor: str, *a: Any) -> Message[Any]:
-            return Message(queue_name=queue, actor_name=actor, args=a, kwargs={}, options={})
-
         report["fixed"] = doctor.repair(
-            client, settings, report,
-            send=lambda q, j, slot: broker.enqueue(message(q, execute_actor_name(q), j, slot)),
-            wake_webhooks=lambda: broker.enqueue(
-                message(settings.queue_webhooks, "deliver_due")),
-            dispatch=lambda job: broker.enqueue(message(settings.queue_default, DISPATCH, job)),
-            handoff=handoff)
+            client, settings, report, send=outbox.execute, wake_webhooks=outbox.wake_webhooks,
+            dispatch=outbox.dispatch, handoff=handoff)
     emit(report)
     return 1 if any(report["counts"].values()) and not args.fix else 0
 

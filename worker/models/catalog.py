@@ -257,7 +257,9 @@ class ModelCache:
     """
 
     def __init__(self, idle_ttl_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[int], None] | None = None) -> None:
+        """``on_change`` gets the number of loaded models after each load or unload."""
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._items: dict[str, Any] = {}
@@ -265,7 +267,7 @@ class ModelCache:
         self.idle_ttl_s = idle_ttl_s
         self.clock = clock
         self.loads = 0  # how many loads ran (tests: concurrent gets load once)
-        self.on_change: Callable[[int], None] | None = None  # gets the loaded count
+        self.on_change = on_change
 
     def get(self, key: str, loader: Callable[[], Any]) -> Any:
         self._used[key] = self.clock()

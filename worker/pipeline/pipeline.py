@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 Enqueue = Callable[[str, str, str], None]  # (queue, jobId, slot)
 # (job document, slot, file object after it) when an extension reaches its final state
 Notify = Callable[[dict[str, Any], str, dict[str, Any] | None], None]
+# (slot name, final slot, seconds since start, seconds in the handler) → metrics
+Observe = Callable[[str, dict[str, Any], float, float | None], None]
 
 
 def _err(message: str, code: str) -> dict[str, str]:
@@ -96,7 +98,11 @@ class Pipeline:
         models: ModelCache,
         enqueue: Enqueue | None = None,
         notify: Notify | None = None,
+        observe: Observe | None = None,
     ) -> None:
+        """``enqueue`` sends a pending extension to its queue (``None``: nothing is sent —
+        the caller runs ``execute`` itself); ``notify`` hands a final extension on (webhooks);
+        ``observe`` hears of every extension that reaches its final state (metrics)."""
         self.settings = settings
         self.kv = kv
         self.blobs = blobs
@@ -104,8 +110,7 @@ class Pipeline:
         self.models = models
         self.enqueue = enqueue
         self.notify = notify
-        # (slot name, final slot, seconds since start, seconds in the handler) → metrics
-        self.observe: Callable[[str, dict[str, Any], float, float | None], None] | None = None
+        self.observe = observe
         self.egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
         self.saved = SavedStore(kv, settings)
         self.fields = FieldStore(kv, settings)

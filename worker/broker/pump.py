@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
 
 import dramatiq
 from dramatiq.middleware import Middleware
@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryPump(Middleware):
-    def __init__(self, webhooks: Webhooks, deliver_due: dramatiq.Actor[Any, Any],
-                 queue: str) -> None:
+    def __init__(self, webhooks: Webhooks, wake: Callable[[], None], queue: str) -> None:
+        """``wake`` sends one ``deliver_due`` message (``Outbox.wake_webhooks``)."""
         self.webhooks = webhooks
-        self.deliver_due = deliver_due
+        self.wake = wake
         self.queue = queue
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -36,7 +36,7 @@ class DeliveryPump(Middleware):
         count, _ = self.webhooks.store.due_now(self.webhooks.now_ms())
         token = f"{self.webhooks.store.prefix}:kick"
         if count and self.webhooks.store.client.set(token, 1, nx=True, px=1000):
-            self.deliver_due.send()
+            self.wake()
             return True
         return False
 
