@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,34 @@ def test_no_collaborator_is_wired_from_outside_a_constructor():
     names = _collaborators()
     assert {"notify", "enqueue", "observe", "on_change", "on_attempt", "wake"} <= names
     assert _wired_from_outside(names) == []
+
+
+def test_redis_keys_are_built_in_one_module_and_keep_their_names():
+    """``worker.core.keys`` builds every key; the names are the ones stored data has."""
+    from worker.core.keys import Keys
+
+    k = Keys("ns", "intake")
+    assert [k.job("j"), k.file("f"), k.path("acme", "/a.jpg"), k.file_index("acme"),
+            k.units("acme", "2026-11"), k.claim("j", "remove-bg"), k.intake(),
+            k.account_docs("saved", "acme"), k.models_loaded("h-1"), k.doctor_report(),
+            k.webhook_delivery("d"), k.webhook_due(), k.webhook_dead(), k.webhook_stats(),
+            k.webhook_index(), k.webhook_kick(), k.webhook_secret("acme"),
+            k.webhook_kdf_salt()] == [
+        "ns:job:j", "ns:file:f", "ns:path:acme:/a.jpg", "ns:files:acme",
+        "ns:units:acme:2026-11", "ns:claim:j:remove-bg", "ns:intake", "ns:saved:acme",
+        "ns:models:loaded:h-1", "ns:doctor", "ns:wh:delivery:d", "ns:wh:due", "ns:wh:dead",
+        "ns:wh:stats", "ns:wh:index", "ns:wh:kick", "ns:wh:secret:acme",
+        "ns:wh:secret:kdf-salt"]
+    # Nowhere else: no f-string in the packages puts a namespace, a prefix or dramatiq's
+    # queue prefix in front of a ":".
+    offenders = []
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if path.name == "keys.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.JoinedStr):
+                    text = ast.unparse(node)
+                    if re.search(r"dramatiq:|namespace\}:|prefix\}:(?! )", text):
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text}")
+    assert offenders == []

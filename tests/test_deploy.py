@@ -257,16 +257,16 @@ def test_readiness_waits_for_preloaded_models_to_be_loaded(settings, rclient, mo
 
     import redis as _redis
 
-    from worker.broker.modelkeeper import report_key
     from worker.telemetry.ops import check_ready
 
     client = _redis.Redis.from_url(settings.redis_url)
     settings.preload = ["remove-bg:u2netp"]
     ok, problems = check_ready(client, settings)
     assert not ok and problems == ["remove-bg:u2netp: not loaded yet by this pod's workers"]
-    rclient.set(report_key(settings, "another-host-1"), _json.dumps(["u2netp"]))
+    rclient.set(settings.keys.models_loaded("another-host-1"), _json.dumps(["u2netp"]))
     assert not check_ready(client, settings)[0]  # another pod's report does not count
-    rclient.set(report_key(settings, f"{socket.gethostname()}-4242"), _json.dumps(["u2netp"]))
+    mine = settings.keys.models_loaded(f"{socket.gethostname()}-4242")
+    rclient.set(mine, _json.dumps(["u2netp"]))
     assert check_ready(client, settings) == (True, [])
 
 

@@ -13,7 +13,7 @@ import time
 
 from tests.conftest import cli, jpeg
 from worker.broker import doctor
-from worker.broker.intake import GROUP, IntakeConsumer, publish, stream_key
+from worker.broker.intake import GROUP, IntakeConsumer, publish
 
 
 def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astronaut):
@@ -22,7 +22,7 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     rec = p.add_file(jpeg(astronaut.resize((64, 64))), "a.jpg")
     p.accept({"jobId": "lost", "fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]})
     runtime.queued.clear()  # the execute message is lost
-    hooks_due = settings.key("wh", "due")
+    hooks_due = settings.keys.webhook_due()
     rclient.zadd(hooks_due, {"msg_waiting": 1})  # due since 1970, nobody claims it
     publish(rclient, settings, {"jobId": "orphan", "fileId": rec.fileId, "extensions": []})
     gone = IntakeConsumer(rclient, settings, lambda job: (_ for _ in ()).throw(
@@ -32,13 +32,13 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     except ConnectionError:
         pass  # the entry stays pending on a consumer that will never come back
     later = time.time() * 1000 + 5_000
-    rclient.xclaim(stream_key(settings), GROUP, gone.consumer, 0,
-                   [e[0] for e in rclient.xrange(stream_key(settings))], idle=200_000)
+    rclient.xclaim(settings.keys.intake(), GROUP, gone.consumer, 0,
+                   [e[0] for e in rclient.xrange(settings.keys.intake())], idle=200_000)
 
     report = doctor.examine(rclient, settings, now_ms=later)
     assert report["counts"] == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1}
     assert report["extensions"][0]["jobId"] == "lost"
-    assert json.loads(rclient.get(settings.key("doctor")))["extensions"] == 1
+    assert json.loads(rclient.get(settings.keys.doctor_report()))["extensions"] == 1
 
     sent, woken, dispatched = [], [], []
     done = doctor.repair(rclient, settings, report, send=lambda q, j, s: sent.append((q, j, s)),
@@ -47,7 +47,7 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     assert done == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1}
     assert sent == [("extensions", "lost", "remove-bg")] and woken == [1]
     assert [j["jobId"] for j in dispatched] == ["orphan"]
-    assert rclient.xpending(stream_key(settings), GROUP)["pending"] == 0
+    assert rclient.xpending(settings.keys.intake(), GROUP)["pending"] == 0
     for _queue, job_id, slot in sent:  # what the re-sent message does: run it, once
         p.execute(job_id, slot)
     assert p.get_job("lost")["extensions"]["remove-bg"]["status"] == "success"
@@ -57,7 +57,7 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
 
 
 def test_doctor_cli_exits_1_when_something_is_stuck(settings, rclient):
-    rclient.zadd(settings.key("wh", "due"), {"msg_waiting": 1})
+    rclient.zadd(settings.keys.webhook_due(), {"msg_waiting": 1})
     proc = cli(settings, "doctor", check=False)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["counts"]["deliveries"] == 1

@@ -142,7 +142,7 @@ def test_an_outage_longer_than_the_wait_is_handed_to_retries(settings, private_r
 
 
 def _final(client: redis.Redis, settings, job_ids: list[str]) -> list[dict] | None:
-    docs = [json.loads(raw) if (raw := client.get(settings.key("job", j))) else None
+    docs = [json.loads(raw) if (raw := client.get(settings.keys.job(j))) else None
             for j in job_ids]
     done = all(d and d["state"] in ("dispatched", "rejected")
                and all(s["status"] != "pending" for s in d["extensions"].values())
@@ -209,9 +209,9 @@ def test_serve_through_a_redis_restart_loses_no_job(settings, private_redis_dir,
                      "jobs final\n" + (tmp_path / "worker.log").read_text()[-3000:])
         assert [d["extensions"]["remove-bg"]["status"] for d in docs] == ["success"] * 12
         for d in docs:
-            rec = json.loads(client.get(settings.key("file", d["fileId"])))
+            rec = json.loads(client.get(settings.keys.file(d["fileId"])))
             assert [v["name"] for v in rec["versions"]] == ["Version 1", "Version 2"]
-        usage = json.loads(client.get(settings.key("units", "default", month_of())))
+        usage = json.loads(client.get(settings.keys.units("default", month_of())))
         assert usage["total"] == 12 * 130
         _wait(lambda: len({r.headers["webhook-id"] for r in recv.requests}) == 12, 60,
               "every webhook delivered")
@@ -279,7 +279,7 @@ def test_a_dispatch_worker_killed_after_dispatch_loses_nothing(settings, rclient
         dispatcher = Server(settings, tmp_path / "d.log", "--queues", "default")
         jobs = _publish_uploads(rclient, settings, "after-dispatch", 4,
                                 astronaut.resize((96, 96)), recv.url)
-        _wait(lambda: all((raw := rclient.get(settings.key("job", j))) and
+        _wait(lambda: all((raw := rclient.get(settings.keys.job(j))) and
                           json.loads(raw)["state"] == "dispatched" for j in jobs),
               60, "dispatched")
         dispatcher.kill(9)  # the whole process group, at once

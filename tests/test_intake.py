@@ -15,12 +15,12 @@ import re
 
 import pytest
 
-from worker.broker.intake import GROUP, IntakeConsumer, IntakeFull, publish, stream_key
+from worker.broker.intake import GROUP, IntakeConsumer, IntakeFull, publish
 
 
 @pytest.fixture
 def stream(settings, rclient):
-    return stream_key(settings)
+    return settings.keys.intake()
 
 
 def drain(consumer: IntakeConsumer, rounds: int = 50) -> None:
@@ -54,7 +54,7 @@ def test_poisoned_entries_never_hold_back_the_batch(settings, rclient, stream):
     for eid, kind in entries.items():
         if kind == "ok":
             continue
-        doc = json.loads(rclient.get(settings.key("job", f"intake-{eid}")))
+        doc = json.loads(rclient.get(settings.keys.job(f"intake-{eid}")))
         assert doc["state"] == "rejected", kind
         assert doc["error"]["message"].startswith("invalid job: job: "), doc["error"]
     assert rclient.xpending(stream, GROUP)["pending"] == 0
@@ -95,8 +95,8 @@ def test_fuzzed_entries_leave_nothing_pending(settings, runtime, rclient, stream
             job_id = json.loads(text).get("jobId")
         except (ValueError, AttributeError, RecursionError):
             job_id = None
-        raw_doc = (rclient.get(settings.key("job", job_id)) if isinstance(job_id, str) else None
-                   ) or rclient.get(settings.key("job", f"intake-{eid}"))
+        raw_doc = (rclient.get(settings.keys.job(job_id)) if isinstance(job_id, str) else None
+                   ) or rclient.get(settings.keys.job(f"intake-{eid}"))
         assert raw_doc is not None, text
         doc = json.loads(raw_doc)
         states[doc["state"]] += 1

@@ -60,7 +60,7 @@ def _sample(text: str, name: str, **labels: str) -> float | None:
 
 
 def _job_done(rclient, settings, job_id):
-    raw = rclient.get(settings.key("job", job_id))
+    raw = rclient.get(settings.keys.job(job_id))
     doc = json.loads(raw) if raw else None
     if doc and doc["state"] == "dispatched" and all(
             s["status"] != "pending" for s in doc["extensions"].values()):

@@ -12,7 +12,6 @@ import time
 import pytest
 
 from tests.conftest import cli, jpeg
-from worker.broker.intake import stream_key
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +31,7 @@ def _wait_job(rclient, settings, job_id: str, timeout: float = 60, state: str = 
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        raw = rclient.get(settings.key("job", job_id))
+        raw = rclient.get(settings.keys.job(job_id))
         if raw:
             doc = json.loads(raw)
             if doc["state"] == state and all(
@@ -64,7 +63,7 @@ def test_plain_redis_xadd_intake_and_duplicate_job_id(server, settings, rclient,
     job = {"jobId": "raw-1", "fileId": rec["fileId"], "extensions": [{"name": "remove-bg"}]}
     # What a Go/Node/Ruby upload service does: one XADD, nothing else.
     for _ in range(2):
-        rclient.execute_command("XADD", stream_key(settings), "MAXLEN", "~", "100000", "*",
+        rclient.execute_command("XADD", settings.keys.intake(), "MAXLEN", "~", "100000", "*",
                                 "job", json.dumps(job))
     doc = _wait_job(rclient, settings, "raw-1")
     assert doc["extensions"]["remove-bg"]["status"] == "success"
@@ -72,7 +71,7 @@ def test_plain_redis_xadd_intake_and_duplicate_job_id(server, settings, rclient,
     got = json.loads(cli(settings, "files", "get", rec["fileId"]).stdout)
     assert got["versionInfo"]["name"] == "Version 2"
     assert json.loads(cli(settings, "usage", "default").stdout)["total"] == 130
-    assert rclient.xlen(stream_key(settings)) == 0  # acknowledged and deleted
+    assert rclient.xlen(settings.keys.intake()) == 0  # acknowledged and deleted
 
 
 def test_bad_input_fails_readably_and_the_worker_stays_up(server, settings, rclient, tmp_path,
@@ -84,8 +83,8 @@ def test_bad_input_fails_readably_and_the_worker_stays_up(server, settings, rcli
         cli(settings, "submit", "--file-id", fid, "--job-id", f"bad-{name}",
             "--extensions", '[{"name": "remove-bg"}]')
     # Not a JSON object at all, and a job without a fileId: dropped or rejected, never a crash.
-    rclient.xadd(stream_key(settings), {"job": "{not json"})
-    rclient.xadd(stream_key(settings), {"job": json.dumps({"jobId": "nofile", "extensions": []})})
+    rclient.xadd(settings.keys.intake(), {"job": "{not json"})
+    rclient.xadd(settings.keys.intake(), {"job": json.dumps({"jobId": "nofile", "extensions": []})})
     for name in cases:
         doc = _wait_job(rclient, settings, f"bad-{name}")
         err = doc["extensions"]["remove-bg"]["error"]
@@ -150,9 +149,9 @@ def test_intake_gives_a_job_without_id_a_stable_one(settings, rclient):
 
     sent: list[dict] = []
     consumer = IntakeConsumer(rclient, settings, sent.append)
-    entry = rclient.xadd(stream_key(settings), {"job": json.dumps(
+    entry = rclient.xadd(settings.keys.intake(), {"job": json.dumps(
         {"fileId": "f", "extensions": [{"name": "remove-bg"}]})})
-    fields = {b"job": rclient.xrange(stream_key(settings))[0][1][b"job"]}
+    fields = {b"job": rclient.xrange(settings.keys.intake())[0][1][b"job"]}
     consumer.handle(entry, dict(fields))
     consumer.handle(entry, dict(fields))  # the same entry delivered again
     assert sent[0]["jobId"] == sent[1]["jobId"] == f"intake-{entry.decode()}"

@@ -202,7 +202,7 @@ def test_secrets_are_encrypted_at_rest(settings, rclient):
     settings.secret_key = "correct horse battery staple"
     hooks = Webhooks(rclient, settings)
     secret = hooks.secrets.current("acme")
-    raw = rclient.get(settings.key("wh", "secret", "acme")).decode()
+    raw = rclient.get(settings.keys.webhook_secret("acme")).decode()
     assert "whsec_" not in raw and secret[6:] not in raw
     assert Webhooks(rclient, settings).secrets.current("acme") == secret
     settings.secret_key = "wrong"
@@ -372,13 +372,13 @@ def test_a_delivery_is_never_stored_without_being_due(settings, rclient, fail_at
     delivery is due — so the retried hand-off always ends with a due delivery."""
     from webhooks.store import DeliveryStore
 
-    flaky = DeliveryStore(_FlakyClient(rclient, fail_at), settings.key("wh"))
+    flaky = DeliveryStore(_FlakyClient(rclient, fail_at), settings.keys)
     doc = {"id": "msg_x", "createdAt": 1, "fileId": "f", "jobId": "j", "status": "pending"}
     try:
         flaky.create(doc, 5)
     except Exception:
         pass
-    store = DeliveryStore(rclient, settings.key("wh"))
+    store = DeliveryStore(rclient, settings.keys)
     store.create(doc, 5)  # the hand-off, retried
     assert rclient.zscore(store.due, "msg_x") == 5
 
@@ -386,7 +386,7 @@ def test_a_delivery_is_never_stored_without_being_due(settings, rclient, fail_at
 def test_the_log_and_dead_letters_are_trimmed_in_one_call(settings, rclient):
     from webhooks.store import DeliveryStore
 
-    store = DeliveryStore(rclient, settings.key("wh"), log_max=10)
+    store = DeliveryStore(rclient, settings.keys, log_max=10)
     for i in range(30):
         doc = {"id": f"d{i}", "createdAt": i, "fileId": "f", "jobId": "j", "status": "pending"}
         assert store.create(doc, 10 ** 12)
@@ -461,12 +461,12 @@ def test_secret_encryption_uses_a_salted_kdf_and_keys_rotate(settings, rclient):
 
     settings.secret_key = "old passphrase"
     secret = Webhooks(rclient, settings).secrets.current("acme")
-    key = settings.key("wh", "secret", "acme")
+    key = settings.keys.webhook_secret("acme")
     token = json.loads(rclient.get(key))["current"].encode()
     unsalted = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"old passphrase").digest()))
     with pytest.raises(InvalidToken):  # not the old one-hash derivation
         unsalted.decrypt(token)
-    assert rclient.get(settings.key("wh", "secret", "kdf-salt"))
+    assert rclient.get(settings.keys.webhook_kdf_salt())
     # Key rotation: a new key first, the old one after; reading re-encrypts with the new.
     new_key = Fernet.generate_key().decode()
     settings.secret_key = f"{new_key},old passphrase"
@@ -482,7 +482,7 @@ def test_secrets_sealed_by_earlier_versions_still_open(settings, rclient):
     from cryptography.fernet import Fernet
 
     legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"pass").digest()))
-    rclient.set(settings.key("wh", "secret", "acme"), json.dumps(
+    rclient.set(settings.keys.webhook_secret("acme"), json.dumps(
         {"current": legacy.encrypt(b"whsec_legacy").decode(), "previous": None,
          "rotatedAt": None}))
     settings.secret_key = "pass"

@@ -50,9 +50,9 @@ class Webhooks:
         ``on_attempt`` hears of every attempt (metrics)."""
         self.settings = settings
         self.clock = clock
-        self.store = DeliveryStore(client, settings.key("wh"), settings.webhook_log_max,
+        self.store = DeliveryStore(client, settings.keys, settings.webhook_log_max,
                                    settings.webhook_log_ttl_s)
-        self.secrets = SecretStore(client, settings.key("wh", "secret"), settings.secret_key,
+        self.secrets = SecretStore(client, settings.keys, settings.secret_key,
                                    settings.webhook_secret_grace_s)
         self.policy = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
         self.delays = tuple(settings.webhook_delays_s)

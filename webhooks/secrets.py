@@ -27,6 +27,8 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from worker.core.keys import Keys
+
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -40,10 +42,10 @@ def _is_fernet_key(value: str) -> bool:
 
 
 class SecretStore:
-    def __init__(self, client: redis.Redis, key_prefix: str, secret_key: str | None,
+    def __init__(self, client: redis.Redis, keys: Keys, secret_key: str | None,
                  grace_s: int) -> None:
         self.client = client
-        self.prefix = key_prefix
+        self.redis_keys = keys
         self.keys = [k.strip() for k in (secret_key or "").split(",") if k.strip()]
         self.grace_s = grace_s
         self._fernet: MultiFernet | None = None
@@ -65,14 +67,14 @@ class SecretStore:
         return self._fernet
 
     def _salt(self) -> bytes:
-        key = f"{self.prefix}:kdf-salt"
+        key = self.redis_keys.webhook_kdf_salt()
         self.client.set(key, base64.b64encode(os.urandom(16)), nx=True)
         raw = self.client.get(key)
         assert raw is not None
         return base64.b64decode(raw)
 
     def _key(self, account: str) -> str:
-        return f"{self.prefix}:{account}"
+        return self.redis_keys.webhook_secret(account)
 
     def _seal(self, secret: str) -> str:
         return self.fernet.encrypt(secret.encode()).decode() if self.fernet else secret

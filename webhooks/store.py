@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from worker.core.keys import Keys
+
 _CLAIM = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
@@ -87,14 +89,14 @@ return n
 
 
 class DeliveryStore:
-    def __init__(self, client: redis.Redis, prefix: str, log_max: int = 10_000,
+    def __init__(self, client: redis.Redis, keys: Keys, log_max: int = 10_000,
                  log_ttl_s: int = 30 * 24 * 3600) -> None:
         self.client = client
-        self.prefix = prefix
-        self.due = f"{prefix}:due"
-        self.dead = f"{prefix}:dead"
-        self.stats = f"{prefix}:stats"
-        self.index = f"{prefix}:index"
+        self.keys = keys
+        self.due = keys.webhook_due()
+        self.dead = keys.webhook_dead()
+        self.stats = keys.webhook_stats()
+        self.index = keys.webhook_index()
         self.log_max = log_max
         self.log_ttl_s = log_ttl_s
         self._claim = client.register_script(_CLAIM)
@@ -103,7 +105,7 @@ class DeliveryStore:
         self._release = client.register_script(_RELEASE)
 
     def doc_key(self, delivery_id: str) -> str:
-        return f"{self.prefix}:delivery:{delivery_id}"
+        return self.keys.webhook_delivery(delivery_id)
 
     def create(self, doc: dict[str, Any], due_ms: int) -> bool:
         """Store a new delivery and make it due, atomically; ``False`` if that id exists.

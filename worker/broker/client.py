@@ -56,7 +56,7 @@ def submit(
     deadline = started + (wait or 0)
     asked = [extension_label(e, i) for i, e in enumerate(raw["extensions"])]
     while True:
-        doc = kv.get(settings.key("job", raw["jobId"]))
+        doc = kv.get(settings.keys.job(raw["jobId"]))
         finished = doc is not None and doc["state"] in ("dispatched", "rejected") and all(
             s["status"] in FINAL for s in doc["extensions"].values())
         # Leave a little time for the claims and the record read.
@@ -85,7 +85,7 @@ def _report(client: redis.Redis, settings: Settings, kv: RedisKV, raw: dict[str,
             errors[name] = slot["error"]
         if slot.get("output"):
             outputs[name] = slot["output"]
-    rec = kv.get(settings.key("file", raw["fileId"]))
+    rec = kv.get(settings.keys.file(raw["fileId"]))
     out: dict[str, Any] = {
         "jobId": raw["jobId"], "state": (doc or {}).get("state"), "extensionStatus": status,
         "file": FileRecord.model_validate(rec).file_object() if rec else None,

@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from worker.broker.intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer, stream_key
+from worker.broker.intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer
 from worker.core.settings import Settings
 
 Send = Callable[[str, str, str], None]  # (queue, jobId, slot): an execute message
@@ -52,7 +52,7 @@ def _jobs(client: redis.Redis, settings: Settings) -> Iterator[dict[str, Any]]:
             if isinstance(doc, dict) and doc.get("createdAt"):
                 yield doc
 
-    for key in client.scan_iter(match=settings.key("job", "*"), count=1000):
+    for key in client.scan_iter(match=settings.keys.job_pattern(), count=1000):
         keys.append(key)
         if len(keys) >= 500:
             yield from docs()
@@ -103,7 +103,7 @@ def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
             candidates += _finished_with_webhook(doc, oldest, newest)
     pipe = client.pipeline(transaction=False)
     for c in candidates:
-        pipe.exists(settings.key("wh", "delivery", c["id"]))
+        pipe.exists(settings.keys.webhook_delivery(c["id"]))
     found = pipe.execute() if candidates else []
     lost = [c for c, there in zip(candidates, found, strict=True) if not there]
     return stuck[:limit], lost[:limit]
@@ -111,7 +111,7 @@ def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
 
 def unclaimed_deliveries(client: redis.Redis, settings: Settings, now_ms: float) -> int:
     """Deliveries due for longer than a lease: claimed ones are pushed a lease ahead."""
-    due = settings.key("wh", "due")
+    due = settings.keys.webhook_due()
     return int(client.zcount(due, "-inf", now_ms - settings.webhook_lease_s * 1000))
 
 
@@ -119,7 +119,7 @@ def idle_intake(client: redis.Redis, settings: Settings, limit: int = 1000) -> i
     """Intake entries pending on consumers that have not touched them for twice the
     claim delay (a live dispatch worker would have claimed them by then)."""
     try:
-        pending = client.xpending_range(stream_key(settings), GROUP, min="-", max="+",
+        pending = client.xpending_range(settings.keys.intake(), GROUP, min="-", max="+",
                                         count=limit, idle=2 * CLAIM_IDLE_MS)
     except redis.ResponseError:  # no stream or group yet
         return 0
@@ -139,7 +139,7 @@ def examine(client: redis.Redis, settings: Settings,
         "extensions": extensions,
         "handoffs": handoffs,
     }
-    client.set(settings.key("doctor"), json.dumps(report["counts"]))
+    client.set(settings.keys.doctor_report(), json.dumps(report["counts"]))
     return report
 
 

@@ -52,16 +52,12 @@ class IntakeFull(Exception):
     """The backlog of unread jobs is at its cap: the publisher must slow down."""
 
 
-def stream_key(settings: Settings) -> str:
-    return settings.key(settings.intake_stream)
-
-
 def publish(client: redis.Redis, settings: Settings, job: dict[str, Any]) -> str:
     """Append a job to the intake stream; returns the stream entry id.
 
     Raises ``IntakeFull`` when ``intake_maxlen`` jobs are waiting: the stream is never
     trimmed (trimming would drop jobs nobody has read)."""
-    stream = stream_key(settings)
+    stream = settings.keys.intake()
     if client.xlen(stream) >= settings.intake_maxlen:
         raise IntakeFull(f"the intake backlog is full ({settings.intake_maxlen} unread jobs); "
                          "retry later or add dispatch workers")
@@ -93,7 +89,7 @@ class IntakeConsumer:
     def __init__(self, client: redis.Redis, settings: Settings, send: Any) -> None:
         self.client = client
         self.settings = settings
-        self.stream = stream_key(settings)
+        self.stream = settings.keys.intake()
         self.send = send
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
@@ -133,7 +129,7 @@ class IntakeConsumer:
         doc = {"jobId": job_id, "state": "rejected", "extensions": {},
                "error": {"message": f"invalid job: {message}", "code": "invalid_job"},
                "createdAt": now_iso()}
-        self.client.set(self.settings.key("job", job_id), json.dumps(doc), nx=True,
+        self.client.set(self.settings.keys.job(job_id), json.dumps(doc), nx=True,
                         ex=self.settings.job_ttl_s)
 
     def poll_once(self, block_ms: int = 1000) -> int:

@@ -25,14 +25,10 @@ log = logging.getLogger(__name__)
 REPORT_EVERY_S = 30.0
 
 
-def report_key(settings: Settings, worker: str = "*") -> str:
-    return settings.key("models", "loaded", worker)
-
-
 def loaded_anywhere(client: redis.Redis, settings: Settings) -> dict[str, int]:
     """Model name → how many worker processes report it loaded (reports expire)."""
     counts: dict[str, int] = {}
-    for key in client.scan_iter(report_key(settings)):
+    for key in client.scan_iter(settings.keys.models_loaded()):
         raw = client.get(key)
         for name in json.loads(raw) if raw else []:
             counts[name] = counts.get(name, 0) + 1
@@ -49,7 +45,7 @@ class ModelKeeper(Middleware):
         self.thread: threading.Thread | None = None
 
     def _report(self) -> None:
-        self.client.set(report_key(self.settings, self.worker),
+        self.client.set(self.settings.keys.models_loaded(self.worker),
                         json.dumps(sorted(self.models.loaded_names())),
                         ex=int(REPORT_EVERY_S * 3))
 
@@ -70,7 +66,7 @@ class ModelKeeper(Middleware):
             if self.stopping.wait(REPORT_EVERY_S):
                 break
         try:
-            self.client.delete(report_key(self.settings, self.worker))
+            self.client.delete(self.settings.keys.models_loaded(self.worker))
         except redis.RedisError:
             pass
 

@@ -34,7 +34,7 @@ class DeliveryPump(Middleware):
     def kick(self) -> bool:
         """Send one ``deliver_due`` if anything is due and nobody kicked this second."""
         count, _ = self.webhooks.store.due_now(self.webhooks.now_ms())
-        token = f"{self.webhooks.store.prefix}:kick"
+        token = self.webhooks.settings.keys.webhook_kick()
         if count and self.webhooks.store.client.set(token, 1, nx=True, px=1000):
             self.wake()
             return True

@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.core.keys import Keys
+
 DEFAULT_UNIT_COSTS: dict[str, int] = {
     # From the hosted extensions reference.
     "remove-bg": 130,
@@ -236,9 +238,10 @@ class Settings(BaseSettings):
         """The monthly unit quota of ``account``, or ``None`` for unlimited."""
         return self.quotas.get(account, self.default_quota)
 
-    def key(self, *parts: str) -> str:
-        """A Redis key under our namespace: ``key("file", id)`` → ``extworker:file:<id>``."""
-        return ":".join((self.namespace, *parts))
+    @property
+    def keys(self) -> Keys:
+        """Every Redis key, under ``namespace`` (``worker.core.keys``)."""
+        return Keys(self.namespace, self.intake_stream)
 
     @property
     def blob_root(self) -> str:

@@ -120,13 +120,13 @@ class Pipeline:
     # --- keys -----------------------------------------------------------------
 
     def job_key(self, job_id: str) -> str:
-        return self.settings.key("job", job_id)
+        return self.settings.keys.job(job_id)
 
     def file_key(self, file_id: str) -> str:
         return self.files.file_key(file_id)
 
     def units_key(self, account: str, month: str | None = None) -> str:
-        return self.settings.key("units", account, month or metering.month_of())
+        return self.settings.keys.units(account, month or metering.month_of())
 
     # --- files ----------------------------------------------------------------
 

@@ -24,7 +24,7 @@ WEBHOOK = "webhook"
 
 
 def claim_key(settings: Settings, job_id: str, extension: str) -> str:
-    return settings.key("claim", job_id, extension)
+    return settings.keys.claim(job_id, extension)
 
 
 def claim(client: redis.Redis, settings: Settings, job_id: str, extension: str, who: str) -> str:

@@ -74,13 +74,13 @@ class FileStore:
     # --- keys -----------------------------------------------------------------
 
     def file_key(self, file_id: str) -> str:
-        return self.settings.key("file", file_id)
+        return self.settings.keys.file(file_id)
 
     def path_key(self, account: str, file_path: str) -> str:
-        return self.settings.key("path", account, file_path)
+        return self.settings.keys.path(account, file_path)
 
     def index_key(self, account: str) -> str:
-        return self.settings.key("files", account)
+        return self.settings.keys.file_index(account)
 
     # --- reading --------------------------------------------------------------
 

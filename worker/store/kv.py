@@ -241,7 +241,7 @@ class AccountDocs:
         self.settings = settings
 
     def _key(self, account: str) -> str:
-        return str(self.settings.key(self.prefix, account))
+        return str(self.settings.keys.account_docs(self.prefix, account))
 
     def _doc(self, account: str) -> dict[str, Any]:
         return self.kv.get(self._key(account)) or {}

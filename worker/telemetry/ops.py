@@ -81,10 +81,9 @@ def loaded_in_pod(client: redis.Redis, settings: Settings) -> set[str]:
     """Models the worker processes of this host (pod) report loaded."""
     import socket
 
-    from worker.broker.modelkeeper import report_key
 
     names: set[str] = set()
-    for key in client.scan_iter(report_key(settings, f"{socket.gethostname()}-*")):
+    for key in client.scan_iter(settings.keys.models_loaded(f"{socket.gethostname()}-*")):
         raw = client.get(key)
         names.update(json.loads(raw) if raw else [])
     return names
@@ -111,17 +110,17 @@ class RedisCollector:
             pipe = self.client.pipeline(transaction=False)
             queues = [s.queue_default, s.queue_extensions, s.queue_webhooks]
             for q in queues:
-                pipe.llen(f"dramatiq:{q}")
-                pipe.llen(f"dramatiq:{q}.DQ")
-                pipe.zcard(f"dramatiq:{q}.XQ")
+                ready, delayed, dead = s.keys.broker_queue(q)
+                pipe.llen(ready)
+                pipe.llen(delayed)
+                pipe.zcard(dead)
             counts = pipe.execute()
             for i, q in enumerate(queues):
                 for j, state in enumerate(("ready", "delayed", "dead")):
                     depth.add_metric([q, state], counts[3 * i + j])
             now_ms = int(time.time() * 1000)
-            prefix = s.key("wh")
-            n_due = self.client.zcount(f"{prefix}:due", "-inf", now_ms)
-            oldest = self.client.zrange(f"{prefix}:due", 0, 0, withscores=True)
+            n_due = self.client.zcount(s.keys.webhook_due(), "-inf", now_ms)
+            oldest = self.client.zrange(s.keys.webhook_due(), 0, 0, withscores=True)
             due.add_metric([], n_due)
             age.add_metric([], max(0.0, (now_ms - oldest[0][1]) / 1000)
                            if oldest and oldest[0][1] <= now_ms else 0.0)
@@ -132,7 +131,7 @@ class RedisCollector:
             stuck = GaugeMetricFamily(
                 "extworker_stuck", "Work found stuck: extensions and handoffs (at the last "
                 "`extworker doctor`), deliveries and intake entries (now).", labels=["kind"])
-            last = json.loads(self.client.get(s.key("doctor")) or b"{}")
+            last = json.loads(self.client.get(s.keys.doctor_report()) or b"{}")
             stuck.add_metric(["extensions"], last.get("extensions", 0))
             stuck.add_metric(["handoffs"], last.get("handoffs", 0))
             stuck.add_metric(["deliveries"], unclaimed_deliveries(self.client, s, now_ms))
