@@ -20,11 +20,12 @@ extension with a message naming the task and field, and nothing is written.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from PIL import Image
+from pydantic import Field, field_validator, model_validator
 
-from worker.core.contract import AiTasks, Branch, SelectMetadata, SelectTags, YesNo
+from worker.core.contract import StrictParams, bounded_value
 from worker.core.errors import PermanentError
 from worker.core.imaging import open_image
 from worker.core.records import RecordPatch
@@ -34,6 +35,89 @@ from worker.store.fields import CustomField, validate_value
 from . import loaders
 from .base import ExtensionContext, ExtensionResult
 from .vision import VisionExtension
+
+# --- params (this extension's part of the job contract) -----------------------
+
+
+class MetadataSet(StrictParams):
+    field: str = Field(..., min_length=1, max_length=128)
+    value: Any
+
+    _value = field_validator("value")(classmethod(lambda cls, v: bounded_value(v)))
+
+
+class MetadataUnset(StrictParams):
+    field: str = Field(..., min_length=1)
+
+
+class Branch(StrictParams):
+    add_tags: list[str] = Field(default_factory=list)
+    remove_tags: list[str] = Field(default_factory=list)
+    set_metadata: list[MetadataSet] = Field(default_factory=list)
+    unset_metadata: list[MetadataUnset] = Field(default_factory=list)
+
+
+class _Task(StrictParams):
+    instruction: str = Field(..., min_length=1, max_length=2000)
+
+
+def _check_vocabulary(v: list[str] | None) -> list[str] | None:
+    if v is None:
+        return v
+    if sum(len(term) for term in v) > 500:
+        raise ValueError("vocabulary must be at most 500 characters combined")
+    if any("%" in term for term in v):
+        raise ValueError("vocabulary terms must not contain '%'")
+    if any(not term.strip() for term in v):
+        raise ValueError("vocabulary terms must not be empty")
+    return v
+
+
+class _Selecting(_Task):
+    min_selections: int = Field(0, ge=0)
+    max_selections: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _Selecting:
+        if self.min_selections > self.max_selections:
+            raise ValueError("min_selections must not exceed max_selections")
+        return self
+
+
+class SelectTags(_Selecting):
+    type: Literal["select_tags"]
+    vocabulary: list[str] = Field(..., min_length=1, max_length=30)
+    _vocab = field_validator("vocabulary")(classmethod(lambda cls, v: _check_vocabulary(v)))
+
+
+class SelectMetadata(_Selecting):
+    type: Literal["select_metadata"]
+    field: str = Field(..., min_length=1)
+    vocabulary: list[Any] | None = Field(None, min_length=1, max_length=30)
+
+
+class YesNo(_Task):
+    type: Literal["yes_no"]
+    on_yes: Branch | None = None
+    on_no: Branch | None = None
+    on_unknown: Branch | None = None
+
+    @model_validator(mode="after")
+    def _one_branch(self) -> YesNo:
+        if self.on_yes is None and self.on_no is None:
+            raise ValueError("at least one of on_yes or on_no is required")
+        return self
+
+
+Task = Annotated[SelectTags | SelectMetadata | YesNo, Field(discriminator="type")]
+
+
+class AiTasks(StrictParams):
+    """The ``ai-tasks`` extension object: up to ten tasks."""
+
+    union_tags: ClassVar[frozenset[str]] = frozenset({"select_tags", "select_metadata", "yes_no"})
+    name: Literal["ai-tasks"]
+    tasks: list[Task] = Field(..., min_length=1, max_length=10)
 
 
 class TaskEngine(Protocol):

@@ -7,7 +7,9 @@ sentence case. Model and length are settings (``EXTWORKER_CAPTION_MODEL``,
 
 from __future__ import annotations
 
-from worker.core.contract import AiAutoDescription as Params
+from typing import Literal
+
+from worker.core.contract import StrictParams
 from worker.core.errors import PermanentError
 from worker.core.imaging import open_image
 from worker.core.records import RecordPatch
@@ -17,11 +19,17 @@ from .base import ExtensionContext, ExtensionResult
 from .vision import VisionExtension
 
 
+class AiAutoDescriptionParams(StrictParams):
+    """The ``ai-auto-description`` extension object: its name, nothing else."""
+
+    name: Literal["ai-auto-description"]
+
+
 class AiAutoDescription(VisionExtension):
     name = "ai-auto-description"
-    params_model = Params
+    params_model = AiAutoDescriptionParams
 
-    def run(self, ctx: ExtensionContext, params: Params) -> ExtensionResult:
+    def run(self, ctx: ExtensionContext, params: AiAutoDescriptionParams) -> ExtensionResult:
         s = ctx.settings
         image = open_image(ctx.read_source(), s.max_image_pixels)
         model = loaders.get(ctx.models, "captioner", s.caption_model, s)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
-from worker.core.contract import AwsAutoTagging as AwsParams
-from worker.core.contract import GoogleAutoTagging as GoogleParams
+from pydantic import Field
+
+from worker.core.contract import StrictParams
 from worker.core.errors import PermanentError
 from worker.core.imaging import open_image
 from worker.core.records import AITag, RecordPatch
@@ -24,6 +25,22 @@ from worker.core.records import AITag, RecordPatch
 from . import loaders
 from .base import ExtensionContext, ExtensionResult
 from .vision import VisionExtension
+
+
+class _TaggingParams(StrictParams):
+    minConfidence: Annotated[float, Field(ge=0, le=100)] = Field(
+        ..., description="Drop tags below this confidence (0-100)."
+    )
+    maxTags: Annotated[int, Field(ge=0, le=30)] = Field(..., description="At most this many.")
+
+
+class GoogleAutoTaggingParams(_TaggingParams):
+    name: Literal["google-auto-tagging"]
+
+
+class AwsAutoTaggingParams(_TaggingParams):
+    name: Literal["aws-auto-tagging"]
+
 
 DEFAULT_VOCABULARY = Path(__file__).with_name("data") / "tags.txt"
 
@@ -50,7 +67,7 @@ def select(scored: list[tuple[str, float]], min_confidence: float, max_tags: int
 class _AutoTagging(VisionExtension):
     setting: ClassVar[str]
 
-    def run(self, ctx: ExtensionContext, params: GoogleParams | AwsParams) -> ExtensionResult:
+    def run(self, ctx: ExtensionContext, params: _TaggingParams) -> ExtensionResult:
         s = ctx.settings
         kind = getattr(s, self.setting)
         image = open_image(ctx.read_source(), s.max_image_pixels)
@@ -75,11 +92,11 @@ class _AutoTagging(VisionExtension):
 
 class GoogleAutoTagging(_AutoTagging):
     name = "google-auto-tagging"
-    params_model = GoogleParams
+    params_model = GoogleAutoTaggingParams
     setting = "tagger_google"
 
 
 class AwsAutoTagging(_AutoTagging):
     name = "aws-auto-tagging"
-    params_model = AwsParams
+    params_model = AwsAutoTaggingParams
     setting = "tagger_aws"

@@ -1,4 +1,5 @@
-"""Finds extension handlers through the ``extworker.extensions`` entry-point group."""
+"""Finds extension handlers through the ``extworker.extensions`` entry-point group, and
+assembles the job contract from the params model each one owns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from pydantic import BaseModel
 
-from worker.core.contract import BUILTIN_MODELS
+from worker.core.contract import Contract
 
 from .base import Extension
 
@@ -16,16 +17,24 @@ GROUP = "extworker.extensions"
 
 
 class Registry:
-    """Extension instances by name (one instance per process)."""
+    """Extension instances by name (one instance per process), and the contract.
 
-    def __init__(self, handlers: dict[str, Extension]) -> None:
+    ``params`` has the params model of every extension found — also of those this
+    process cannot run (a missing extra): a job naming one is still valid, and fails
+    with "not available in this deployment" rather than "unknown extension"."""
+
+    def __init__(self, handlers: dict[str, Extension],
+                 params: dict[str, type[BaseModel]] | None = None) -> None:
         self.handlers = handlers
+        self.params = {**{n: h.params_model for n, h in handlers.items()}, **(params or {})}
+        self.contract = Contract(self.params)
 
     @classmethod
     def discover(cls, extra: list[str] | None = None) -> Registry:
         """Load every installed handler (entry points, then ``extra`` import paths
         ``"module:Class"``); a broken plug-in is logged and skipped."""
         handlers: dict[str, Extension] = {}
+        params: dict[str, type[BaseModel]] = {}
         found = list(entry_points(group=GROUP))
         for path in extra or []:
             found.append(EntryPoint(name="", value=path, group=GROUP))
@@ -34,6 +43,8 @@ class Registry:
                 handler_cls = ep.load()
                 if not ep.name:  # an import path: the class names itself
                     ep = EntryPoint(name=handler_cls.name, value=ep.value, group=GROUP)
+                if getattr(handler_cls, "name", None) == ep.name:
+                    params[ep.name] = handler_cls.params_model
                 if not handler_cls.available():
                     log.info("extension %s is not available here (missing extra)", ep.name)
                     continue
@@ -45,11 +56,7 @@ class Registry:
                 log.error("entry point %s loads %r, whose name differs; skipped", ep.name, handler)
                 continue
             handlers[ep.name] = handler
-        return cls(handlers)
+        return cls(handlers, params)
 
     def get(self, name: str) -> Extension | None:
         return self.handlers.get(name)
-
-    def third_party_params(self) -> dict[str, type[BaseModel]]:
-        """Params models of handlers whose names are not part of the built-in contract."""
-        return {n: h.params_model for n, h in self.handlers.items() if n not in BUILTIN_MODELS}

@@ -10,17 +10,65 @@ floor (``EXTWORKER_PNG_COMPRESS_LEVEL``).
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
 from PIL import Image, ImageChops, ImageColor, ImageFilter, ImageOps
+from pydantic import AliasChoices, Field, HttpUrl, field_validator, model_validator
 
-from worker.core.contract import RemoveBg as RemoveBgParams
+from worker.core.contract import StrictParams
 from worker.core.errors import PermanentError
 from worker.core.imaging import encode_png, open_image
 
 from . import loaders
 from .base import Extension, ExtensionContext, ExtensionResult
 from .rembg_session import RembgModel
+
+# --- params (this extension's part of the job contract) -----------------------
+
+
+class RemoveBgOptions(StrictParams):
+    add_shadow: bool = Field(False, description="Draw a soft drop shadow under the subject.")
+    semitransparency: bool = Field(
+        True, description="Keep soft (semi-transparent) alpha; false gives a hard mask."
+    )
+    bg_color: str | None = Field(
+        None,
+        validation_alias=AliasChoices("bg_color", "bg_colour"),
+        description="Solid background: hex (`81d4fa`, `#81d4fa`) or a CSS colour name.",
+    )
+    bg_image_url: HttpUrl | None = Field(None, description="Background image to composite onto.")
+    model: str | None = Field(
+        None, pattern=r"^[a-z0-9_\-]{1,64}$", description="extworker: rembg model name."
+    )
+
+    @field_validator("bg_color")
+    @classmethod
+    def _colour(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        value = v.strip()
+        if re.fullmatch(r"[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8}", value):
+            value = "#" + value
+        try:
+            ImageColor.getrgb(value)
+        except ValueError:
+            raise ValueError(f"not a colour: {v!r} (use hex like 81d4fa or a name)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> RemoveBgOptions:
+        if self.bg_color is not None and self.bg_image_url is not None:
+            raise ValueError("bg_color and bg_image_url are mutually exclusive")
+        return self
+
+
+class RemoveBgParams(StrictParams):
+    """The ``remove-bg`` extension object of a job."""
+
+
+    name: Literal["remove-bg"]
+    options: RemoveBgOptions = Field(default_factory=RemoveBgOptions)
 
 
 def _shadow(mask: Image.Image) -> Image.Image:

@@ -8,14 +8,20 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from worker.core.contract import Job, JobEnvelope, job_json_schema, parse_extension
+from extensions.registry import Registry
+from worker.core.contract import JobEnvelope
+
+CONTRACT = Registry.discover().contract  # the installed extensions' (the built-ins here)
+Job = CONTRACT.job
+parse_extension = CONTRACT.parse_extension
 
 SCHEMA = Path(__file__).resolve().parent.parent / "worker" / "schema" / "job.schema.json"
 
 
 def test_published_schema_is_current():
     published = json.loads(SCHEMA.read_text())
-    assert published == job_json_schema(), "run: extworker schema > worker/schema/job.schema.json"
+    assert published == CONTRACT.json_schema(), (
+        "run: extworker schema > worker/schema/job.schema.json")
 
 
 def test_schema_accepts_a_hosted_style_job_and_rejects_bad_params():
@@ -81,3 +87,23 @@ def test_bg_colour_alias_and_hex_normalised():
     assert ext.options.bg_color == "#81D4FA"  # type: ignore[attr-defined]
     named = parse_extension({"name": "remove-bg", "options": {"bg_color": "green"}})
     assert named.options.bg_color == "green"  # type: ignore[attr-defined]
+
+
+def test_each_extension_owns_its_params_and_plug_ins_join_the_schema():
+    """The contract is assembled from the installed extensions: each built-in's params
+    model lives beside its handler, and a plug-in's model joins the published schema."""
+    registry = Registry.discover(["tests.slow_extension:Sleep"])
+    for name, model in registry.params.items():
+        handler_module = type(registry.handlers[name]).__module__ if name in registry.handlers \
+            else None
+        assert model.__module__ == handler_module, (name, model.__module__)
+    contract_source = (SCHEMA.parent.parent / "core" / "contract.py").read_text()
+    assert not any(f'"{n}"' in contract_source for n in registry.params if n != "sleep")
+    schema = registry.contract.json_schema()
+    mapping = schema["properties"]["extensions"]["items"]["discriminator"]["mapping"]
+    assert set(mapping) == set(CONTRACT.names) | {"sleep"}
+    good = {"fileId": "f1", "extensions": [{"name": "sleep", "seconds": 0.5}]}
+    jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"fileId": "f1", "extensions": [{"name": "sleep", "x": 1}]}, schema)
+    assert "sleep" not in CONTRACT.names  # not installed: not in the published file

@@ -19,8 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
+from extensions.registry import Registry
 from tests.conftest import RecordingRuntime, jpeg
-from worker.core.contract import Job, JobEnvelope, format_validation_error, parse_tags
+from worker.core.contract import JobEnvelope, format_validation_error, parse_tags
 from worker.core.errors import PermanentError
 from worker.core.records import AITag, RecordPatch
 from worker.runtime import Runtime
@@ -138,7 +139,7 @@ def test_blob_keys_outside_the_storage_are_refused(key):
 
 
 def test_the_published_schema_describes_uploads_and_updates():
-    schema = Job.model_json_schema()
+    schema = Registry.discover().contract.job.model_json_schema()
     up = schema["$defs"]["Upload"]["properties"]
     for name in ("url", "blobKey", "base64", "fileName", "folder", "useUniqueFileName", "tags",
                  "isPrivateFile", "isPublished", "customCoordinates", "customMetadata",

@@ -65,10 +65,10 @@ def cmd_saved(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime import Runtime
 
     rt = Runtime(settings)
-    store, extra = rt.pipeline.saved, rt.registry.third_party_params()
+    store = rt.pipeline.saved
     acct = args.account
     if args.saved_cmd == "create":
-        emit(store.create(acct, args.name, args.description or "", _config(args.config), extra))
+        emit(store.create(acct, args.name, args.description or "", _config(args.config)))
     elif args.saved_cmd == "list":
         emit(store.list(acct))
     elif args.saved_cmd == "get":
@@ -78,7 +78,7 @@ def cmd_saved(args: argparse.Namespace, settings: Settings) -> int:
         emit(item)
     elif args.saved_cmd == "update":
         emit(store.update(acct, args.id, name=args.name, description=args.description,
-                          config=_config(args.config), extra=extra))
+                          config=_config(args.config)))
     else:
         if not store.delete(acct, args.id):
             raise ExtworkerError(f"saved extension not found: {args.id}")

@@ -226,9 +226,10 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.core.contract import job_json_schema
+    from extensions.registry import Registry
 
-    emit(job_json_schema())
+    # The installed extensions' contract: built-ins and plug-ins alike.
+    emit(Registry.discover(settings.extra_extensions).contract.json_schema())
     return 0
 
 

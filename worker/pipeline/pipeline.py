@@ -29,13 +29,11 @@ from pydantic import BaseModel, ValidationError
 from extensions.base import ExtensionContext, ExtensionResult
 from extensions.registry import Registry
 from worker.core.contract import (
-    BUILTIN_NAMES,
     JobEnvelope,
     SavedExtensionRef,
     UploadFields,
     extension_label,
     format_validation_error,
-    parse_extension,
 )
 from worker.core.egress import EgressPolicy
 from worker.core.errors import PermanentError, QuotaExceeded, RetryableError
@@ -112,7 +110,7 @@ class Pipeline:
         self.notify = notify
         self.observe = observe
         self.egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
-        self.saved = SavedStore(kv, settings)
+        self.saved = SavedStore(kv, settings, registry.contract)
         self.fields = FieldStore(kv, settings)
         self.exiftool = ExifTool(settings.exiftool)
         self.files = FileStore(kv, blobs, settings, self.fields, self.exiftool)
@@ -161,8 +159,8 @@ class Pipeline:
         of the saved extension never change this job.
         """
         slots: dict[str, dict[str, Any]] = {}
-        extra = self.registry.third_party_params()
-        known = frozenset(BUILTIN_NAMES) | frozenset(self.registry.handlers) | frozenset(extra)
+        contract = self.registry.contract
+        known = contract.names | frozenset(self.registry.handlers)
         for i, raw in enumerate(job.extensions):
             label = extension_label(raw, i, known)
             if label == "saved-extension" and isinstance(raw, dict) and isinstance(
@@ -175,13 +173,13 @@ class Pipeline:
                                     "config": None, "queue": None, "error": None, "units": 0,
                                     "output": None}
             try:
-                params = parse_extension(raw, f"extensions[{i}]", extra)
+                params = contract.parse_extension(raw, f"extensions[{i}]")
                 if isinstance(params, SavedExtensionRef):
                     saved = self.saved.get(job.accountId, params.id)
                     if saved is None:
                         raise LookupError(f"saved extension not found: {params.id}")
-                    params = parse_extension(saved["config"], f"extensions[{i}] ({params.id})",
-                                             extra)
+                    params = contract.parse_extension(saved["config"],
+                                                      f"extensions[{i}] ({params.id})")
                     slot["saved"] = {"id": saved["id"], "updatedAt": saved["updatedAt"]}
                 name = params.name  # type: ignore[attr-defined]
                 handler = self.registry.get(name)

@@ -15,20 +15,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from worker.core.contract import parse_extension
+from worker.core.contract import Contract
 from worker.core.errors import PermanentError
 from worker.core.records import now_iso
-from worker.store.kv import AccountDocs, Txn
+from worker.core.settings import Settings
+from worker.store.kv import KV, AccountDocs, Txn
 
 MAX_SAVED = 100
 
 
-def validate_config(config: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def validate_config(config: Any, contract: Contract) -> dict[str, Any]:
     """The config as stored, or ``PermanentError`` naming the field."""
     if isinstance(config, dict) and config.get("name") == "saved-extension":
         raise PermanentError("config.name: a saved extension cannot reference another one")
     try:
-        model = parse_extension(config, "config", extra)
+        model = contract.parse_extension(config, "config")
     except ValueError as e:
         raise PermanentError(str(e)) from None
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -37,6 +38,11 @@ def validate_config(config: Any, extra: dict[str, Any] | None = None) -> dict[st
 class SavedStore(AccountDocs):
     prefix = "saved"
 
+    def __init__(self, kv: KV, settings: Settings, contract: Contract) -> None:
+        """``contract`` validates each config as a job's extension would be."""
+        super().__init__(kv, settings)
+        self.contract = contract
+
     def list(self, account: str) -> list[dict[str, Any]]:
         return sorted(self._doc(account).values(), key=lambda d: d["createdAt"])
 
@@ -44,10 +50,10 @@ class SavedStore(AccountDocs):
         return self._doc(account).get(ext_id)
 
     def create(self, account: str, name: str, description: str, config: Any,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+               ) -> dict[str, Any]:
         if not name.strip():
             raise PermanentError("name: must not be empty")
-        stored = validate_config(config, extra)
+        stored = validate_config(config, self.contract)
         now = now_iso()
         item = {"id": "ext_" + uuid.uuid4().hex[:20], "name": name, "description": description,
                 "config": stored, "createdAt": now, "updatedAt": now}
@@ -65,9 +71,8 @@ class SavedStore(AccountDocs):
         return item
 
     def update(self, account: str, ext_id: str, *, name: str | None = None,
-               description: str | None = None, config: Any = None,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        stored = validate_config(config, extra) if config is not None else None
+               description: str | None = None, config: Any = None) -> dict[str, Any]:
+        stored = validate_config(config, self.contract) if config is not None else None
         key = self._key(account)
 
         def txn(cur: dict[str, Any]) -> Txn[dict[str, Any]]:
