@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from worker.core.errors import PermanentError
 from worker.core.records import AITag, FileRecord, NewVersion, RecordPatch
-from worker.store.kv import LocalKV, RedisKV, Txn
+from worker.store.kv import DELETE, LocalKV, RedisKV, Txn
 
 
 def _record(fid: str = "f1") -> FileRecord:
@@ -101,3 +102,63 @@ def test_a_failed_model_load_leaves_nothing_in_the_cache():
     assert cache._used == {} and cache.loaded() == []
     cache.get("remove-bg:ok", lambda: object())
     assert list(cache._used) == ["remove-bg:ok"]
+
+
+@pytest.mark.parametrize("backend", ["redis", "local"])
+def test_index_pages_by_prefix_in_byte_order_and_deletes(backend, rclient, tmp_path):
+    kv = RedisKV(rclient) if backend == "redis" else LocalKV(tmp_path / "kv")
+    idx = "extworker:files:acme"
+    members = ["/b/z.jpg", "/a/ä.jpg", "/a/b.jpg", "/a/B.jpg", "/c.jpg"]
+    kv.transact([], lambda cur: Txn(index_add={idx: members}, writes={"k1": 1, "k2": 2}))
+    assert kv.index_range(idx, "/a/", 0, 10) == ["/a/B.jpg", "/a/b.jpg", "/a/ä.jpg"]
+    assert kv.index_range(idx, "", 1, 2) == ["/a/b.jpg", "/a/ä.jpg"]
+    kv.transact(["k1"], lambda cur: Txn(writes={"k1": DELETE},
+                                        index_remove={idx: ["/a/b.jpg"]}))
+    assert kv.get_many(["k1", "k2", "nope"]) == [None, 2, None]
+    assert kv.index_range(idx, "/a/", 0, 10) == ["/a/B.jpg", "/a/ä.jpg"]
+
+
+def test_local_kv_honours_ttls_and_imports_the_earlier_file_store(tmp_path):
+    import json
+    import time
+    import urllib.parse
+
+    root = tmp_path / "kv"
+    root.mkdir()
+    (root / (urllib.parse.quote("extworker:file:old", safe="") + ".json")).write_text(
+        json.dumps({"fileId": "old"}))
+    (root / (urllib.parse.quote("__index__:extworker:files:a", safe="") + ".json")).write_text(
+        json.dumps(["/x.jpg"]))
+    kv = LocalKV(root)
+    assert kv.get("extworker:file:old") == {"fileId": "old"}
+    assert kv.index_range("extworker:files:a", "", 0, 10) == ["/x.jpg"]
+    assert not list(root.glob("*.json"))  # imported once, kept as *.json.imported
+    kv.transact([], lambda cur: Txn(writes={"short": 1}, ttl={"short": 1}))
+    assert kv.get("short") == 1
+    time.sleep(1.1)
+    assert kv.get("short") is None
+
+
+def _local_patcher(root: str, start: int) -> None:
+    kv = LocalKV(Path(root))
+    for i in range(start, start + 25):
+        _patch_in(kv, "extworker:file:f1", RecordPatch(add_tags=[f"tag{i}"]))
+
+
+def test_local_kv_patches_from_two_processes_none_lost(tmp_path):
+    """SQLite's write lock, not a lock in our process: two processes, 25 patches each."""
+    import multiprocessing
+
+    kv = LocalKV(tmp_path / "kv")
+    kv.transact([], lambda cur: Txn(writes={"extworker:file:f1": _record().model_dump(
+        mode="json")}))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_local_patcher, args=(str(tmp_path / "kv"), s))
+             for s in (0, 25)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    rec = FileRecord.model_validate(kv.get("extworker:file:f1"))
+    assert sorted(rec.tags or []) == sorted(f"tag{i}" for i in range(50))

@@ -9,16 +9,16 @@ make a read-compute-write atomic:
 * ``RedisKV`` — optimistic: ``WATCH`` the keys, read, ``MULTI``/``EXEC`` the
   writes; a concurrent change aborts the ``EXEC`` and the function runs again
   on fresh values. Writes to several keys land together or not at all.
-* ``LocalKV`` — an exclusive ``flock`` over a directory of JSON files, for the
-  Redis-less ``extworker apply``.
+* ``LocalKV`` — SQLite (``sqlite3``, WAL): one ``BEGIN IMMEDIATE`` transaction per
+  patch, for the Redis-less ``extworker apply``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import random
+import sqlite3
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -33,7 +33,7 @@ from worker.core.errors import RetryableError
 
 T = TypeVar("T")
 DELETE = object()  # a write value meaning "remove the key"
-_INDEX = "__index__:"  # LocalKV: where a sorted index is kept as a JSON list
+_INDEX = "__index__:"  # the earlier file-per-key LocalKV kept an index under this key
 
 
 @dataclass
@@ -120,8 +120,9 @@ class RedisKV:
         for attempt in range(self.max_attempts):
             try:
                 with self.client.pipeline(transaction=True) as pipe:
-                    pipe.watch(*keys)
-                    raws = pipe.mget(keys)
+                    if keys:
+                        pipe.watch(*keys)
+                    raws = pipe.mget(keys) if keys else []
                     current = {
                         k: None if v is None else json.loads(v)
                         for k, v in zip(keys, raws, strict=True)
@@ -165,68 +166,107 @@ class RedisKV:
 
 
 class LocalKV:
-    """Documents as files under ``root``; one process-wide ``flock`` serialises them.
+    """Documents in one SQLite database under ``root`` (the standard library's
+    ``sqlite3``), for the Redis-less ``extworker apply``.
 
-    TTLs are ignored: the embedded store is for single-machine use.
+    ``transact`` is one ``BEGIN IMMEDIATE`` transaction: it takes the database's write
+    lock before it reads, so a read-compute-write is atomic across threads and processes
+    (WAL mode: readers never wait for it). TTLs are kept and honoured on read. A
+    directory written by the earlier file-per-key store is imported once, on first open.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_path = root / ".lock"
+        self.path = root / "kv.sqlite3"
+        self._local = threading.local()
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS docs (key TEXT PRIMARY KEY, value TEXT NOT "
+                       "NULL, expires REAL)")
+            db.execute("CREATE TABLE IF NOT EXISTS idx (key TEXT NOT NULL, member TEXT NOT NULL, "
+                       "PRIMARY KEY (key, member)) WITHOUT ROWID")
+            self._import_files(db)
 
-    def _path(self, key: str) -> Path:
-        return self.root / (urllib.parse.quote(key, safe="") + ".json")
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # One connection per thread; autocommit mode, transactions are explicit.
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self._lock_path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _read(self, key: str) -> Any | None:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            return json.loads(self._path(key).read_text())
-        except FileNotFoundError:
-            return None
-
-    def get(self, key: str) -> Any | None:
-        with self._locked():
-            return self._read(key)
-
-    def get_many(self, keys: list[str]) -> list[Any | None]:
-        with self._locked():
-            return [self._read(k) for k in keys]
-
-    def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None:
-        with self._locked():
-            txn = fn({k: self._read(k) for k in keys})
-            for k, v in txn.writes.items():
-                path = self._path(k)
-                if v is DELETE:
-                    path.unlink(missing_ok=True)
-                    continue
-                self._write(path, v)
-            for k in {**txn.index_remove, **txn.index_add}:  # removals first, as in Redis
-                current = set(self._read(_INDEX + k) or [])
-                current -= set(txn.index_remove.get(k, []))
-                current |= set(txn.index_add.get(k, []))
-                self._write(self._path(_INDEX + k), sorted(current, key=str.encode))
-            return txn.result
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     @staticmethod
-    def _write(path: Path, value: Any) -> None:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(value, separators=(",", ":")))
-        tmp.replace(path)
+    def _read(db: sqlite3.Connection, keys: list[str]) -> list[Any | None]:
+        now = time.time()
+        found: dict[str, Any] = {}
+        for i in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+            chunk = keys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value, expires in db.execute(
+                    f"SELECT key, value, expires FROM docs WHERE key IN ({marks})", chunk):
+                if expires is None or expires > now:
+                    found[key] = json.loads(value)
+        return [found.get(k) for k in keys]
+
+    def get(self, key: str) -> Any | None:
+        return self._read(self._db(), [key])[0]
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        return self._read(self._db(), keys)
+
+    def transact(self, keys: list[str], fn: Callable[[dict[str, Any]], Txn[T]]) -> T | None:
+        with self._tx() as db:
+            txn = fn(dict(zip(keys, self._read(db, keys), strict=True)))
+            now = time.time()
+            for k, v in txn.writes.items():
+                if v is DELETE:
+                    db.execute("DELETE FROM docs WHERE key = ?", (k,))
+                    continue
+                ttl = txn.ttl.get(k)
+                db.execute("INSERT OR REPLACE INTO docs (key, value, expires) VALUES (?, ?, ?)",
+                           (k, json.dumps(v, separators=(",", ":")),
+                            now + ttl if ttl else None))
+            for k, members in txn.index_remove.items():  # removals first, as in Redis
+                db.executemany("DELETE FROM idx WHERE key = ? AND member = ?",
+                               [(k, m) for m in members])
+            for k, members in txn.index_add.items():
+                db.executemany("INSERT OR IGNORE INTO idx (key, member) VALUES (?, ?)",
+                               [(k, m) for m in members])
+            return txn.result
 
     def index_range(self, key: str, prefix: str, offset: int, count: int) -> list[str]:
-        with self._locked():
-            members = [m for m in self._read(_INDEX + key) or [] if m.startswith(prefix)]
-        return members[offset:offset + count]
+        # TEXT compares with memcmp over UTF-8 (the BINARY collation): Redis's byte order.
+        rows = self._db().execute(
+            "SELECT member FROM idx WHERE key = ? AND substr(member, 1, ?) = ? "
+            "ORDER BY member LIMIT ? OFFSET ?", (key, len(prefix), prefix, count, offset))
+        return [m for (m,) in rows]
+
+    def _import_files(self, db: sqlite3.Connection) -> None:
+        """Documents of the file-per-key store (``<quoted key>.json``, indexes under
+        ``__index__:``) move into the database; the files are kept as ``*.json.imported``."""
+        for path in sorted(self.root.glob("*.json")):
+            key = urllib.parse.unquote(path.name[:-len(".json")])
+            value = json.loads(path.read_text())
+            if key.startswith(_INDEX):
+                db.executemany("INSERT OR IGNORE INTO idx (key, member) VALUES (?, ?)",
+                               [(key[len(_INDEX):], m) for m in value])
+            else:
+                db.execute("INSERT OR IGNORE INTO docs (key, value, expires) VALUES (?, ?, NULL)",
+                           (key, json.dumps(value, separators=(",", ":"))))
+            path.rename(path.with_name(path.name + ".imported"))
 
 
 class AccountDocs:
