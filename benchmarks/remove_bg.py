@@ -100,7 +100,7 @@ def main() -> None:
             file_id = files[level].pop()
             p.accept({"fileId": file_id, "extensions": [{"name": "remove-bg"}]})
             job_id, slot = queued.pop()
-            assert p.execute(job_id, slot)["status"] == "success"
+            assert p.execute(job_id, slot).status == "success"
             done[level] = file_id
 
         small = Image.open(io.BytesIO(data)).convert("RGB").resize((320, 320))

@@ -18,6 +18,7 @@ import pytest
 import redis
 from PIL import Image
 
+from worker.core.jobs import JobDoc
 from worker.core.settings import Settings
 from worker.models.catalog import pull
 from worker.runtime import Runtime
@@ -123,9 +124,10 @@ class RecordingRuntime(Runtime):
         self.queued: list[tuple[str, str, str]] = []
         self.notified: list[tuple[str, str, str, object]] = []
 
-        def notify(doc: dict, slot: str, file_object: object) -> None:
-            s = doc["extensions"][slot]
-            self.notified.append((doc["jobId"], slot, s["status"], s.get("error")))
+        def notify(doc: JobDoc, slot: str, file_object: object) -> None:
+            s = doc.extensions[slot]
+            self.notified.append((doc.jobId, slot, s.status,
+                                  s.error.model_dump() if s.error else None))
 
         super().__init__(settings, enqueue=lambda q, j, s: self.queued.append((q, j, s)),
                          notify=notify if record_notifications else None)

@@ -42,9 +42,9 @@ def run(rt: Runtime, file_id: str, extension: dict, timeout_s: float = 20) -> di
     deadline = time.monotonic() + timeout_s
     slot = extension["name"]
     while time.monotonic() < deadline:
-        current = rt.pipeline.get_job(doc["jobId"])["extensions"][slot]
-        if current["status"] != "pending":
-            return current
+        current = rt.pipeline.get_job(doc.jobId).extensions[slot]
+        if current.status != "pending":
+            return current.to_json()
         time.sleep(0.05)
     raise AssertionError(f"{slot} still pending after {timeout_s} s")
 

@@ -146,7 +146,7 @@ def test_edits_affect_future_jobs_only(runtime, astronaut):
     assert len(runtime.pipeline.get_file(rec.fileId).AITags) == 1
     assert len(runtime.pipeline.get_file(rec2.fileId).AITags) == 4
     key = f"saved-extension:{item['id']}"
-    assert runtime.pipeline.get_job("before")["extensions"][key]["config"]["maxTags"] == 1
+    assert runtime.pipeline.get_job("before").to_json()["extensions"][key]["config"]["maxTags"] == 1
     # Units are metered under the base extension's name.
     assert runtime.pipeline.usage("default")["extensions"] == {"aws-auto-tagging": 2}
 

@@ -50,7 +50,7 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     assert rclient.xpending(settings.keys.intake(), GROUP)["pending"] == 0
     for _queue, job_id, slot in sent:  # what the re-sent message does: run it, once
         p.execute(job_id, slot)
-    assert p.get_job("lost")["extensions"]["remove-bg"]["status"] == "success"
+    assert p.get_job("lost").to_json()["extensions"]["remove-bg"]["status"] == "success"
     rclient.zrem(hooks_due, "msg_waiting")
     assert doctor.examine(rclient, settings)["counts"] == {
         "extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0}
@@ -78,7 +78,7 @@ def test_doctor_hands_on_a_final_extension_whose_webhook_was_lost(settings, runt
               "extensions": [{"name": "remove-bg"}]})
     # The runtime fixture hands nothing on (no notify): the hand-off is lost.
     p.execute("no-hook", "remove-bg")
-    assert p.get_job("no-hook")["extensions"]["remove-bg"]["status"] == "success"
+    assert p.get_job("no-hook").to_json()["extensions"]["remove-bg"]["status"] == "success"
     later = time.time() * 1000 + settings.webhook_lease_s * 1000 + 5_000
     report = doctor.examine(rclient, settings, now_ms=later)
     assert [h["jobId"] for h in report["handoffs"]] == ["no-hook"]
@@ -86,7 +86,7 @@ def test_doctor_hands_on_a_final_extension_whose_webhook_was_lost(settings, runt
 
     def handoff(job_id, slot):
         job = p.get_job(job_id)
-        hooks.hand_off(job, slot, p.get_file(job["fileId"]).file_object())
+        hooks.hand_off(job, slot, p.get_file(job.fileId).file_object())
 
     done = doctor.repair(rclient, settings, report, send=lambda *a: None,
                          wake_webhooks=lambda: None, dispatch=lambda j: None, handoff=handoff)

@@ -87,7 +87,7 @@ def test_a_redis_restart_between_model_and_commit_loses_nothing(settings, privat
         notified: list[tuple[str, str]] = []
         rt = Runtime(settings, enqueue=lambda q, j, s: None,
                      notify=lambda doc, slot, fo: notified.append(
-                         (slot, doc["extensions"][slot]["status"])))
+                         (slot, doc.extensions[slot].status)))
         rec = rt.pipeline.add_file(jpeg(astronaut), "a.jpg")
         rt.pipeline.accept({"jobId": "through-restart", "fileId": rec.fileId,
                             "extensions": [{"name": "remove-bg"}]})
@@ -105,7 +105,7 @@ def test_a_redis_restart_between_model_and_commit_loses_nothing(settings, privat
 
         handler.run = run_then_restart
         t0 = time.monotonic()
-        slot = rt.pipeline.execute("through-restart", "remove-bg")
+        slot = rt.pipeline.execute("through-restart", "remove-bg").to_json()
         waited = time.monotonic() - t0
         restarter[0].join(10)
         assert slot["status"] == "success", slot
@@ -250,12 +250,12 @@ def test_a_worker_killed_between_model_and_commit_commits_once(settings, rclient
             args=("killed", "die-once"), kwargs={}, options={}))
         _wait(marker.exists, 60, "the worker ran the extension")
         time.sleep(0.5)
-        assert rt.pipeline.get_job("killed")["extensions"]["die-once"]["status"] == "pending"
+        assert rt.pipeline.get_job("killed").extensions["die-once"].status == "pending"
     finally:
         first.stop()
     second = Server(settings, tmp_path / "w2.log", env=env)
     try:
-        slot = _wait(lambda: (s := rt.pipeline.get_job("killed")["extensions"]["die-once"])
+        slot = _wait(lambda: (s := rt.pipeline.get_job("killed").extensions["die-once"].to_json())
                      ["status"] != "pending" and s, 90,
                      "redelivered\n" + (tmp_path / "w2.log").read_text()[-2000:])
         assert slot["status"] == "success" and slot["output"] == {"survived": True}
@@ -329,10 +329,13 @@ def test_a_retry_is_recorded_before_its_message_is_acknowledged(settings, privat
                             "extensions": [{"name": "sleep", "seconds": 1.0}]})
         restarter.start()  # Redis goes down mid-run and stays down 3 s
         restarter.join(20)
-        slot = _wait(lambda: (s := (rt.pipeline.get_job("retry-through-outage") or {})
-                              .get("extensions", {}).get("sleep")) and
-                     s["status"] != "pending" and s, 30, "the extension final after the outage")
-        assert slot["status"] == "success", slot
+        def final_slot():
+            doc = rt.pipeline.get_job("retry-through-outage")
+            slot = doc.extensions.get("sleep") if doc else None
+            return slot if slot is not None and slot.status != "pending" else None
+
+        slot = _wait(final_slot, 30, "the extension final after the outage")
+        assert slot.status == "success", slot
         assert rt.pipeline.get_file(rec.fileId).tags == ["slept"]
     finally:
         worker.stop()

@@ -161,7 +161,7 @@ def test_an_upload_records_its_embedded_metadata(runtime):
 
     data = (SAMPLES / "IPTC.jpg").read_bytes()
     doc = runtime.pipeline.accept({"upload": {"fileName": "IPTC.jpg",
-                                              "base64": base64.b64encode(data).decode()}})
+                                              "base64": base64.b64encode(data).decode()}}).to_json()
     rec = runtime.pipeline.get_file(doc["fileId"])
     assert rec.embeddedMetadata["CaptionAbstract"] == "A witty caption"
     assert rec.embeddedMetadata["Byline"] == "Phil Harvey"

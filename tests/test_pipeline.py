@@ -26,7 +26,7 @@ def run_job(rt: Runtime, job: dict) -> dict:
     while rt.queued:
         _, job_id, slot = rt.queued.pop(0)
         rt.pipeline.execute(job_id, slot)
-    return rt.pipeline.get_job(doc["jobId"])
+    return rt.pipeline.get_job(doc.jobId).to_json()  # the document as publishers read it
 
 
 def alpha_of(rt: Runtime, file_id: str) -> Image.Image:
@@ -146,7 +146,7 @@ def test_a_message_cannot_inflate_records_and_errors_name_their_field(runtime, a
         {"name": "x" * 5_000_000},
         *({"name": f"made-up-{i}"} for i in range(5)),
         {"name": "ai-tasks", "tasks": [{"type": "yes_no", "instruction": "?", "on_yes": {
-            "set_metadata": [{"field": "f", "value": deep}]}}]}]})
+            "set_metadata": [{"field": "f", "value": deep}]}}]}]}).to_json()
     slots = doc["extensions"]
     assert len(slots["extensions[0]"]["error"]["message"]) < 200
     assert slots["extensions[0]"]["error"]["message"].startswith(
@@ -221,10 +221,10 @@ def test_quota_used_up_while_an_extension_runs_is_refused_at_commit(settings, rc
 
     handler.run = run_while_another_commits
     try:
-        slot = rt.pipeline.execute("first", "remove-bg")
+        slot = rt.pipeline.execute("first", "remove-bg").to_json()
     finally:
         handler.run = real_run
-    assert rt.pipeline.get_job("second")["extensions"]["remove-bg"]["status"] == "success"
+    assert rt.pipeline.get_job("second").to_json()["extensions"]["remove-bg"]["status"] == "success"
     assert slot["status"] == "failed" and slot["error"]["code"] == "quota_exceeded"
     assert rt.pipeline.usage("small")["total"] == 130  # charged once, for "second"
     assert rt.pipeline.get_file(a.fileId).versionInfo.name == "Version 1"

@@ -48,7 +48,7 @@ def test_forced_race_reports_exactly_once(settings, rclient, runtime):
                 t0 = time.monotonic()
                 while pipeline.get_job(job_id) is None:  # dispatch, as a worker would
                     intake.poll_once(block_ms=5)
-                sync_until = pipeline.get_job(job_id)["syncUntil"]
+                sync_until = pipeline.get_job(job_id).to_json()["syncUntil"]
                 # Finish around the caller's last look (it polls every 20 ms and returns
                 # 40 ms before its deadline) and the webhook's first due time (the deadline).
                 time.sleep(max(0.0, sync_until - time.time() + rng.uniform(-0.07, 0.01)))

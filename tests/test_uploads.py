@@ -55,7 +55,7 @@ def upload(rt: Runtime, data: bytes | None = None, job_id: str | None = None,
         job["jobId"] = job_id
     doc = rt.pipeline.accept(job)
     assert doc is not None
-    return doc
+    return doc.to_json()  # the document as publishers read it
 
 
 def record_of(rt: Runtime, doc: dict):
@@ -170,7 +170,7 @@ def test_a_new_upload_creates_the_file_with_every_field(rt, small_jpeg):
     assert (rec.width, rec.height, rec.size) == (64, 64, len(small_jpeg))
     assert rt.blobs.get(rec.current.blobKey) == small_jpeg
     # The publisher finds its file through the job document.
-    assert rt.pipeline.get_job("up-1")["fileId"] == rec.fileId
+    assert rt.pipeline.get_job("up-1").to_json()["fileId"] == rec.fileId
     assert [r.fileId for r in rt.pipeline.files.list("default", path="/shop/")] == [rec.fileId]
 
 
@@ -312,11 +312,11 @@ def test_files_belong_to_an_account(rt, small_jpeg):
     assert (a.accountId, b.accountId) == ("acme", "other")
     # Another account's job cannot read, run on or change the file: "not found", no leak.
     doc = rt.pipeline.accept({"fileId": a.fileId, "accountId": "other",
-                              "extensions": [{"name": "remove-bg"}]})
+                              "extensions": [{"name": "remove-bg"}]}).to_json()
     assert doc["extensions"]["remove-bg"]["error"] == {
         "message": f"file not found: {a.fileId}", "code": "file_not_found"}
     upd = rt.pipeline.accept({"fileId": a.fileId, "accountId": "other", "origin": "update",
-                              "update": {"tags": ["stolen"]}})
+                              "update": {"tags": ["stolen"]}}).to_json()
     assert upd["state"] == "rejected" and upd["error"]["code"] == "file_not_found"
     assert rt.pipeline.get_file(a.fileId).tags is None
     assert rt.pipeline.get_file(a.fileId, "other") is None
@@ -331,7 +331,7 @@ def test_update_changes_only_the_fields_given(rt, existing):
                                           "schema": {"type": "Number", "maxValue": 50}})
     doc = rt.pipeline.accept({
         "fileId": existing.fileId, "origin": "update", "removeAITags": ["cat"],
-        "update": {"tags": ["a", "b"], "customMetadata": {"size": 42, "brand": None}}})
+        "update": {"tags": ["a", "b"], "customMetadata": {"size": 42, "brand": None}}}).to_json()
     assert doc["state"] == "dispatched", doc
     rec = rt.pipeline.get_file(existing.fileId)
     assert rec.tags == ["a", "b"] and rec.customMetadata == {"size": 42}
@@ -347,7 +347,7 @@ def test_update_changes_only_the_fields_given(rt, existing):
 def test_update_with_extensions_runs_them_after_the_change(rt, existing):
     doc = rt.pipeline.accept({"fileId": existing.fileId, "origin": "update",
                               "update": {"description": "d"},
-                              "extensions": [{"name": "remove-bg"}]})
+                              "extensions": [{"name": "remove-bg"}]}).to_json()
     assert [q[2] for q in rt.queued] == ["remove-bg"]
     assert doc["origin"] == "update"
 
@@ -358,7 +358,8 @@ def test_update_with_extensions_runs_them_after_the_change(rt, existing):
     ({"customCoordinates": "0,0,65,10"}, "update.customCoordinates"),
 ])
 def test_a_bad_update_is_rejected_naming_the_field(rt, existing, update, field):
-    doc = rt.pipeline.accept({"fileId": existing.fileId, "origin": "update", "update": update})
+    doc = rt.pipeline.accept(
+        {"fileId": existing.fileId, "origin": "update", "update": update}).to_json()
     assert doc["state"] == "rejected" and doc["error"]["message"].startswith(field)
     assert rt.pipeline.get_file(existing.fileId).customMetadata == {"brand": "Old"}
 
@@ -384,8 +385,9 @@ def test_unreachable_url(rt):
     _nothing_written(rt)
 
 
-def test_private_address_is_refused_before_connecting(rt):
-    rt.pipeline.egress = type(rt.pipeline.egress)()  # no allowlist: the production default
+def test_private_address_is_refused_before_connecting(settings, rclient):
+    settings.egress_allowlist = None  # no allowlist: the production default
+    rt = RecordingRuntime(settings, record_notifications=True)
     doc = upload(rt, url="http://169.254.169.254/latest/meta-data/")
     assert doc["state"] == "rejected" and doc["error"]["code"] == "url_refused"
     assert "upload.url" in doc["error"]["message"]
@@ -490,7 +492,7 @@ def test_not_an_image_is_stored_and_image_extensions_fail(rt):
     while rt.queued:
         _, job_id, slot = rt.queued.pop(0)
         rt.pipeline.execute(job_id, slot)
-    slot = rt.pipeline.get_job(doc["jobId"])["extensions"]["remove-bg"]
+    slot = rt.pipeline.get_job(doc["jobId"]).to_json()["extensions"]["remove-bg"]
     assert slot["status"] == "failed" and slot["error"]["code"] == "invalid_image"
 
 

@@ -31,6 +31,7 @@ from webhooks.secrets import SecretStore
 from webhooks.sender import Attempt, post
 from webhooks.store import DeliveryStore
 from worker.core.egress import EgressPolicy, EgressRefused, Target, check
+from worker.core.jobs import JobDoc
 from worker.core.settings import Settings
 from worker.store import claims
 
@@ -85,18 +86,18 @@ class Webhooks:
         }
         return doc if self.store.create(doc, due) else None
 
-    def hand_off(self, job: dict[str, Any], slot: str,
+    def hand_off(self, job: JobDoc, slot: str,
                  file_object: dict[str, Any] | None) -> dict[str, Any] | None:
         """The delivery of one final extension of a job document (``None``: no webhookUrl,
         or it exists already). A delivery due now wakes the webhooks queue; later ones (a
         caller is waiting) are found by the pump."""
-        if not job.get("webhookUrl"):
+        if not job.webhookUrl:
             return None
-        ext = job["extensions"][slot]
+        ext = job.extensions[slot]
         created = self.enqueue(
-            account=job["accountId"], url=job["webhookUrl"], job_id=job["jobId"],
-            file_id=job.get("fileId"), service=slot, status=ext["status"],
-            file_object=file_object, error=ext.get("error"), sync_until=job.get("syncUntil"))
+            account=job.accountId, url=job.webhookUrl, job_id=job.jobId,
+            file_id=job.fileId, service=slot, status=ext.status, file_object=file_object,
+            error=ext.error.model_dump() if ext.error else None, sync_until=job.syncUntil)
         if created is not None and self.wake is not None and created["nextAt"] <= self.now_ms():
             self.wake()
         return created

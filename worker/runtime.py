@@ -20,11 +20,16 @@ from webhooks.deliverer import Webhooks
 from webhooks.sender import Attempt
 from worker.broker.actors import Actors, declare_actors
 from worker.broker.outbox import Outbox
+from worker.core.egress import EgressPolicy
 from worker.core.settings import Settings
 from worker.models.catalog import ModelCache
 from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
 from worker.store.blobs import BlobStore
+from worker.store.fields import FieldStore
+from worker.store.files import FileStore
 from worker.store.kv import KV, LocalKV, RedisKV
+from worker.store.metadata import ExifTool
+from worker.store.saved import SavedStore
 
 
 class Runtime:
@@ -67,7 +72,13 @@ class Runtime:
             enqueue = enqueue or self.outbox.execute
             if notify is None and self.webhooks is not None:
                 notify = self.webhooks.hand_off
+        self.fields = FieldStore(kv, settings)
+        self.saved = SavedStore(kv, settings, self.registry.contract)
+        self.exiftool = ExifTool(settings.exiftool)
+        self.files = FileStore(kv, self.blobs, settings, self.fields, self.exiftool)
+        egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
         self.pipeline = Pipeline(settings, kv, self.blobs, self.registry, self.models,
+                                 self.files, self.fields, self.saved, self.exiftool, egress,
                                  enqueue=enqueue, notify=notify, observe=observe)
         self.actors: Actors | None = None
         if broker is not None and self.outbox is not None:

@@ -21,12 +21,11 @@ from pydantic import BaseModel, ValidationError
 from worker.broker.intake import publish
 from worker.core.contract import JobEnvelope, extension_label, format_validation_error
 from worker.core.errors import PermanentError
+from worker.core.jobs import FINAL, JobDoc
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
 from worker.store import claims
 from worker.store.kv import RedisKV
-
-FINAL = ("success", "failed")
 
 
 def submit(
@@ -56,9 +55,9 @@ def submit(
     deadline = started + (wait or 0)
     asked = [extension_label(e, i) for i, e in enumerate(raw["extensions"])]
     while True:
-        doc = kv.get(settings.keys.job(raw["jobId"]))
-        finished = doc is not None and doc["state"] in ("dispatched", "rejected") and all(
-            s["status"] in FINAL for s in doc["extensions"].values())
+        stored = kv.get(settings.keys.job(raw["jobId"]))
+        doc = JobDoc.model_validate(stored) if stored is not None else None
+        finished = doc is not None and doc.finished
         # Leave a little time for the claims and the record read.
         if finished or wait is None or time.monotonic() >= deadline - 2 * poll_s:
             return _report(client, settings, kv, raw, doc, asked, claim=wait is not None)
@@ -66,34 +65,36 @@ def submit(
 
 
 def _report(client: redis.Redis, settings: Settings, kv: RedisKV, raw: dict[str, Any],
-            doc: dict[str, Any] | None, asked: list[str], claim: bool) -> dict[str, Any]:
-    slots = (doc or {}).get("extensions", {})
+            doc: JobDoc | None, asked: list[str], claim: bool) -> dict[str, Any]:
+    slots = doc.extensions if doc is not None else {}
     status: dict[str, str] = {}
     errors: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     for name in slots or dict.fromkeys(asked):
         slot = slots.get(name)
-        final = slot is not None and slot["status"] in FINAL
+        final = slot is not None and slot.status in FINAL
         if final and claim:
             owner = claims.claim(client, settings, raw["jobId"], name, claims.SYNC)
             final = owner == claims.SYNC  # else the webhook reports it
         if not final or slot is None:
             status[name] = "pending"
             continue
-        status[name] = slot["status"]
-        if slot.get("error"):
-            errors[name] = slot["error"]
-        if slot.get("output"):
-            outputs[name] = slot["output"]
-    rec = kv.get(settings.keys.file(raw["fileId"]))
+        status[name] = slot.status
+        if slot.error:
+            errors[name] = slot.error.model_dump()
+        if slot.output:
+            outputs[name] = slot.output
+    file_id = (doc.fileId if doc is not None else None) or raw.get("fileId")
+    rec = kv.get(settings.keys.file(file_id)) if file_id else None
     out: dict[str, Any] = {
-        "jobId": raw["jobId"], "state": (doc or {}).get("state"), "extensionStatus": status,
+        "jobId": raw["jobId"], "state": doc.state if doc is not None else None,
+        "extensionStatus": status,
         "file": FileRecord.model_validate(rec).file_object() if rec else None,
     }
     if errors:
         out["errors"] = errors
     if outputs:
         out["outputs"] = outputs
-    if doc and doc.get("error"):
-        out["error"] = doc["error"]
+    if doc is not None and doc.error:
+        out["error"] = doc.error.model_dump()
     return out

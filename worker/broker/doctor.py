@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from worker.broker.intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer
+from worker.core.jobs import FINAL, JobDoc
 from worker.core.settings import Settings
 
 Send = Callable[[str, str, str], None]  # (queue, jobId, slot): an execute message
@@ -39,17 +40,18 @@ def _ms(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
 
 
-def _jobs(client: redis.Redis, settings: Settings) -> Iterator[dict[str, Any]]:
-    """Every job document (a SCAN: this is an operator's command, not a hot path)."""
+def _jobs(client: redis.Redis, settings: Settings) -> Iterator[JobDoc]:
+    """Every job document (a SCAN: this is an operator's command, not a hot path);
+    unreadable ones are skipped."""
     keys: list[bytes] = []
 
-    def docs() -> Iterator[dict[str, Any]]:
+    def docs() -> Iterator[JobDoc]:
         for raw in client.mget(keys):
             try:
-                doc = json.loads(raw) if raw else None
+                doc = JobDoc.model_validate_json(raw) if raw else None
             except ValueError:
                 doc = None
-            if isinstance(doc, dict) and doc.get("createdAt"):
+            if doc is not None:
                 yield doc
 
     for key in client.scan_iter(match=settings.keys.job_pattern(), count=1000):
@@ -61,27 +63,26 @@ def _jobs(client: redis.Redis, settings: Settings) -> Iterator[dict[str, Any]]:
         yield from docs()
 
 
-def _pending_slots(doc: dict[str, Any], older: float) -> list[dict[str, Any]]:
+def _pending_slots(doc: JobDoc, older: float) -> list[dict[str, Any]]:
     """Pending slots of a dispatched job created before ``older`` (ms)."""
-    if doc.get("state") != "dispatched" or _ms(doc["createdAt"]) > older:
+    if doc.state != "dispatched" or _ms(doc.createdAt) > older:
         return []
-    return [{"jobId": doc["jobId"], "extension": name, "queue": slot["queue"],
-             "createdAt": doc["createdAt"]}
-            for name, slot in doc.get("extensions", {}).items()
-            if slot.get("status") == "pending" and slot.get("queue")]
+    return [{"jobId": doc.jobId, "extension": name, "queue": slot.queue,
+             "createdAt": doc.createdAt}
+            for name, slot in doc.extensions.items()
+            if slot.status == "pending" and slot.queue]
 
 
-def _finished_with_webhook(doc: dict[str, Any], oldest: float,
-                           newest: float) -> list[dict[str, Any]]:
+def _finished_with_webhook(doc: JobDoc, oldest: float, newest: float) -> list[dict[str, Any]]:
     """Final slots of a job with a webhookUrl, finished between ``oldest`` and ``newest``."""
     from webhooks.events import webhook_id
 
-    if not doc.get("webhookUrl"):
+    if not doc.webhookUrl:
         return []
-    return [{"jobId": doc["jobId"], "extension": name, "id": webhook_id(doc["jobId"], name)}
-            for name, slot in doc.get("extensions", {}).items()
-            if slot.get("status") in ("success", "failed") and slot.get("finishedAt")
-            and oldest <= _ms(slot["finishedAt"]) <= newest]
+    return [{"jobId": doc.jobId, "extension": name, "id": webhook_id(doc.jobId, name)}
+            for name, slot in doc.extensions.items()
+            if slot.status in FINAL and slot.finishedAt
+            and oldest <= _ms(slot.finishedAt) <= newest]
 
 
 def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,

@@ -38,7 +38,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from worker.core.contract import ID_PATTERN, json_depth
-from worker.core.records import now_iso
+from worker.core.jobs import JobDoc
 from worker.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,8 @@ class IntakeConsumer:
 
     def _reject(self, job_id: str, message: str) -> None:
         """A job document for an entry that never became a job: the publisher sees why."""
-        doc = {"jobId": job_id, "state": "rejected", "extensions": {},
-               "error": {"message": f"invalid job: {message}", "code": "invalid_job"},
-               "createdAt": now_iso()}
-        self.client.set(self.settings.keys.job(job_id), json.dumps(doc), nx=True,
+        doc = JobDoc.rejected(job_id, f"invalid job: {message}")
+        self.client.set(self.settings.keys.job(job_id), json.dumps(doc.to_json()), nx=True,
                         ex=self.settings.job_ttl_s)
 
     def poll_once(self, block_ms: int = 1000) -> int:

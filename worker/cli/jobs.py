@@ -69,7 +69,8 @@ _UPLOAD_FLAGS = ("useUniqueFileName", "isPrivateFile", "isPublished", "overwrite
 def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime import Runtime
 
-    pipeline = Runtime(settings).pipeline
+    runtime = Runtime(settings)
+    pipeline = runtime.pipeline
     acct = args.account
     if args.files_cmd == "add":
         path = Path(args.path)
@@ -89,7 +90,7 @@ def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
         raise ExtworkerError(f"file not found: {args.file_id}")
     if args.files_cmd == "versions":
         emit([{**v.model_dump(mode="json", exclude={"blobKey", "origin"}),
-               "url": pipeline.blobs.url(v.blobKey),
+               "url": runtime.blobs.url(v.blobKey),
                "current": v.id == rec.versionInfo.id} for v in rec.versions])
     elif args.files_cmd == "metadata":
         emit(pipeline.files.metadata(rec, args.version))
@@ -124,7 +125,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     doc = Runtime(settings).pipeline.get_job(args.job_id)
     if doc is None:
         raise ExtworkerError(f"job not found: {args.job_id}")
-    emit(doc)
+    emit(doc.to_json())
     return 0
 
 
@@ -183,12 +184,12 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     assert final is not None
     out_path = Path(args.output) if args.output else image.with_name(image.stem + ".out.png")
     if final.versionInfo.id != record.versionInfo.id:
-        out_path.write_bytes(p.blobs.get(final.current.blobKey))
-    doc = p.get_job(doc["jobId"]) or doc
+        out_path.write_bytes(runtime.blobs.get(final.current.blobKey))
+    doc = p.get_job(doc.jobId) or doc
     emit(final.file_object())
-    failed = {n: s["error"] for n, s in doc["extensions"].items() if s["status"] == "failed"}
+    failed = {n: s.error for n, s in doc.extensions.items() if s.status == "failed"}
     for name, err in failed.items():
-        print(f"extworker: {name} failed: {err['message']}", file=sys.stderr)
+        print(f"extworker: {name} failed: {err.message if err else ''}", file=sys.stderr)
     if final.versionInfo.id != record.versionInfo.id:
         print(f"extworker: wrote {out_path}", file=sys.stderr)
     return 1 if failed else 0
@@ -209,14 +210,12 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         from worker.runtime import Runtime
 
         outbox = Outbox(build_broker(settings), settings)
-        pipeline, hooks = Runtime(settings).pipeline, Webhooks(client, settings)
+        pipeline = Runtime(settings, notify=Webhooks(client, settings).hand_off).pipeline
 
         def handoff(job_id: str, slot: str) -> None:
             job = pipeline.get_job(job_id)
-            record = pipeline.get_file(job["fileId"]) if job and job.get("fileId") else None
             if job is not None:
-                ok = job["extensions"][slot]["status"] == "success" and record is not None
-                hooks.hand_off(job, slot, record.file_object() if ok and record else None)
+                pipeline.executor.hand_off(job, slot)
 
         report["fixed"] = doctor.repair(
             client, settings, report, send=outbox.execute, wake_webhooks=outbox.wake_webhooks,

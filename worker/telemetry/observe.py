@@ -14,22 +14,23 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from worker.core.jobs import Slot
 from worker.telemetry import metrics
 
 log = logging.getLogger("worker.telemetry.observe")
 
 
-def on_extension(slot_name: str, slot: dict[str, Any], seconds: float,
+def on_extension(slot_name: str, slot: Slot, seconds: float,
                  run_seconds: float | None) -> None:
     """Called once per extension reaching a final state."""
-    ext = slot.get("extension", slot_name)
-    metrics.EXTENSION_JOBS.labels(ext, slot["status"]).inc()
+    ext = slot.extension
+    metrics.EXTENSION_JOBS.labels(ext, slot.status).inc()
     metrics.EXTENSION_SECONDS.labels(ext).observe(seconds)
-    if slot["status"] == "success" and run_seconds is not None:
-        metrics.INFERENCE_SECONDS.labels(slot.get("model") or ext,
-                                         slot.get("device") or "cpu").observe(run_seconds)
-    if slot.get("units"):
-        metrics.UNITS.labels(ext).inc(slot["units"])
+    if slot.status == "success" and run_seconds is not None:
+        metrics.INFERENCE_SECONDS.labels(slot.model or ext,
+                                         slot.device or "cpu").observe(run_seconds)
+    if slot.units:
+        metrics.UNITS.labels(ext).inc(slot.units)
 
 
 def on_webhook_attempt(doc: dict[str, Any], attempt: Any) -> None:
