@@ -32,7 +32,7 @@ from worker.core.records import FileRecord, RecordPatch
 
 if TYPE_CHECKING:
     from worker.core.settings import Settings
-    from worker.models.catalog import ModelCache
+    from worker.models.cache import ModelCache
     from worker.store.fields import CustomField
 
 

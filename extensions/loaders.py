@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.core.settings import Settings
-from worker.models.catalog import ModelCache
+from worker.models.cache import ModelCache
 from worker.models.devices import inference_threads
 
 KINDS = ("remove-bg", "classifier", "zero-shot", "captioner")

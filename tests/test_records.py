@@ -89,7 +89,7 @@ def test_version_cap_fails_clearly_and_overwrites_nothing():
 
 
 def test_a_failed_model_load_leaves_nothing_in_the_cache():
-    from worker.models.catalog import ModelCache
+    from worker.models.cache import ModelCache
 
     cache = ModelCache(idle_ttl_s=60)
 

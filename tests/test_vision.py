@@ -16,7 +16,7 @@ from tests.conftest import jpeg
 from tests.test_pipeline import run_job
 from worker.core.errors import ExtworkerError
 from worker.models import devices
-from worker.models.catalog import ModelCache
+from worker.models.cache import ModelCache
 from worker.runtime import Runtime
 
 

@@ -22,7 +22,7 @@ from worker.broker.actors import Actors, declare_actors
 from worker.broker.outbox import Outbox
 from worker.core.egress import EgressPolicy
 from worker.core.settings import Settings
-from worker.models.catalog import ModelCache
+from worker.models.cache import ModelCache
 from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore

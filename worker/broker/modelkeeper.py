@@ -19,7 +19,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from worker.core.settings import Settings
-from worker.models.catalog import ModelCache
+from worker.models.cache import ModelCache
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 30.0

@@ -26,7 +26,7 @@ from worker.core.imaging import probe
 from worker.core.jobs import JobDoc, Slot
 from worker.core.records import ErrorInfo, FileRecord, NewVersion, RecordPatch
 from worker.core.settings import Settings
-from worker.models.catalog import ModelCache
+from worker.models.cache import ModelCache
 from worker.store import metering
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore

@@ -20,7 +20,7 @@ from worker.core.egress import EgressPolicy
 from worker.core.jobs import JobDoc, Slot
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
-from worker.models.catalog import ModelCache
+from worker.models.cache import ModelCache
 from worker.pipeline.dispatch import Dispatcher, Enqueue, queue_name
 from worker.pipeline.execute import Executor, Notify, Observe
 from worker.store import metering
