@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+from imagekitio import ImageKit
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import report_duplicates
@@ -172,6 +173,9 @@ def test_signatures_verify_with_standardwebhooks_and_rotation(settings, rclient,
     hooks.run_due()
     req = recv.requests[0]
     assert Webhook(old).verify(req.body, req.headers)["status"] == "SUCCESS"
+    sdk = ImageKit(private_key="unused", base_url="http://127.0.0.1:9").webhooks
+    event = sdk.unwrap(req.body.decode(), headers=req.headers, key=old)  # the SDK's way
+    assert event.to_dict()["status"] == "SUCCESS"
     import base64
     import hashlib
     import hmac
@@ -184,18 +188,23 @@ def test_signatures_verify_with_standardwebhooks_and_rotation(settings, rclient,
     _enqueue(hooks, recv.url, job="grace")
     hooks.run_due()
     req = recv.requests[1]
-    assert len(req.headers["webhook-signature"].split(" ")) == 2
+    assert len(req.headers["webhook-signature"].split(" ")) == 4  # 2 secrets × 2 readings
     Webhook(new).verify(req.body, req.headers)
     Webhook(old).verify(req.body, req.headers)
+    sdk.unwrap(req.body.decode(), headers=req.headers, key=new)
+    sdk.unwrap(req.body.decode(), headers=req.headers, key=old)
 
     time.sleep(1.1)
     _enqueue(hooks, recv.url, job="after")
     hooks.run_due()
     req = recv.requests[2]
-    assert len(req.headers["webhook-signature"].split(" ")) == 1
+    assert len(req.headers["webhook-signature"].split(" ")) == 2
     Webhook(new).verify(req.body, req.headers)
+    sdk.unwrap(req.body.decode(), headers=req.headers, key=new)
     with pytest.raises(WebhookVerificationError):
         Webhook(old).verify(req.body, req.headers)
+    with pytest.raises(WebhookVerificationError):
+        sdk.unwrap(req.body.decode(), headers=req.headers, key=old)
 
 
 def test_secrets_are_encrypted_at_rest(settings, rclient):
