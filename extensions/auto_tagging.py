@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from worker.core.contract import StrictParams
 from worker.core.errors import PermanentError
@@ -28,10 +28,15 @@ from .vision import VisionExtension
 
 
 class _TaggingParams(StrictParams):
+    # The hosted API's Python SDK sends these snake_cased in uploads (it serialises the
+    # extensions before applying its aliases), so both spellings are accepted.
     minConfidence: Annotated[float, Field(ge=0, le=100)] = Field(
-        ..., description="Drop tags below this confidence (0-100)."
+        ..., validation_alias=AliasChoices("minConfidence", "min_confidence"),
+        description="Drop tags below this confidence (0-100)."
     )
-    maxTags: Annotated[int, Field(ge=0, le=30)] = Field(..., description="At most this many.")
+    maxTags: Annotated[int, Field(ge=0, le=30)] = Field(
+        ..., validation_alias=AliasChoices("maxTags", "max_tags"),
+        description="At most this many.")
 
 
 class GoogleAutoTaggingParams(_TaggingParams):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker.cli import accounts, jobs
+from worker.cli import accounts, api, jobs
 from worker.core.errors import ExtworkerError
 from worker.core.settings import Settings
 
@@ -20,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     jobs.add_parsers(sub)
     accounts.add_parsers(sub)
+    api.add_parsers(sub)
     return ap
 
 

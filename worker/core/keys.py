@@ -49,6 +49,10 @@ class Keys:
         custom metadata fields)."""
         return self._k(kind, account)
 
+    def api_key(self, digest: str) -> str:
+        """An API key's record, by the SHA-256 of the key (the key itself is never stored)."""
+        return self._k("apikey", digest)
+
     # --- intake, models, operations -----------------------------------------------
     def intake(self) -> str:
         """The intake stream publishers XADD jobs to."""

@@ -133,3 +133,25 @@ class FieldStore(AccountDocs):
         return field
 
 
+
+    def update(self, account: str, name: str, *, label: str | None = None,
+               schema: dict[str, Any] | None = None) -> CustomField:
+        """Change a field's label or schema (its name is its id and stays)."""
+        key = self._key(account)
+
+        def txn(cur: dict[str, Any]) -> Txn[CustomField]:
+            doc = cur[key] or {}
+            if name not in doc:
+                raise PermanentError(f"custom metadata field not found: {name}",
+                                     code="not_found")
+            raw = {**doc[name], **({"label": label} if label is not None else {}),
+                   **({"schema": schema} if schema is not None else {})}
+            try:
+                field = CustomField.model_validate(raw)
+            except ValidationError as e:
+                raise PermanentError(format_validation_error(e)) from None
+            return Txn(writes={key: {**doc, name: field.public()}}, result=field)
+
+        result = self.kv.transact([key], txn)
+        assert result is not None
+        return result

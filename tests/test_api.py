@@ -1,0 +1,170 @@
+"""The HTTP API against the hosted API's own Python SDK (``imagekitio`` from PyPI,
+unmodified: only ``base_url`` and ``private_key`` set), with a real ``extworker serve``
+running the extensions on real Redis.
+
+Given an account with a private key, when existing SDK code uploads a real photo with
+remove-bg + google-auto-tagging + a webhook, reads it back, updates it with a saved
+extension, manages saved extensions and custom metadata fields and lists versions, then
+every call succeeds, every webhook verifies with the SDK's ``webhooks.unwrap``, and the
+wrong key, another account's file and bad requests are each a clean 4xx.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from imagekitio import AuthenticationError, BadRequestError, ImageKit, NotFoundError
+
+from tests.conftest import Server, _free_port, jpeg
+from tests.receiver import Receiver
+from webhooks.deliverer import Webhooks
+from worker.api.app import create_app
+from worker.broker.actors import build_broker
+from worker.runtime import Runtime
+from worker.store.apikeys import ApiKeys
+from worker.store.kv import RedisKV
+
+
+@pytest.fixture
+def api(settings, rclient):
+    """``extworker api``'s app on a free port, in this process (uvicorn in a thread)."""
+    runtime = Runtime(settings, broker=build_broker(settings))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    keys = ApiKeys(RedisKV(rclient), settings)
+    yield f"http://127.0.0.1:{port}", keys
+    server.should_exit = True
+    thread.join(10)
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+@pytest.mark.slow
+def test_the_official_sdk_works_against_extworker(settings, rclient, api, astronaut, tmp_path):
+    base_url, keys = api
+    key = keys.create("acme")["key"]
+    client = ImageKit(private_key=key, base_url=base_url)
+    recv = Receiver()
+    worker = Server(settings, tmp_path / "worker.log")
+    try:
+        # Upload a real photo with two extensions and a webhook.
+        up = client.files.upload(
+            file=jpeg(astronaut), file_name="astronaut.jpg", folder="/sdk", tags=["space"],
+            extensions=[{"name": "remove-bg"},
+                        {"name": "google-auto-tagging", "min_confidence": 0, "max_tags": 3}],
+            webhook_url=recv.url)
+        assert up.file_id and up.file_path.startswith("/sdk/astronaut")
+        assert up.to_dict()["extensionStatus"] == {"remove-bg": "pending",
+                                                   "google-auto-tagging": "pending"}
+
+        # Both webhooks arrive and verify with the SDK's own unwrap.
+        _wait(lambda: len(recv.requests) >= 2, 120,
+              "webhooks\n" + (tmp_path / "worker.log").read_text()[-2000:])
+        secret = Webhooks(rclient, settings).secrets.current("acme")
+        events = [client.webhooks.unwrap(r.body.decode(), headers=r.headers, key=secret)
+                  .to_dict() for r in recv.requests[:2]]
+        assert {(e["service"], e["status"]) for e in events} == {
+            ("remove-bg", "SUCCESS"), ("google-auto-tagging", "SUCCESS")}
+
+        # Read it back.
+        got = client.files.get(up.file_id)
+        assert got.version_info.name == "Version 2" and got.mime == "image/png"
+        assert got.ai_tags and got.tags == ["space"]
+
+        # Saved extensions: create, list, get, update — then use one in an update.
+        ext = client.saved_extensions.create(
+            name="two tags", description="tagging, two at most",
+            config={"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 2})
+        assert [e.id for e in client.saved_extensions.list()] == [ext.id]
+        assert client.saved_extensions.get(ext.id).name == "two tags"
+        assert client.saved_extensions.update(ext.id, name="renamed").name == "renamed"
+        updated = client.files.update(
+            up.file_id, tags=["space", "nasa"],
+            extensions=[{"name": "saved-extension", "id": ext.id}])
+        assert updated.tags == ["space", "nasa"]
+        slot = f"saved-extension:{ext.id}"
+        _wait(lambda: client.files.get(up.file_id).to_dict()["extensionStatus"].get(slot)
+              == "success", 60, "the saved extension ran")
+        assert any(t.source == "aws-auto-tagging" for t in client.files.get(up.file_id).ai_tags)
+        client.saved_extensions.delete(ext.id)
+        assert client.saved_extensions.list() == []
+
+        # Custom metadata fields: create, list, update, delete.
+        field = client.custom_metadata_fields.create(name="brand", label="Brand",
+                                                     schema={"type": "Text"})
+        assert [f.name for f in client.custom_metadata_fields.list()] == ["brand"]
+        assert client.custom_metadata_fields.update(field.id, label="Maker").label == "Maker"
+        client.files.update(up.file_id, custom_metadata={"brand": "NASA"})
+        assert client.files.get(up.file_id).custom_metadata == {"brand": "NASA"}
+        client.custom_metadata_fields.delete(field.id)
+        assert client.custom_metadata_fields.list() == []
+
+        # Versions.
+        versions = client.files.versions.list(up.file_id)
+        assert [v.to_dict()["name"] for v in versions] == ["Version 1", "Version 2"]
+
+        # Refusals: wrong key (401), another account's file (404), a bad request (400).
+        with pytest.raises(AuthenticationError):
+            ImageKit(private_key="private_wrong", base_url=base_url).files.get(up.file_id)
+        other = ImageKit(private_key=keys.create("other")["key"], base_url=base_url)
+        with pytest.raises(NotFoundError):
+            other.files.get(up.file_id)
+        with pytest.raises(BadRequestError) as bad:
+            client.files.update(up.file_id, custom_metadata={"nope": 1})
+        assert "nope" in str(bad.value)
+    finally:
+        recv.close()
+        worker.stop()
+
+
+def test_requests_without_a_valid_key_or_with_bad_bodies_are_clean_4xx(api):
+    base_url, keys = api
+    key = keys.create("acme")["key"]
+    with httpx.Client(base_url=base_url) as http:
+        assert http.get("/v1/files").status_code == 401
+        assert http.get("/v1/files").json()["message"].startswith("Your request does not")
+        assert http.get("/v1/files", auth=("private_nope", "")).status_code == 401
+        ok = http.get("/v1/files", auth=(key, ""))
+        assert ok.status_code == 200 and ok.json() == []
+        broken = http.post("/api/v1/files/upload", auth=(key, ""),
+                           headers={"Content-Type": "multipart/form-data; boundary=x"},
+                           content=b"--x\r\nnot a part")
+        assert 400 <= broken.status_code < 500
+        missing = http.post("/api/v1/files/upload", auth=(key, ""), data={"file": "aGk="})
+        assert missing.status_code == 400 and "fileName" in missing.json()["message"]
+        bad_ext = http.post("/api/v1/files/upload", auth=(key, ""),
+                            data={"file": "aGk=", "fileName": "a.txt", "extensions": "[{"})
+        assert bad_ext.status_code == 400 and "extensions" in bad_ext.json()["message"]
+        assert http.get("/v1/files/nope/details", auth=(key, "")).status_code == 404
+        assert http.get("/openapi.json").json()["paths"]["/api/v1/files/upload"]
+    keys.revoke("acme", keys.list("acme")[0]["id"])
+    with httpx.Client(base_url=base_url) as http:
+        assert http.get("/v1/files", auth=(key, "")).status_code == 401
+
+
+def test_api_keys_are_stored_hashed(settings, rclient):
+    keys = ApiKeys(RedisKV(rclient), settings)
+    made = keys.create("acme")
+    dump = b"".join(rclient.get(k) or b"" for k in rclient.keys("*"))
+    assert made["key"].encode() not in dump
+    assert keys.account_of(made["key"]) == "acme"
+    assert json.dumps(keys.list("acme")).count(made["key"]) == 0

@@ -1,0 +1,1 @@
+"""The HTTP API (``extworker api``), shaped like the hosted API."""

@@ -1,0 +1,357 @@
+"""The HTTP API, shaped like the hosted one: existing SDKs work by changing the base URL.
+
+Authentication is what the SDKs send: HTTP Basic with the account's private API key as the
+user name (``extworker keys create ACCOUNT``). Every request is scoped to that account;
+another account's file is ``404``. Errors have the hosted shape, ``{"message", "help"}``,
+with a 4xx code and the field named. Uploads and updates go through the same job path as a
+published job: the dispatch step runs in this process (the file is written, the slots are
+``pending``) and the execute messages go to the workers' queues; each extension's webhook
+follows from the worker that finishes it.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
+# `Account` (a dependency bound to this app's key store) lives in create_app's scope.
+
+import json
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.core.errors import PermanentError
+from worker.core.jobs import JobDoc
+from worker.core.records import FileRecord
+from worker.runtime import Runtime
+from worker.store.apikeys import ApiKeys
+
+HELP = "For support see the extworker README (the HTTP API section)."
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message, "help": HELP}, status_code=status)
+
+
+class TagsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fileIds: list[str] = Field(..., min_length=1, max_length=50)
+    tags: list[str] = Field(..., min_length=1)
+
+
+class AITagsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fileIds: list[str] = Field(..., min_length=1, max_length=50)
+    AITags: list[str] = Field(..., min_length=1)
+
+
+class SavedBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    description: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class FieldBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    label: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The API over one process's ``Runtime`` (built with a broker, so dispatched work
+    reaches the workers' queues)."""
+    settings, pipeline = runtime.settings, runtime.pipeline
+    keys = ApiKeys(runtime.kv, settings)
+    app = FastAPI(title="extworker", version="1", description=__doc__)
+    basic = HTTPBasic(auto_error=False)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(PermanentError)
+    async def _permanent(request: Request, exc: PermanentError) -> JSONResponse:
+        return _error(404 if exc.code in ("not_found", "file_not_found") else 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path"))
+            parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
+        return _error(400, "; ".join(parts) or "invalid request")
+
+    def account(creds: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> str:
+        if creds is None or not creds.username:
+            raise ApiError(401, "Your request does not contain private API key.")
+        found = keys.account_of(creds.username)
+        if found is None:
+            raise ApiError(401, "Your account cannot be authenticated.")
+        return found
+
+    Account = Annotated[str, Depends(account)]
+
+    def owned(file_id: str, acct: str) -> FileRecord:
+        record = pipeline.get_file(file_id, acct)
+        if record is None:
+            raise ApiError(404, f"The requested file does not exist: {file_id}")
+        return record
+
+    def with_status(record: FileRecord, doc: JobDoc | None) -> dict[str, Any]:
+        out = record.file_object()
+        if doc is not None and doc.extensions:
+            out["extensionStatus"] = {n: s.status for n, s in doc.extensions.items()}
+        return out
+
+    def run_job(job: dict[str, Any]) -> JobDoc:
+        doc = pipeline.accept(job)
+        if doc is None:
+            stored = pipeline.get_job(job["jobId"])
+            raise ApiError(400, stored.error.message if stored and stored.error
+                           else "invalid request")
+        if doc.state == "rejected":
+            reason = doc.error.message if doc.error else "rejected"
+            raise ApiError(404 if doc.error and doc.error.code == "file_not_found" else 400,
+                           reason.removeprefix("invalid job: "))
+        return doc
+
+    # --- files ------------------------------------------------------------------
+
+    @app.post("/api/v1/files/upload")
+    def upload(
+        acct: Account,
+        file: Annotated[UploadFile | str, File(description="The bytes, a URL or base64.")],
+        fileName: Annotated[str, Form()],  # noqa: N803 - the hosted API's field names
+        useUniqueFileName: Annotated[bool, Form()] = True,  # noqa: N803
+        tags: Annotated[str | None, Form()] = None,
+        folder: Annotated[str, Form()] = "/",
+        isPrivateFile: Annotated[bool, Form()] = False,  # noqa: N803
+        isPublished: Annotated[bool, Form()] = True,  # noqa: N803
+        customCoordinates: Annotated[str | None, Form()] = None,  # noqa: N803
+        customMetadata: Annotated[str | None, Form()] = None,  # noqa: N803
+        description: Annotated[str | None, Form()] = None,
+        extensions: Annotated[str | None, Form()] = None,
+        webhookUrl: Annotated[str | None, Form()] = None,  # noqa: N803
+        overwriteFile: Annotated[bool, Form()] = True,  # noqa: N803
+        overwriteAITags: Annotated[bool, Form()] = True,  # noqa: N803
+        overwriteTags: Annotated[bool, Form()] = True,  # noqa: N803
+        overwriteCustomMetadata: Annotated[bool, Form()] = True,  # noqa: N803
+    ) -> dict[str, Any]:
+        """Upload a file (binary, a URL or base64), with extensions and a webhook."""
+        job_id = f"api-{uuid.uuid4().hex}"
+        up: dict[str, Any] = {
+            "fileName": fileName, "useUniqueFileName": useUniqueFileName, "folder": folder,
+            "isPrivateFile": isPrivateFile, "isPublished": isPublished,
+            "overwriteFile": overwriteFile, "overwriteAITags": overwriteAITags,
+            "overwriteTags": overwriteTags, "overwriteCustomMetadata": overwriteCustomMetadata,
+        }
+        for name, value in (("tags", tags), ("customCoordinates", customCoordinates),
+                            ("description", description)):
+            if value is not None:
+                up[name] = value
+        if customMetadata is not None:
+            up["customMetadata"] = _json_field("customMetadata", customMetadata, dict)
+        if isinstance(file, str):
+            if file.startswith(("http://", "https://")):
+                up["url"] = file
+            else:
+                up["base64"] = file
+        else:
+            data = file.file.read(settings.upload_max_bytes + 1)
+            if len(data) > settings.upload_max_bytes:
+                raise ApiError(413, f"file: larger than {settings.upload_max_bytes} bytes")
+            key = f"incoming/{job_id}"
+            runtime.blobs.put(key, data)
+            up["blobKey"] = key
+        job: dict[str, Any] = {"jobId": job_id, "accountId": acct, "upload": up,
+                               "extensions": _json_field("extensions", extensions, list)
+                               if extensions else []}
+        if webhookUrl:
+            job["webhookUrl"] = webhookUrl
+        try:
+            doc = run_job(job)
+        finally:
+            if "blobKey" in up:
+                runtime.blobs.delete(up["blobKey"])  # the file keeps its own copy
+        assert doc.fileId is not None
+        return with_status(owned(doc.fileId, acct), doc)
+
+    @app.get("/v1/files/{fileId}/details")
+    def details(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
+        return owned(fileId, acct).file_object()
+
+    @app.patch("/v1/files/{fileId}/details")
+    def update(acct: Account, fileId: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+        owned(fileId, acct)
+        fields = {k: body[k] for k in ("tags", "customMetadata", "description",
+                                       "customCoordinates") if k in body}
+        unknown = set(body) - set(fields) - {"extensions", "removeAITags", "webhookUrl"}
+        if unknown:
+            raise ApiError(400, f"{sorted(unknown)[0]}: not a field of Update File Details")
+        job: dict[str, Any] = {"jobId": f"api-{uuid.uuid4().hex}", "accountId": acct,
+                               "fileId": fileId, "origin": "update",
+                               "extensions": body.get("extensions") or []}
+        if fields:
+            job["update"] = fields
+        for k in ("removeAITags", "webhookUrl"):
+            if body.get(k) is not None:
+                job[k] = body[k]
+        if not fields and not job["extensions"] and "removeAITags" not in job:
+            return owned(fileId, acct).file_object()
+        doc = run_job(job)
+        return with_status(owned(fileId, acct), doc)
+
+    @app.get("/v1/files")
+    def list_files(acct: Account, path: str = "", tags: str | None = None,
+                   skip: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict[str, Any]]:
+        tag = tags.split(",")[0].strip() if tags else None
+        return [r.file_object() for r in pipeline.files.list(
+            acct, path=path, tag=tag, skip=skip, limit=limit)]
+
+    @app.get("/v1/files/{fileId}/versions")
+    def versions(acct: Account, fileId: str) -> list[dict[str, Any]]:  # noqa: N803
+        record = owned(fileId, acct)
+        return [_version(runtime, record, v.id) for v in record.versions]
+
+    @app.get("/v1/files/{fileId}/versions/{versionId}")
+    def version(acct: Account, fileId: str, versionId: str) -> dict[str, Any]:  # noqa: N803
+        record = owned(fileId, acct)
+        if versionId not in {v.id for v in record.versions}:
+            raise ApiError(404, f"The requested file version does not exist: {versionId}")
+        return _version(runtime, record, versionId)
+
+    @app.get("/v1/files/{fileId}/metadata")
+    def metadata(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
+        return pipeline.files.metadata(owned(fileId, acct))
+
+    def bulk(acct: str, file_ids: list[str], update: dict[str, Any] | None,
+             remove_ai: list[str] | None) -> dict[str, Any]:
+        done = []
+        for fid in file_ids:
+            record = owned(fid, acct)
+            job: dict[str, Any] = {"jobId": f"api-{uuid.uuid4().hex}", "accountId": acct,
+                                   "fileId": fid, "origin": "update"}
+            if update is not None:
+                job["update"] = update(record) if callable(update) else update
+            if remove_ai is not None:
+                job["removeAITags"] = remove_ai
+            run_job(job)
+            done.append(fid)
+        return {"successfullyUpdatedFileIds": done}
+
+    @app.post("/v1/files/addTags")
+    def add_tags(acct: Account, body: TagsBody) -> dict[str, Any]:
+        return bulk(acct, body.fileIds, lambda r: {"tags": list(dict.fromkeys(
+            [*(r.tags or []), *body.tags]))}, None)  # type: ignore[arg-type]
+
+    @app.post("/v1/files/removeTags")
+    def remove_tags(acct: Account, body: TagsBody) -> dict[str, Any]:
+        return bulk(acct, body.fileIds, lambda r: {"tags": [
+            t for t in (r.tags or []) if t not in body.tags]}, None)  # type: ignore[arg-type]
+
+    @app.post("/v1/files/removeAITags")
+    def remove_ai_tags(acct: Account, body: AITagsBody) -> dict[str, Any]:
+        return bulk(acct, body.fileIds, None, body.AITags)
+
+    # --- saved extensions ---------------------------------------------------------
+
+    saved = runtime.saved
+
+    @app.post("/v1/saved-extensions")
+    def create_saved(acct: Account, body: SavedBody) -> dict[str, Any]:
+        if body.name is None or body.config is None:
+            raise ApiError(400, "name and config are required")
+        return saved.create(acct, body.name, body.description or "", body.config)
+
+    @app.get("/v1/saved-extensions")
+    def list_saved(acct: Account) -> list[dict[str, Any]]:
+        return saved.list(acct)
+
+    @app.get("/v1/saved-extensions/{ext_id}")
+    def get_saved(acct: Account, ext_id: str) -> dict[str, Any]:
+        item = saved.get(acct, ext_id)
+        if item is None:
+            raise ApiError(404, f"saved extension not found: {ext_id}")
+        return item
+
+    @app.patch("/v1/saved-extensions/{ext_id}")
+    def update_saved(acct: Account, ext_id: str, body: SavedBody) -> dict[str, Any]:
+        return saved.update(acct, ext_id, name=body.name, description=body.description,
+                            config=body.config)
+
+    @app.delete("/v1/saved-extensions/{ext_id}", status_code=204)
+    def delete_saved(acct: Account, ext_id: str) -> None:
+        if not saved.delete(acct, ext_id):
+            raise ApiError(404, f"saved extension not found: {ext_id}")
+
+    # --- custom metadata fields -----------------------------------------------------
+
+    fields = runtime.fields
+
+    def field_out(f: Any) -> dict[str, Any]:
+        return {"id": f.name, **f.public()}
+
+    @app.post("/v1/customMetadataFields", status_code=201)
+    def create_field(acct: Account, body: FieldBody) -> dict[str, Any]:
+        raw = body.model_dump(by_alias=True, exclude_none=True)
+        raw.pop("description", None)
+        return field_out(fields.create(acct, raw))
+
+    @app.get("/v1/customMetadataFields")
+    def list_fields(acct: Account) -> list[dict[str, Any]]:
+        return [field_out(f) for f in fields.all(acct).values()]
+
+    @app.patch("/v1/customMetadataFields/{field_id}")
+    def update_field(acct: Account, field_id: str, body: FieldBody) -> dict[str, Any]:
+        return field_out(fields.update(acct, field_id, label=body.label, schema=body.schema_))
+
+    @app.delete("/v1/customMetadataFields/{field_id}")
+    def delete_field(acct: Account, field_id: str) -> dict[str, Any]:
+        if not fields.delete(acct, field_id):
+            raise ApiError(404, f"custom metadata field not found: {field_id}")
+        return {}
+
+    # --- usage -----------------------------------------------------------------------
+
+    @app.get("/v1/extworker/usage")
+    def usage(acct: Account, month: Annotated[str | None, Query(
+            pattern=r"^\d{4}-\d{2}$")] = None) -> dict[str, Any]:
+        """Extension units of the key's account in one month (``YYYY-MM``, default now)."""
+        return pipeline.usage(acct, month)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "at": time.time()}
+
+    return app
+
+
+def _json_field(name: str, raw: str, kind: type) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, f"{name}: not valid JSON") from None
+    if not isinstance(value, kind):
+        raise ApiError(400, f"{name}: must be a JSON {'array' if kind is list else 'object'}")
+    return value
+
+
+def _version(runtime: Runtime, record: FileRecord, version_id: str) -> dict[str, Any]:
+    v = next(v for v in record.versions if v.id == version_id)
+    return {**v.model_dump(mode="json", exclude={"blobKey", "origin"}),
+            "url": runtime.blobs.url(v.blobKey), "fileId": record.fileId,
+            "current": v.id == record.versionInfo.id}
+
