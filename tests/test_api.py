@@ -168,3 +168,71 @@ def test_api_keys_are_stored_hashed(settings, rclient):
     assert made["key"].encode() not in dump
     assert keys.account_of(made["key"]) == "acme"
     assert json.dumps(keys.list("acme")).count(made["key"]) == 0
+
+
+def test_limits_metrics_access_log_and_delete(settings, api, rclient, caplog, astronaut):
+    import logging
+
+    base_url, keys = api
+    key = keys.create("acme")["key"]
+    caplog.set_level(logging.INFO, logger="worker.api.access")
+    with httpx.Client(base_url=base_url, auth=(key, "")) as http:
+        settings.api_max_body_bytes = 100_000  # (read per request)
+        too_big = http.post("/api/v1/files/upload", data={"fileName": "big.bin"},
+                            files={"file": ("big.bin", b"x" * 100_001)})
+        assert too_big.status_code == 413 and "larger than" in too_big.json()["message"]
+        settings.api_max_body_bytes = 26 * 1024 * 1024
+        made = http.post("/api/v1/files/upload", data={"fileName": "a.jpg"},
+                         files={"file": ("a.jpg", jpeg(astronaut.resize((32, 32))))})
+        assert made.status_code == 200, made.text
+        file_id = made.json()["fileId"]
+        assert http.get(f"/v1/files/{file_id}/details").status_code == 200
+        assert http.delete(f"/v1/files/{file_id}").status_code == 204
+        assert http.get(f"/v1/files/{file_id}/details").status_code == 404
+        assert http.delete(f"/v1/files/{file_id}").status_code == 404
+        assert http.get("/v1/files").json() == []
+        scraped = http.get("/metrics").text
+    assert ('extworker_api_requests_total{method="GET",route="/v1/files/{fileId}/details",'
+            'status="404"}') in scraped
+    assert file_id not in scraped
+    lines = [r for r in caplog.records if r.name == "worker.api.access"]
+    assert any(getattr(r, "route", None) == "/v1/files/{fileId}" and r.status == 204
+               for r in lines)
+    assert key not in caplog.text
+
+
+@pytest.fixture
+def sync_api(settings, rclient):
+    settings.api_sync_wait_s = 30
+    runtime = Runtime(settings, broker=build_broker(settings))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", ApiKeys(RedisKV(rclient), settings)
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.slow
+def test_the_synchronous_attempt_answers_quick_extensions_in_the_response(
+        settings, sync_api, astronaut, tmp_path):
+    """With EXTWORKER_API_SYNC_WAIT_S, an extension final in time is in the upload's
+    response as ``success`` — and, reported there, it gets no webhook."""
+    base_url, keys = sync_api
+    client = ImageKit(private_key=keys.create("acme")["key"], base_url=base_url)
+    recv = Receiver()
+    worker = Server(settings, tmp_path / "worker.log")
+    try:
+        up = client.files.upload(file=jpeg(astronaut.resize((64, 64))), file_name="a.jpg",
+                                 extensions=[{"name": "remove-bg"}], webhook_url=recv.url)
+        assert up.to_dict()["extensionStatus"] == {"remove-bg": "success"}
+        assert up.version_info.name == "Version 2"
+        time.sleep(3)  # the pump would have sent it by now
+        assert recv.requests == []
+    finally:
+        recv.close()
+        worker.stop()

@@ -13,21 +13,27 @@ follows from the worker that finishes it.
 # `Account` (a dependency bound to this app's key store) lives in create_app's scope.
 
 import json
+import logging
 import time
 import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.broker.client import report
 from worker.core.errors import PermanentError
 from worker.core.jobs import JobDoc
 from worker.core.records import FileRecord
 from worker.runtime import Runtime
 from worker.store.apikeys import ApiKeys
+from worker.telemetry.metrics import API_REQUESTS, API_SECONDS
+
+access = logging.getLogger("worker.api.access")
 
 HELP = "For support see the extworker README (the HTTP API section)."
 
@@ -76,6 +82,28 @@ def create_app(runtime: Runtime) -> FastAPI:
     keys = ApiKeys(runtime.kv, settings)
     app = FastAPI(title="extworker", version="1", description=__doc__)
     basic = HTTPBasic(auto_error=False)
+
+    @app.middleware("http")
+    async def guard_and_measure(request: Request, call_next: Any) -> Any:
+        """Body limit (413), then a metric and a JSON access-log line per request: the
+        route template and status, never the key or a file id."""
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > settings.api_max_body_bytes:
+            return _error(413, f"request body larger than {settings.api_max_body_bytes} bytes")
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        seconds = time.perf_counter() - started
+        API_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        API_SECONDS.labels(request.method, route).observe(seconds)
+        access.info("request", extra={"method": request.method, "route": route,
+                                      "status": response.status_code,
+                                      "ms": round(seconds * 1000, 1)})
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -180,13 +208,38 @@ def create_app(runtime: Runtime) -> FastAPI:
                                if extensions else []}
         if webhookUrl:
             job["webhookUrl"] = webhookUrl
+        started, wait = time.monotonic(), settings.api_sync_wait_s
+        if wait:
+            job["syncUntil"] = time.time() + wait
         try:
             doc = run_job(job)
         finally:
             if "blobKey" in up:
                 runtime.blobs.delete(up["blobKey"])  # the file keeps its own copy
         assert doc.fileId is not None
-        return with_status(owned(doc.fileId, acct), doc)
+        if wait and doc.extensions:
+            doc = sync_attempt(doc, started + wait)
+        out = with_status(owned(doc.fileId, acct), doc)
+        if wait and doc.extensions:
+            assert runtime.redis is not None
+            told = report(runtime.redis, settings, runtime.kv, job, doc,  # type: ignore[arg-type]
+                          list(doc.extensions), claim=True)
+            out["extensionStatus"] = told["extensionStatus"]
+        return out
+
+    def sync_attempt(doc: JobDoc, deadline: float) -> JobDoc:
+        """Wait for the job's extensions until ``deadline`` (monotonic)."""
+        while time.monotonic() < deadline - 0.05:
+            current = pipeline.get_job(doc.jobId) or doc
+            if current.finished:
+                return current
+            time.sleep(0.05)
+        return pipeline.get_job(doc.jobId) or doc
+
+    @app.delete("/v1/files/{fileId}", status_code=204)
+    def delete_file(acct: Account, fileId: str) -> None:  # noqa: N803
+        if not pipeline.files.delete(fileId, acct):
+            raise ApiError(404, f"The requested file does not exist: {fileId}")
 
     @app.get("/v1/files/{fileId}/details")
     def details(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803

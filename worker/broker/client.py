@@ -60,12 +60,14 @@ def submit(
         finished = doc is not None and doc.finished
         # Leave a little time for the claims and the record read.
         if finished or wait is None or time.monotonic() >= deadline - 2 * poll_s:
-            return _report(client, settings, kv, raw, doc, asked, claim=wait is not None)
+            return report(client, settings, kv, raw, doc, asked, claim=wait is not None)
         time.sleep(poll_s)
 
 
-def _report(client: redis.Redis, settings: Settings, kv: RedisKV, raw: dict[str, Any],
-            doc: JobDoc | None, asked: list[str], claim: bool) -> dict[str, Any]:
+def report(client: redis.Redis, settings: Settings, kv: RedisKV, raw: dict[str, Any],
+           doc: JobDoc | None, asked: list[str], claim: bool) -> dict[str, Any]:
+    """What a waiting caller is told: with ``claim``, each final extension is claimed for
+    the caller first, and one its webhook already claimed is reported ``pending``."""
     slots = doc.extensions if doc is not None else {}
     status: dict[str, str] = {}
     errors: dict[str, Any] = {}

@@ -19,7 +19,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from worker.api.app import create_app
     from worker.broker.actors import build_broker
     from worker.runtime import Runtime
+    from worker.telemetry.logs import configure
 
+    configure(settings)  # JSON lines; the access log names routes, never keys
     runtime = Runtime(settings, broker=build_broker(settings))
     uvicorn.run(create_app(runtime), host=args.host, port=args.port,
                 timeout_graceful_shutdown=30, log_level="warning")

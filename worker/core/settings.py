@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(
         25 * 1024 * 1024, gt=0, description="Largest file an upload may carry (any source)."
     )
+    api_sync_wait_s: float = Field(
+        0.0, ge=0, le=60, description="HTTP API uploads wait up to this long for quick "
+        "extensions: those final in time are answered in the response (and get no webhook); "
+        "0: answer at once, every extension `pending`, webhooks for all.")
+    api_max_body_bytes: int = Field(
+        26 * 1024 * 1024, description="Largest HTTP API request body (413 above it).")
     upload_base64_max_bytes: int = Field(
         1024 * 1024, gt=0, description="Largest file an upload may carry inline as `base64` "
         "(it travels through Redis: use blobKey or url for more)."

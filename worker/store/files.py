@@ -27,7 +27,7 @@ from worker.core.records import FileRecord, NewVersion, RecordPatch, new_id, now
 from worker.core.settings import Settings
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore, validate_value
-from worker.store.kv import KV, Txn
+from worker.store.kv import DELETE, KV, Txn
 from worker.store.metadata import ExifTool
 from worker.store.uploads import normalise_folder, sanitize_file_name, unique_name
 
@@ -210,6 +210,30 @@ class FileStore:
             assert record is not None
             return record
         raise PermanentError("upload: no free path found", code="file_exists")
+
+    def delete(self, file_id: str, account: str) -> bool:
+        """Delete a file of ``account``: its record, its path and index entry, then the
+        bytes of every version. ``False`` when there is no such file for that account."""
+        fk = self.file_key(file_id)
+        record = owned(self.kv.get(fk), account)
+        if record is None:
+            return False
+        pk = self.path_key(account, record.filePath)
+
+        def txn(cur: dict[str, Any]) -> Txn[bool]:
+            if owned(cur[fk], account) is None:
+                return Txn(result=False)
+            writes: dict[str, Any] = {fk: DELETE}
+            if (cur[pk] or {}).get("fileId") == file_id:
+                writes[pk] = DELETE
+            return Txn(writes=writes, result=True,
+                       index_remove={self.index_key(account): [record.filePath]})
+
+        deleted = bool(self.kv.transact([fk, pk], txn))
+        if deleted:
+            for version in record.versions:
+                self.blobs.delete(version.blobKey)
+        return deleted
 
     def upload_change(self, prepared: Prepared, account: str, file_path: str,
                       existing: FileRecord | None) -> tuple[FileRecord, Txn[None]]:

@@ -75,6 +75,15 @@ WEBHOOK_EXHAUSTED = Counter("extworker_webhook_deliveries_exhausted_total", _doc
     "extworker_webhook_deliveries_exhausted_total", "counter", (),
     "Deliveries whose whole retry schedule failed (now in the dead-letter set)."))
 
+# the HTTP API (`extworker api`, one process: exposed on its own /metrics)
+API_REQUESTS = Counter("extworker_api_requests_total", _doc(
+    "extworker_api_requests_total", "counter", ("method", "route", "status"),
+    "HTTP API requests, by route template (never a file id) and status code."),
+    ["method", "route", "status"])
+API_SECONDS = Histogram("extworker_api_request_duration_seconds", _doc(
+    "extworker_api_request_duration_seconds", "histogram", ("method", "route"),
+    "HTTP API request latency, by route template."), ["method", "route"], buckets=_SECONDS)
+
 # read from Redis at scrape time (fleet-wide: every pod reports the same value; use max)
 _doc("extworker_queue_messages", "gauge", ("queue", "state"),
      "Messages in a dramatiq queue, read from Redis. state: ready, delayed, dead.")
