@@ -385,6 +385,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         """Extension units of the key's account in one month (``YYYY-MM``, default now)."""
         return pipeline.usage(acct, month)
 
+    app.openapi = lambda: _openapi(app, runtime)  # type: ignore[method-assign]
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
         return {"ok": True, "at": time.time()}
@@ -408,3 +410,40 @@ def _version(runtime: Runtime, record: FileRecord, version_id: str) -> dict[str,
             "url": runtime.blobs.url(v.blobKey), "fileId": record.fileId,
             "current": v.id == record.versionInfo.id}
 
+
+
+def _openapi(app: FastAPI, runtime: Runtime) -> dict[str, Any]:
+    """FastAPI's document, with the job contract's own schemas where the API carries
+    extensions and file details: generated from the same models (the installed
+    extensions' params), referenced, never copied by hand."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                      routes=app.routes)
+    contract = json.loads(json.dumps(runtime.registry.contract.json_schema()).replace(
+        "#/$defs/", "#/components/schemas/"))
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(contract["$defs"])
+    extensions = {"type": "array", "items": contract["properties"]["extensions"]["items"],
+                  "maxItems": 20}
+    schemas["Extensions"] = extensions
+    ref = {"$ref": "#/components/schemas/Extensions"}
+    patch = doc["paths"]["/v1/files/{fileId}/details"]["patch"]
+    patch["requestBody"]["content"]["application/json"]["schema"] = {"allOf": [
+        {"$ref": "#/components/schemas/Update"},
+        {"type": "object", "properties": {
+            "extensions": ref, "webhookUrl": {"type": "string", "format": "uri"},
+            "removeAITags": contract["properties"]["removeAITags"]}}]}
+    form = schemas["Body_upload_api_v1_files_upload_post"]["properties"]
+    form["extensions"] = {**form["extensions"], "contentMediaType": "application/json",
+                          "contentSchema": ref}
+    saved = schemas["SavedBody"]["properties"]
+    saved["config"] = {"anyOf": [{"$ref": "#/components/schemas/ExtensionConfig"},
+                                 {"type": "null"}]}
+    schemas["ExtensionConfig"] = {
+        "oneOf": [r for r in contract["properties"]["extensions"]["items"]["oneOf"]
+                  if r["$ref"] != "#/components/schemas/SavedExtensionRef"]}
+    app.openapi_schema = doc
+    return doc
