@@ -23,12 +23,12 @@ COPY webhooks ./webhooks
 # hadolint ignore=DL3013
 RUN if [ "$DEVICE" = "cuda" ]; then \
       pip install "torch==${TORCH_VERSION}" \
-      && pip install ".[bg,vision]" \
+      && pip install ".[bg,vision,api]" \
       && pip uninstall -y onnxruntime \
       && pip install ".[gpu]"; \
     else \
       pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}" \
-      && pip install ".[bg,vision]"; \
+      && pip install ".[bg,vision,api]"; \
     fi
 
 # --- models: pulled once, verified, copied into the final image ---------------------
@@ -65,7 +65,8 @@ USER 10001
 # once here, into NUMBA_CACHE_DIR, so no worker pays it on its first remove-bg job.
 RUN python -c "import rembg"
 WORKDIR /data
-EXPOSE 9191
+# 9191: a worker's health and metrics; 8080: `extworker api` (same image, args: api).
+EXPOSE 9191 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9191/healthz', timeout=4).status == 200 else 1)"]
 ENTRYPOINT ["extworker"]

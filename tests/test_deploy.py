@@ -58,6 +58,7 @@ def test_dockerfile_shape():
     assert "ARG DEVICE" in text and "onnxruntime-gpu" not in final
     assert "USER 10001" in final and "HEALTHCHECK" in final and "/healthz" in final
     assert 'ENTRYPOINT ["extworker"]' in final and 'CMD ["serve"]' in final
+    assert text.count('".[bg,vision,api]"') == 2  # the same image runs `extworker api`
     assert "ARG MODELS" in text and "models pull" in text
     # No compilers in the final image: its one system package is ExifTool (Perl).
     installs = [line.split("--no-install-recommends", 1)[1].split()
@@ -100,7 +101,8 @@ def test_chart_lints_clean():
 def test_defaults_render_cpu_and_webhook_workers():
     docs = _render(REDIS)
     deps = docs["Deployment"]
-    assert sorted(d["metadata"]["name"] for d in deps) == ["rel-extworker-cpu",
+    assert sorted(d["metadata"]["name"] for d in deps) == ["rel-extworker-api",
+                                                           "rel-extworker-cpu",
                                                            "rel-extworker-webhooks"]
     cpu = _by_name(deps, "-cpu")["spec"]["template"]["spec"]
     c = cpu["containers"][0]
@@ -152,7 +154,8 @@ def test_keda_scales_each_group_on_its_queues():
     gpu = scaled["rel-extworker-gpu"]["spec"]
     assert gpu["minReplicaCount"] == 0 and gpu["scaleTargetRef"]["name"] == "rel-extworker-gpu"
     assert [t["metadata"]["listName"] for t in gpu["triggers"]] == ["dramatiq:extensions"]
-    assert all("replicas" not in d["spec"] for d in docs["Deployment"])  # KEDA owns it
+    assert all("replicas" not in d["spec"] for d in docs["Deployment"]  # KEDA owns it
+               if not d["metadata"]["name"].endswith("-api"))
 
 
 def test_hpa_when_keda_is_off():
@@ -282,3 +285,29 @@ def test_doctor_runs_as_a_cronjob():
         "rel-extworker-redis"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert "CronJob" not in _render({**REDIS, "doctor": {"enabled": False}})
+
+
+def test_the_api_gets_a_deployment_service_probes_and_optional_ingress_and_hpa():
+    docs = _render(REDIS)
+    api = _by_name(docs["Deployment"], "-api")
+    c = api["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"] == ["api", "--host", "0.0.0.0", "--port", "8080"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert _env(c)["EXTWORKER_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    svc = _by_name(docs["Service"], "-api")
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "api"
+    assert "Ingress" not in docs and api["spec"]["replicas"] == 2
+    on = _render({**REDIS, "api": {"ingress": {"enabled": True, "host": "media.example.com",
+                                               "className": "nginx"},
+                                   "autoscaling": {"enabled": True, "maxReplicas": 6}}})
+    (ing,) = on["Ingress"]
+    assert ing["spec"]["rules"][0]["host"] == "media.example.com"
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    hpa = _by_name(on["HorizontalPodAutoscaler"], "-api")
+    assert hpa["spec"]["maxReplicas"] == 6
+    assert "replicas" not in _by_name(on["Deployment"], "-api")["spec"]
+    off = _render({**REDIS, "api": {"enabled": False}})
+    assert not any(d["metadata"]["name"].endswith("-api") for d in off["Deployment"])

@@ -391,6 +391,16 @@ def create_app(runtime: Runtime) -> FastAPI:
     def healthz() -> dict[str, Any]:
         return {"ok": True, "at": time.time()}
 
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Ready when Redis answers (every request needs it)."""
+        try:
+            assert runtime.redis is not None
+            runtime.redis.ping()
+        except Exception as e:
+            return JSONResponse({"ready": False, "reason": f"redis: {e}"}, status_code=503)
+        return JSONResponse({"ready": True})
+
     return app
 
 
