@@ -139,6 +139,18 @@ def runtime(settings: Settings, rclient: redis.Redis) -> RecordingRuntime:
     return RecordingRuntime(settings)
 
 
+def wait_until(predicate, timeout: float, what: str, every: float = 0.3):
+    """``predicate()``'s first truthy value within ``timeout`` s, else an AssertionError
+    saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
 def jpeg(im: Image.Image, quality: int = 90, **kw: object) -> bytes:
     buf = io.BytesIO()
     im.convert("RGB").save(buf, "JPEG", quality=quality, **kw)

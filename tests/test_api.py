@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 from imagekitio import AuthenticationError, BadRequestError, ImageKit, NotFoundError
 
-from tests.conftest import Server, _free_port, jpeg
+from tests.conftest import Server, _free_port, jpeg, wait_until
 from tests.receiver import Receiver
 from webhooks.deliverer import Webhooks
 from worker.api.app import create_app
@@ -30,8 +30,7 @@ from worker.store.apikeys import ApiKeys
 from worker.store.kv import RedisKV
 
 
-@pytest.fixture
-def api(settings, rclient):
+def _serve_api(settings, rclient):
     """``extworker api``'s app on a free port, in this process (uvicorn in a thread)."""
     runtime = Runtime(settings, broker=build_broker(settings))
     port = _free_port()
@@ -39,23 +38,18 @@ def api(settings, rclient):
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    keys = ApiKeys(RedisKV(rclient), settings)
-    yield f"http://127.0.0.1:{port}", keys
+    wait_until(lambda: server.started, 20, "the API listening", every=0.05)
+    yield f"http://127.0.0.1:{port}", ApiKeys(RedisKV(rclient), settings)
     server.should_exit = True
     thread.join(10)
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout} s")
+@pytest.fixture
+def api(settings, rclient):
+    yield from _serve_api(settings, rclient)
+
+
+_wait = wait_until
 
 
 @pytest.mark.slow
@@ -204,17 +198,7 @@ def test_limits_metrics_access_log_and_delete(settings, api, rclient, caplog, as
 @pytest.fixture
 def sync_api(settings, rclient):
     settings.api_sync_wait_s = 30
-    runtime = Runtime(settings, broker=build_broker(settings))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", ApiKeys(RedisKV(rclient), settings)
-    server.should_exit = True
-    thread.join(10)
+    yield from _serve_api(settings, rclient)
 
 
 @pytest.mark.slow

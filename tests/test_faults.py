@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import _free_port, jpeg, report_duplicates
+from tests.conftest import _free_port, jpeg, report_duplicates, wait_until
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.slow
@@ -166,14 +166,7 @@ def _publish_uploads(client: redis.Redis, settings, prefix: str, count: int, ima
     return jobs
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout} s")
+_wait = wait_until
 
 
 @pytest.mark.parametrize("outage_wait, kill", [("30", False), ("0.2", True)],

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 import redis
 
-from tests.conftest import Server, _free_port, cli, jpeg
+from tests.conftest import Server, _free_port, cli, jpeg, wait_until
 from tests.receiver import Receiver
 from worker.models import devices
 from worker.telemetry.metrics import METRICS
@@ -37,13 +37,7 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 def _wait_for(predicate, timeout: float = 30, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
+    return wait_until(predicate, timeout, "condition", every)
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:
