@@ -27,7 +27,8 @@ def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
            "captioner": Captioner}.get(kind)
     if cls is None:
         raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
-    return lambda: cls(name, s.models_dir, s.device, s.fp16, inference_threads(s))
+    return lambda: cls(name, s.models_dir, s.device, s.fp16, inference_threads(s),
+                       s.batch_max_size, s.batch_max_wait_ms)
 
 
 def get(models: ModelCache, kind: str, name: str, settings: Settings) -> Any:

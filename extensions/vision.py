@@ -29,6 +29,7 @@ from typing import Any
 
 from PIL import Image
 
+from worker.models.batching import MicroBatcher
 from worker.models.catalog import require
 from worker.models.devices import torch_device
 
@@ -63,7 +64,10 @@ class VisionModel:
     """Common loading: path, device, dtype, inference mode."""
 
     def __init__(self, name: str, models_dir: Path, device: str, fp16: bool = True,
-                 threads: int = 0) -> None:
+                 threads: int = 0, max_batch: int = 1, max_wait_ms: float = 0.0) -> None:
+        """``max_batch``/``max_wait_ms``: concurrent calls in this process are gathered
+        into batches of up to ``max_batch``, waiting at most ``max_wait_ms`` for company."""
+        self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         _offline()
         import torch
 
@@ -87,8 +91,9 @@ class VisionModel:
     def _to_device(self, model: Any) -> Any:
         return model.to(self.device, dtype=self.dtype).eval()
 
-    def _pixels(self, processor: Any, image: Image.Image) -> Any:
-        px = processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+    def _pixels(self, processor: Any, images: Image.Image | list[Image.Image]) -> Any:
+        batch = [im.convert("RGB") for im in (images if isinstance(images, list) else [images])]
+        px = processor(images=batch, return_tensors="pt")["pixel_values"]
         return px.to(self.device, dtype=self.dtype)
 
 
@@ -101,16 +106,23 @@ class ImageClassifier(VisionModel):
             AutoModelForImageClassification.from_pretrained(self.path, local_files_only=True))
         labels = self.model.config.id2label
         self.labels = [clean_label(labels[i]) for i in range(len(labels))]
+        self.batcher = MicroBatcher(self._predict_batch, self.max_batch, self.max_wait_s)
 
     def predict(self, image: Image.Image) -> list[tuple[str, float]]:
         """Every label with its probability (0–1), best first; duplicate names merged."""
+        return self.batcher.submit(image)
+
+    def _predict_batch(self, images: list[Image.Image]) -> list[list[tuple[str, float]]]:
         with self.torch.inference_mode():
-            logits = self.model(pixel_values=self._pixels(self.processor, image)).logits[0]
-            probs = logits.float().softmax(-1).cpu().tolist()
-        best: dict[str, float] = {}
-        for label, p in zip(self.labels, probs, strict=True):
-            best[label] = max(best.get(label, 0.0), p)
-        return sorted(best.items(), key=lambda kv: -kv[1])
+            logits = self.model(pixel_values=self._pixels(self.processor, images)).logits
+            rows = logits.float().softmax(-1).cpu().tolist()
+        out = []
+        for probs in rows:
+            best: dict[str, float] = {}
+            for label, p in zip(self.labels, probs, strict=True):
+                best[label] = max(best.get(label, 0.0), p)
+            out.append(sorted(best.items(), key=lambda kv: -kv[1]))
+        return out
 
 
 class ZeroShotTagger(VisionModel):
@@ -132,6 +144,7 @@ class ZeroShotTagger(VisionModel):
         self.model = self._to_device(AutoModel.from_pretrained(self.path, local_files_only=True))
         self.sigmoid = getattr(self.model, "logit_bias", None) is not None
         self._text_cache: dict[tuple[str, ...], Any] = {}
+        self.batcher = MicroBatcher(self._scores_batch, self.max_batch, self.max_wait_s)
 
     @staticmethod
     def _tensor(out: Any) -> Any:
@@ -161,17 +174,26 @@ class ZeroShotTagger(VisionModel):
 
     def scores(self, image: Image.Image, prompts: tuple[str, ...]) -> list[float]:
         """How well each prompt describes the image (0–1), in the prompts' order."""
-        text = self.text_embeddings(prompts)
+        return self.batcher.submit((image, prompts))
+
+    def _scores_batch(self, items: list[tuple[Image.Image, tuple[str, ...]]],
+                      ) -> list[list[float]]:
+        """One image forward pass for every item; each scored against its own prompts."""
+        texts = [self.text_embeddings(prompts) for _, prompts in items]
         with self.torch.inference_mode():
             img = self._tensor(self.model.get_image_features(
-                pixel_values=self._pixels(self.processor, image))).float()
+                pixel_values=self._pixels(self.processor, [im for im, _ in items]))).float()
             img = img / img.norm(dim=-1, keepdim=True)
-            logits = (img @ text.T)[0] * self.model.logit_scale.float().exp()
-            if self.sigmoid:
-                probs = (logits + self.model.logit_bias.float()).sigmoid()
-            else:
-                probs = logits.softmax(-1)
-        return [float(p) for p in probs.cpu().tolist()]
+            scale = self.model.logit_scale.float().exp()
+            out = []
+            for row, text in zip(img, texts, strict=True):
+                logits = (row @ text.T) * scale
+                if self.sigmoid:
+                    probs = (logits + self.model.logit_bias.float()).sigmoid()
+                else:
+                    probs = logits.softmax(-1)
+                out.append([float(p) for p in probs.cpu().tolist()])
+        return out
 
     def predict(self, image: Image.Image, labels: tuple[str, ...]) -> list[tuple[str, float]]:
         """Every label with its confidence (0–1), best first."""

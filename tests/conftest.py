@@ -139,6 +139,29 @@ def runtime(settings: Settings, rclient: redis.Redis) -> RecordingRuntime:
     return RecordingRuntime(settings)
 
 
+def concurrently(fn, items: list) -> list:
+    """``fn`` on every item, each in its own thread, released together; results (or
+    the exception raised) in the items' order."""
+    import threading
+
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(len(items))
+
+    def call(i, item):
+        barrier.wait()
+        try:
+            results[i] = fn(item)
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            results[i] = e
+
+    threads = [threading.Thread(target=call, args=(i, x)) for i, x in enumerate(items)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return [results[i] for i in range(len(items))]
+
+
 def wait_until(predicate, timeout: float, what: str, every: float = 0.3):
     """``predicate()``'s first truthy value within ``timeout`` s, else an AssertionError
     saying ``what`` did not happen."""

@@ -12,6 +12,7 @@ import redis
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Retries
 
+from tests.conftest import concurrently
 from worker.broker.outbox import DELIVER_DUE, DISPATCH, Outbox, execute_actor_name
 from worker.broker.retries import DurableRetries, replace_retries
 from worker.core.jobs import JobDoc
@@ -121,3 +122,63 @@ def test_the_job_document_round_trips_its_json_exactly():
     assert doc.finished
     with pytest.raises(ValueError):
         doc.extensions["remove-bg"].status = "done"  # type: ignore[assignment]
+
+
+# --- micro-batching --------------------------------------------------------------------------
+
+
+def test_concurrent_calls_share_batches_and_each_gets_its_own_result():
+    from worker.models.batching import MicroBatcher
+
+    batcher = MicroBatcher(lambda xs: [x * 10 for x in xs], max_batch=8, max_wait_s=0.05)
+    out = concurrently(batcher.submit, list(range(16)))
+    assert out == [x * 10 for x in range(16)]  # nobody gets another caller's result
+    assert sum(batcher.batches) == 16 and max(batcher.batches) > 1
+    assert max(batcher.batches) <= 8
+
+
+def test_one_bad_input_fails_only_its_own_caller():
+    from worker.models.batching import MicroBatcher
+
+    def run(xs):
+        if any(x < 0 for x in xs):
+            raise ValueError("negative")
+        return [x + 1 for x in xs]
+
+    batcher = MicroBatcher(run, max_batch=8, max_wait_s=0.05)
+    out = concurrently(batcher.submit, [1, 2, -3, 4])
+    assert out[:2] == [2, 3] and out[3] == 5
+    assert isinstance(out[2], ValueError)
+
+
+def test_an_interrupt_in_the_leader_hands_the_others_on():
+    """A BaseException meant for the leading thread (a time limit) fails the leader only;
+    the items it was running for others are run by the next leader."""
+    import threading
+
+    from worker.models.batching import MicroBatcher
+
+    leader_ident: list[int] = []
+
+    class TimeUp(BaseException):
+        pass
+
+    def run(xs):
+        if not leader_ident:
+            leader_ident.append(threading.get_ident())
+            raise TimeUp()
+        return [x * 2 for x in xs]
+
+    batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.05)
+    out = []
+
+    def call(x):
+        try:
+            return batcher.submit(x)
+        except TimeUp:
+            return "time up"
+
+    out = concurrently(call, [1, 2, 3, 4])
+    assert out.count("time up") == 1
+    assert sorted(v for v in out if v != "time up") == sorted(
+        x * 2 for x, v in zip([1, 2, 3, 4], out, strict=True) if v != "time up")

@@ -312,3 +312,26 @@ def test_preload(settings, tiny):
     rt = Runtime(settings)
     assert loaders.preload(rt.models, settings) == settings.preload
     assert rt.models.loaded_names() == {tiny["classifier"], "u2netp"}
+
+
+def test_batched_and_unbatched_outputs_agree(settings, tiny, astronaut):
+    """The classifier and the zero-shot tagger give the same answers (float tolerance)
+    whether images arrive alone or gathered into one forward pass; order never mixes."""
+    from extensions.vision import ImageClassifier, ZeroShotTagger
+    from tests.conftest import concurrently
+
+    images = [astronaut.resize((64 + 16 * i, 64)).rotate(30 * i) for i in range(6)]
+    labels = ("cat", "dog", "rocket", "person")
+    for cls, call in ((ImageClassifier, lambda m, im: m.predict(im)),
+                      (ZeroShotTagger, lambda m, im: m.predict(im, labels))):
+        name = settings.classifier_model if cls is ImageClassifier else settings.zero_shot_model
+        alone = cls(name, settings.models_dir, "cpu", max_batch=1)
+        together = cls(name, settings.models_dir, "cpu", max_batch=8, max_wait_ms=200)
+        expected = [call(alone, im) for im in images]
+        got = concurrently(lambda im, m=together, c=call: c(m, im), images)
+        assert max(together.batcher.batches) > 1  # really batched
+        for i, want in enumerate(expected):
+            have = dict(got[i])
+            assert set(have) == {k for k, _ in want}
+            for k, p in want:
+                assert abs(have[k] - p) < 1e-4, (cls.__name__, i, k, have[k], p)

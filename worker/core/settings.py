@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         0.1, ge=0, le=1, description="ai-tasks yes_no: lead one answer needs over the other."
     )
     fp16: bool = Field(True, description="Half precision for torch models on CUDA.")
+    batch_max_size: int = Field(
+        16, ge=1, le=256, description="Micro-batching: concurrent runs of one torch model in a "
+        "process (classifier, zero-shot tagger, ai-tasks scoring) share one forward pass of up "
+        "to this many images; 1 turns it off.")
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=100, description="How long the first run of a batch waits for company "
+        "(only while other runs are arriving; a lone run waits this long at most).")
     model_idle_ttl_s: float | None = Field(
         1800, description="Unload a model unused this long (none: never)."
     )
