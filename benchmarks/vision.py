@@ -7,7 +7,11 @@ pull vit-base-imagenet`` etc.), it measures those. Load time is printed
 separately from inference.
 
     python benchmarks/vision.py [--models-dir DIR] [--classifier NAME]
-        [--zero-shot NAME] [--captioner NAME] [--images 10]
+        [--zero-shot NAME] [--captioner NAME] [--images 10] [--concurrency 4]
+
+Then micro-batching: the classifier and the zero-shot tagger with ``--concurrency``
+callers at once, batching off (``max_batch=1``) and on (``EXTWORKER_BATCH_MAX_SIZE``'s
+default), as images/s and their ratio, in one run.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ def main() -> None:
     ap.add_argument("--captioner", default="blip-caption-base")
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--max-tokens", type=int, default=30)
+    ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
     if args.models_dir:
         models_dir = Path(args.models_dir)
@@ -89,6 +94,31 @@ def main() -> None:
             infer(model, im)
         rate = len(images) / (time.perf_counter() - t0)
         print(f"{kind + ': ' + names[kind]:<34}{load:>8.2f}{first:>9.3f}{rate:>10.1f}")
+    batching(runs[:2], names, models_dir, images, args.concurrency)
+
+
+def batching(runs: list, names: dict, models_dir: Path, images: list, callers: int) -> None:
+    """images/s with ``callers`` concurrent callers, batching off and on, and the ratio."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.core.settings import Settings
+
+    size = Settings.model_fields["batch_max_size"].default
+    wait = Settings.model_fields["batch_max_wait_ms"].default
+    print(f"\nmicro-batching, {callers} concurrent callers, {len(images)} photos "
+          f"(max batch {size}, wait {wait} ms)")
+    print(f"{'model':<34}{'off img/s':>10}{'on img/s':>10}{'on/off':>8}")
+    for kind, cls, infer in runs:
+        rates = []
+        for max_batch in (1, size):
+            model = cls(names[kind], models_dir, "cpu", max_batch=max_batch, max_wait_ms=wait)
+            infer(model, images[0])
+            with ThreadPoolExecutor(callers) as pool:
+                t0 = time.perf_counter()
+                list(pool.map(lambda im, m=model: infer(m, im), images))
+                rates.append(len(images) / (time.perf_counter() - t0))
+        print(f"{kind + ': ' + names[kind]:<34}{rates[0]:>10.1f}{rates[1]:>10.1f}"
+              f"{rates[1] / rates[0]:>8.2f}")
 
 
 if __name__ == "__main__":
