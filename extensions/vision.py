@@ -209,14 +209,26 @@ class Captioner(VisionModel):
         self.model = self._to_device(
             AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True))
 
+        self.batcher = MicroBatcher(self._predict_batch, self.max_batch, self.max_wait_s)
+
     def predict(self, image: Image.Image, max_tokens: int) -> str:
-        with self.torch.inference_mode():
-            inputs = self.processor(images=image.convert("RGB"), return_tensors="pt")
-            inputs = {k: (v.to(self.device, dtype=self.dtype) if v.is_floating_point()
-                          else v.to(self.device)) for k, v in inputs.items()}
-            out = self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False)
-        text = self.processor.batch_decode(out, skip_special_tokens=True)[0]
-        return clean_caption(text)
+        return self.batcher.submit((image, max_tokens))
+
+    def _predict_batch(self, items: list[tuple[Image.Image, int]]) -> list[str]:
+        """One batched ``generate`` per distinct token budget (greedy: each sequence is
+        decoded as it would be alone)."""
+        out: dict[int, str] = {}
+        for budget in sorted({t for _, t in items}):
+            which = [i for i, (_, t) in enumerate(items) if t == budget]
+            with self.torch.inference_mode():
+                inputs = self.processor(images=[items[i][0].convert("RGB") for i in which],
+                                        return_tensors="pt")
+                inputs = {k: (v.to(self.device, dtype=self.dtype) if v.is_floating_point()
+                              else v.to(self.device)) for k, v in inputs.items()}
+                tokens = self.model.generate(**inputs, max_new_tokens=budget, do_sample=False)
+            texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
+            out.update({i: clean_caption(t) for i, t in zip(which, texts, strict=True)})
+        return [out[i] for i in range(len(items))]
 
 
 def clean_label(raw: str) -> str:

@@ -335,3 +335,22 @@ def test_batched_and_unbatched_outputs_agree(settings, tiny, astronaut):
             assert set(have) == {k for k, _ in want}
             for k, p in want:
                 assert abs(have[k] - p) < 1e-4, (cls.__name__, i, k, have[k], p)
+
+
+def test_batched_captions_equal_captions_alone(settings, tiny, astronaut):
+    """The captioner's batched ``generate`` (greedy) writes each image's caption exactly as
+    it would alone, for mixed token budgets."""
+    from extensions.vision import Captioner
+    from tests.conftest import concurrently
+
+    images = [astronaut.resize((48 + 8 * i, 64)).rotate(45 * i) for i in range(6)]
+    budgets = [8, 8, 12, 8, 12, 8]
+    alone = Captioner(settings.caption_model, settings.models_dir, "cpu", max_batch=1)
+    together = Captioner(settings.caption_model, settings.models_dir, "cpu", max_batch=8,
+                         max_wait_ms=200)
+    expected = [alone.predict(im, b) for im, b in zip(images, budgets, strict=True)]
+    got = concurrently(lambda ib: together.predict(*ib), list(zip(images, budgets,
+                                                                  strict=True)))
+    assert max(together.batcher.batches) > 1
+    assert len(set(expected)) > 1 and all(expected)  # real, differing captions
+    assert got == expected
