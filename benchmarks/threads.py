@@ -31,7 +31,7 @@ def _work(models_dir: Path, threads: int, images: int, start: mp.Barrier,
     # The worker's own session class, so the benchmark measures the options it really sets.
     from extensions.rembg_session import RembgModel
 
-    session = RembgModel("u2netp", models_dir, "cpu", threads).session.inner_session
+    session = RembgModel("u2netp", models_dir, "cpu", threads).session
     feed = {session.get_inputs()[0].name: np.random.rand(1, 3, 320, 320).astype(np.float32)}
     session.run(None, feed)  # warm-up
     start.wait()

@@ -20,7 +20,8 @@ def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
     if kind == "remove-bg":
         from .rembg_session import RembgModel
 
-        return lambda: RembgModel(name, s.models_dir, s.device, inference_threads(s))
+        return lambda: RembgModel(name, s.models_dir, s.device, inference_threads(s),
+                                  s.batch_max_size, s.batch_max_wait_ms)
     from .vision import Captioner, ImageClassifier, ZeroShotTagger
 
     cls = {"classifier": ImageClassifier, "zero-shot": ZeroShotTagger,

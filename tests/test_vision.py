@@ -233,7 +233,7 @@ def test_rembg_session_gets_the_thread_budget(settings):
     from extensions.rembg_session import RembgModel
 
     model = RembgModel("u2netp", settings.models_dir, "cpu", threads=1)
-    opts = model.session.inner_session.get_session_options()
+    opts = model.session.get_session_options()
     assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (1, 1)
 
 

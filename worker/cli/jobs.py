@@ -145,7 +145,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
                                    revision=args.revision)
         out: dict[str, Any] = {"name": args.name, "path": str(path)}
         if path.is_file():
-            out["md5"] = model_registry.md5_of(path)
+            algorithm = model_registry.spec(args.name).algorithm
+            out[algorithm] = model_registry.digest_of(path, algorithm)
         emit(out)
         return 0
     loaded: dict[str, int] = {}

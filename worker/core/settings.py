@@ -114,9 +114,9 @@ class Settings(BaseSettings):
     )
     fp16: bool = Field(True, description="Half precision for torch models on CUDA.")
     batch_max_size: int = Field(
-        16, ge=1, le=256, description="Micro-batching: concurrent runs of one torch model in "
-        "a process (classifier, zero-shot tagger, ai-tasks scoring, captioner) share one "
-        "forward pass of up to this many images; 1 turns it off.")
+        16, ge=1, le=256, description="Micro-batching: concurrent runs of one model in a "
+        "process (remove-bg, classifier, zero-shot tagger, ai-tasks scoring, captioner) "
+        "share one forward pass of up to this many images; 1 turns it off.")
     batch_max_wait_ms: float = Field(
         2.0, ge=0, le=100, description="How long the first run of a batch waits for company "
         "(only while other runs are arriving; a lone run waits this long at most).")

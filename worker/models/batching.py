@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -40,7 +41,8 @@ class MicroBatcher(Generic[In, Out]):
         self._cond = threading.Condition()
         self._queue: list[_Call[In, Out]] = []
         self._leading = False
-        self.batches: list[int] = []  # sizes of the batches run (tests, logs)
+        # Sizes of the last 1,000 batches run (tests, logs); bounded, for long-lived workers.
+        self.batches: deque[int] = deque(maxlen=1000)
 
     def submit(self, item: In) -> Out:
         call: _Call[In, Out] = _Call(item)

