@@ -124,6 +124,7 @@ class TaskEngine(Protocol):
     """Scores options; implementations plug in behind ``EXTWORKER_TASK_ENGINE``."""
 
     device: str
+    decode_side: int  # pixels per side worth decoding (0: full size)
 
     def score_options(self, image: Image.Image, instruction: str,
                       options: list[str]) -> list[float]: ...
@@ -141,6 +142,7 @@ class ZeroShotEngine:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.device = model.device
+        self.decode_side = model.decode_side
 
     def score_options(self, image: Image.Image, instruction: str,
                       options: list[str]) -> list[float]:
@@ -239,8 +241,8 @@ class AiTasksExtension(VisionExtension):
             elif isinstance(task, YesNo):
                 for branch_name in ("on_yes", "on_no", "on_unknown"):
                     check_branch(getattr(task, branch_name), fields, f"tasks[{i}].{branch_name}")
-        image = open_image(ctx.read_source(), s.max_image_pixels)
         engine = engine_for(ctx)
+        image = open_image(ctx.read_source(), s.max_image_pixels, engine.decode_side)
         plan = _Plan()
         outputs = []
         for i, task in enumerate(params.tasks):

@@ -31,8 +31,8 @@ class AiAutoDescription(VisionExtension):
 
     def run(self, ctx: ExtensionContext, params: AiAutoDescriptionParams) -> ExtensionResult:
         s = ctx.settings
-        image = open_image(ctx.read_source(), s.max_image_pixels)
         model = loaders.get(ctx.models, "captioner", s.caption_model, s)
+        image = open_image(ctx.read_source(), s.max_image_pixels, model.decode_side)
         text = model.predict(image, s.caption_max_tokens)
         if not text:
             raise PermanentError("the captioning model produced no text", code="empty_output")

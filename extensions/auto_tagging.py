@@ -75,18 +75,17 @@ class _AutoTagging(VisionExtension):
     def run(self, ctx: ExtensionContext, params: _TaggingParams) -> ExtensionResult:
         s = ctx.settings
         kind = getattr(s, self.setting)
-        image = open_image(ctx.read_source(), s.max_image_pixels)
+        if kind not in ("classifier", "zero-shot"):  # the settings validator prevents this
+            raise PermanentError(f"unknown tagger kind {kind!r}", code="misconfigured")
+        name = s.classifier_model if kind == "classifier" else s.zero_shot_model
+        model = loaders.get(ctx.models, kind, name, s)
+        # Decoded only as large as the model can use (JPEG: at 1/2-1/8 scale).
+        image = open_image(ctx.read_source(), s.max_image_pixels, model.decode_side)
         if kind == "classifier":
-            name = s.classifier_model
-            model = loaders.get(ctx.models, kind, name, s)
             scored = model.predict(image)
-        elif kind == "zero-shot":
-            name = s.zero_shot_model
-            model = loaders.get(ctx.models, kind, name, s)
+        else:
             vocabulary = load_vocabulary(str(s.tag_vocabulary_file or DEFAULT_VOCABULARY))
             scored = model.predict(image, vocabulary)
-        else:  # the settings validator prevents this; keep the message anyway
-            raise PermanentError(f"unknown tagger kind {kind!r}", code="misconfigured")
         tags = select(scored, params.minConfidence, params.maxTags, self.name)
         return ExtensionResult(
             patch=RecordPatch(ai_tags=tags, ai_tags_source=self.name),

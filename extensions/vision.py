@@ -74,7 +74,7 @@ class VisionModel:
         self.name = name
         self.path = require(name, models_dir)
         self.device = torch_device(device)
-        if threads and self.device == "cpu":
+        if threads:  # on every device: a GPU node's CPUs preprocess, and are shared too
             torch.set_num_threads(threads)  # process-wide; every model gets the same budget
         self.dtype = torch.float16 if (fp16 and self.device.startswith("cuda")) else torch.float32
         self.torch = torch
@@ -87,6 +87,16 @@ class VisionModel:
 
     def _load(self) -> None:
         raise NotImplementedError
+
+    @property
+    def decode_side(self) -> int:
+        """Pixels per side worth decoding for this model: twice its input side (the
+        processor then resizes from at least 2x), 0 (full size) when it is not known."""
+        processor = getattr(self, "processor", None)
+        size = getattr(getattr(processor, "image_processor", processor), "size", None)
+        sides = [v for v in (size or {}).values() if isinstance(v, int)] if isinstance(
+            size, dict) else [size] if isinstance(size, int) else []
+        return 2 * max(sides) if sides else 0
 
     def _to_device(self, model: Any) -> Any:
         return model.to(self.device, dtype=self.dtype).eval()

@@ -54,8 +54,13 @@ def probe(data: bytes) -> ImageInfo | None:
         return None
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode ``data`` fully, honouring EXIF orientation; ``PermanentError`` if unusable."""
+def open_image(data: bytes, max_pixels: int, min_side: int = 0) -> Image.Image:
+    """Decode ``data``, honouring EXIF orientation; ``PermanentError`` if unusable.
+
+    ``min_side``: the caller needs no more than this many pixels on each side (a model's
+    input), so a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 scale that keeps both
+    sides at least that long (libjpeg's DCT scaling: the work shrinks with the pixels, and
+    the result is a proper area-averaged reduction). 0: full size."""
     if not data:
         raise PermanentError("the file is empty (0 bytes)", code="invalid_image")
     try:
@@ -63,6 +68,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             _check_pixels(im, max_pixels)
+            if min_side and im.format == "JPEG":
+                im.draft(im.mode, (min_side, min_side))
             im.load()
     except PermanentError:
         raise

@@ -7,6 +7,8 @@ Keys are relative paths such as ``<fileId>/<versionId>/<name>``.
 
 from __future__ import annotations
 
+import uuid
+
 import fsspec
 
 from worker.core.errors import RetryableError
@@ -29,7 +31,9 @@ class BlobStore:
         path = self._path(key)
         try:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            tmp = f"{path}.partial"
+            # Unique per writer: two executions of one slot (a redelivery racing the
+            # original) may write the same key at once; each renames its own whole file.
+            tmp = f"{path}.{uuid.uuid4().hex}.partial"
             with self.fs.open(tmp, "wb") as fh:
                 fh.write(data)
             self.fs.mv(tmp, path)
