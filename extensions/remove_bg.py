@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, HttpUrl, field_validator, model_valida
 from worker.core.contract import StrictParams
 from worker.core.errors import PermanentError
 from worker.core.imaging import encode_png, open_image
+from worker.models.devices import inference_threads
 
 from . import loaders
 from .base import Extension, ExtensionContext, ExtensionResult
@@ -125,7 +126,10 @@ class RemoveBg(Extension):
             out.paste(rgb, (0, 0), mask)
         # The source's colour profile travels with the cut-out (wide-gamut photos would
         # otherwise shift colour when shown).
-        data = encode_png(out, ctx.settings.png_compress_level, im.info.get("icc_profile"))
+        # Deflated on this process's CPU budget (idle cores shorten one job; under full
+        # load the threads simply take turns).
+        data = encode_png(out, ctx.settings.png_compress_level, im.info.get("icc_profile"),
+                          threads=inference_threads(ctx.settings))
         return ExtensionResult(
             new_version=data,
             output={"model": model_name, "width": out.width, "height": out.height},

@@ -76,3 +76,28 @@ def test_a_reduced_decode_still_honours_exif_orientation(astronaut):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     im = open_image(_jpeg(astronaut.resize((2000, 1000)), exif=exif), 10**8, 224)
     assert im.size == (250, 500)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_parallel_deflate_is_one_valid_zlib_stream(astronaut, threads):
+    import zlib
+
+    from zlib_ng import zlib_ng
+
+    from worker.core.imaging import deflate
+
+    data = np.asarray(astronaut.resize((2048, 1536)).convert("RGBA")).tobytes()  # 12 MB
+    whole = zlib_ng.compress(data, 2)
+    split = deflate(data, 2, threads)
+    assert split != whole  # really cut into slices
+    assert zlib.decompress(split) == data  # one stream, Adler-32 of the whole included
+    assert len(split) <= len(whole) * 1.01  # primed slices lose (almost) nothing
+
+
+def test_a_png_deflated_on_threads_decodes_to_the_same_pixels(astronaut):
+    im = astronaut.resize((2048, 1536)).convert("RGBA")
+    data = encode_png(im, 2, threads=4)
+    back = Image.open(io.BytesIO(data))
+    back.load()
+    assert back.mode == "RGBA" and np.array_equal(np.asarray(back), np.asarray(im))
+    assert data != encode_png(im, 2)  # the threaded path was taken
