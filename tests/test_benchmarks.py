@@ -47,3 +47,14 @@ def test_webhooks_benchmark(redis_url, rclient):
 def test_vision_benchmark():
     out = _run("benchmarks/vision.py", "--images", "2")
     assert "classifier" in out and "captioner" in out
+
+
+def test_node_benchmark(models_dir, redis_url, tiny):
+    """serve + intake with remove-bg and tagging, then rembg's own server, and the ratio."""
+    out = _run("benchmarks/node.py", "--jobs", "4", "--processes", "1", "--threads", "2",
+               "--tagger", "tiny", "--photos", "astronaut-1MP", "coffee-2MP",
+               "--models-dir", str(models_dir), "--redis", redis_url)
+    assert "FAILED" not in out, out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "remove-bg" in lines and "google-auto-tagging" in lines, out
+    assert "rembg s:" in out and "ratio extworker remove-bg / rembg s:" in out, out

@@ -98,3 +98,51 @@ def build(models_dir: Path) -> dict[str, str]:
                   tokenizer=bert).save_pretrained(d)
     stamp.write_text(VERSION)
     return names
+
+
+def build_full_size(models_dir: Path) -> dict[str, str]:
+    """Full-size models of the default architectures with **random weights** (speed only):
+    ViT-B/16 at 224 (1,000 classes), SigLIP base-patch16-224, BLIP base at 384 — each from
+    its library's default config, saved like a pulled model. For benchmarks; no hub."""
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessor,
+    )
+
+    names = {"classifier": "random-vit-b16", "siglip": "random-siglip-base",
+             "captioner": "random-blip-base"}
+    hf = models_dir / "hf"
+    stamp = hf / f".full-{VERSION}"
+    if stamp.exists():
+        return names
+    hf.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    scratch = hf / ".scratch-full"
+    scratch.mkdir(exist_ok=True)
+    labels = {i: f"class {i}" for i in range(1000)}
+    d = hf / names["classifier"]
+    ViTForImageClassification(ViTConfig(num_labels=1000, id2label=labels, label2id={
+        v: k for k, v in labels.items()})).save_pretrained(d)
+    ViTImageProcessor().save_pretrained(d)  # 224 x 224
+    tok, _ = _clip_tokenizer(scratch)
+    d = hf / names["siglip"]
+    SiglipModel(SiglipConfig()).save_pretrained(d)
+    tok.save_pretrained(d)
+    SiglipImageProcessor().save_pretrained(d)
+    (scratch / "bert-vocab.txt").write_text("\n".join(WORDS))
+    d = hf / names["captioner"]
+    BlipForConditionalGeneration(BlipConfig()).save_pretrained(d)
+    BlipProcessor(image_processor=BlipImageProcessor(),  # 384 x 384
+                  tokenizer=BertTokenizer(str(scratch / "bert-vocab.txt"))).save_pretrained(d)
+    stamp.write_text(VERSION)
+    return names
