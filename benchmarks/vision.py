@@ -6,7 +6,7 @@ pointing at a MODELS_DIR where real models were pulled (``extworker models
 pull vit-base-imagenet`` etc.), it measures those. Load time is printed
 separately from inference.
 
-    python benchmarks/vision.py [--models-dir DIR] [--classifier NAME]
+    python benchmarks/vision.py [--models-dir DIR | --full-size DIR] [--classifier NAME]
         [--zero-shot NAME] [--captioner NAME] [--images 10] [--concurrency 4]
 
 Then micro-batching: the classifier and the zero-shot tagger with ``--concurrency``
@@ -60,8 +60,20 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--max-tokens", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    ap.add_argument("--full-size", metavar="DIR", help="build (once, into DIR) full-size "
+                    "models of the default architectures with random weights and measure "
+                    "those: speed is real, output is not (no hub needed, e.g. on a GPU node)")
     args = ap.parse_args()
-    if args.models_dir:
+    if args.full_size:
+        from tests.tiny_models import build_full_size
+
+        models_dir = Path(args.full_size)
+        full = build_full_size(models_dir)
+        names = {"classifier": full["classifier"], "zero-shot": full["siglip"],
+                 "captioner": full["captioner"]}
+        label = "full-size models, random weights (speed only)"
+    elif args.models_dir:
         models_dir = Path(args.models_dir)
         names = {"classifier": args.classifier, "zero-shot": args.zero_shot,
                  "captioner": args.captioner}
@@ -76,7 +88,7 @@ def main() -> None:
         label = "tiny random models (plumbing only)"
     vocab = load_vocabulary(str(DEFAULT_VOCABULARY))
     images = photos(args.images)
-    print(f"{label}; CPU, batch 1, {len(images)} photos, torch threads "
+    print(f"{label}; {args.device}, batch 1, {len(images)} photos, torch threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
     print(f"{'model':<34}{'load s':>8}{'first s':>9}{'images/s':>10}")
     runs = [("classifier", ImageClassifier, lambda m, im: m.predict(im)),
@@ -84,7 +96,7 @@ def main() -> None:
             ("captioner", Captioner, lambda m, im: m.predict(im, args.max_tokens))]
     for kind, cls, infer in runs:
         t0 = time.perf_counter()
-        model = cls(names[kind], models_dir, "cpu")
+        model = cls(names[kind], models_dir, args.device)
         load = time.perf_counter() - t0
         t0 = time.perf_counter()
         infer(model, images[0])  # zero-shot: includes the vocabulary's text embeddings
@@ -94,10 +106,11 @@ def main() -> None:
             infer(model, im)
         rate = len(images) / (time.perf_counter() - t0)
         print(f"{kind + ': ' + names[kind]:<34}{load:>8.2f}{first:>9.3f}{rate:>10.1f}")
-    batching(runs[:2], names, models_dir, images, args.concurrency)
+    batching(runs[:2], names, models_dir, images, args.concurrency, args.device)
 
 
-def batching(runs: list, names: dict, models_dir: Path, images: list, callers: int) -> None:
+def batching(runs: list, names: dict, models_dir: Path, images: list, callers: int,
+             device: str = "cpu") -> None:
     """images/s with ``callers`` concurrent callers, batching off and on, and the ratio."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -111,7 +124,7 @@ def batching(runs: list, names: dict, models_dir: Path, images: list, callers: i
     for kind, cls, infer in runs:
         rates = []
         for max_batch in (1, size):
-            model = cls(names[kind], models_dir, "cpu", max_batch=max_batch, max_wait_ms=wait)
+            model = cls(names[kind], models_dir, device, max_batch=max_batch, max_wait_ms=wait)
             infer(model, images[0])
             with ThreadPoolExecutor(callers) as pool:
                 t0 = time.perf_counter()

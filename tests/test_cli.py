@@ -35,6 +35,43 @@ def test_apply_reports_failures_with_exit_code(settings, tmp_path):
     assert "remove-bg failed: the file is not an image" in proc.stderr
 
 
+def test_apply_a_directory_in_parallel_resumes_and_sums_up(settings, tmp_path, tiny):
+    import skimage.data
+
+    settings.redis_url = "redis://127.0.0.1:1/0"
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    photos = {"astronaut.jpg": skimage.data.astronaut(), "coffee.jpg": skimage.data.coffee(),
+              "sub/chelsea.jpg": skimage.data.chelsea()}
+    for rel, pixels in photos.items():
+        (src / rel).write_bytes(jpeg(Image.fromarray(pixels)))
+    (src / "broken.jpg").write_bytes(b"not an image")
+    (src / "notes.txt").write_text("not an image, not picked up")
+    out = tmp_path / "out"
+    exts = json.dumps([{"name": "remove-bg"},
+                       {"name": "google-auto-tagging", "minConfidence": 0, "maxTags": 3}])
+    first = cli(settings, "apply", str(src), "--extensions", exts, "-o", str(out),
+                "--workers", "3", check=False)
+    assert first.returncode == 1  # broken.jpg failed; the others went on
+    assert "broken.jpg: remove-bg: the file is not an image" in first.stderr
+    assert "apply: 3 done, 0 skipped (already done), 1 failed" in first.stderr
+    for rel, pixels in photos.items():
+        cut = Image.open(out / f"{rel}.png")
+        assert cut.mode == "RGBA" and cut.size == (pixels.shape[1], pixels.shape[0])
+        result = json.loads((out / f"{rel}.json").read_text())
+        assert result["extensions"]["remove-bg"]["status"] == "success"
+        assert result["file"]["AITags"], rel  # tags from the (tiny) classifier
+    assert not (out / "broken.jpg.json").exists() and not (out / "notes.txt.json").exists()
+    stamp = (out / "astronaut.jpg.json").stat().st_mtime_ns
+    (out / "coffee.jpg.json").unlink()  # as if interrupted before coffee finished
+    again = cli(settings, "apply", f"{src}/**/*.jpg", "--extensions", exts, "-o", str(out),
+                "-q", check=False)
+    assert "apply: 1 done, 2 skipped (already done), 1 failed" in again.stderr
+    assert (out / "coffee.jpg.json").exists()
+    assert (out / "astronaut.jpg.json").stat().st_mtime_ns == stamp  # not redone
+    assert (out / "sub" / "chelsea.jpg.json").exists()  # the glob kept the layout
+
+
 def test_errors_go_to_stderr(settings, rclient):
     proc = cli(settings, "files", "get", "nope", check=False)
     assert proc.returncode == 1 and proc.stdout == ""

@@ -166,34 +166,161 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
-    """The whole pipeline in-process, on the embedded stores: no Redis, no broker."""
-    from worker.runtime import Runtime
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif",
+                  ".heic")
 
-    queued: list[tuple[str, str]] = []
-    runtime = Runtime(settings, embedded=True, enqueue=lambda q, j, s: queued.append((j, s)))
-    p = runtime.pipeline
-    image = Path(args.image)
-    record = p.add_file(image.read_bytes(), image.name, account=args.account)
-    job = {"fileId": record.fileId, "extensions": args.extensions, "accountId": args.account}
-    doc = p.accept(job)
-    if doc is None:
-        raise ExtworkerError("invalid job")
-    for job_id, slot in queued:
-        p.execute(job_id, slot)
-    final = p.get_file(record.fileId)
-    assert final is not None
+
+def _inputs(patterns: list[str]) -> list[tuple[Path, Path]]:
+    """(file, its path relative to what named it) for every image a directory or glob names."""
+    import glob
+    import re
+
+    found: dict[Path, Path] = {}
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            files = [(f, f.relative_to(path)) for f in sorted(path.rglob("*"))
+                     if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            files = [(path, Path(path.name))]
+        else:  # a glob: paths relative to its last directory before the first wildcard
+            parts = path.parts
+            fixed = next((i for i, p in enumerate(parts) if re.search(r"[*?[]", p)),
+                         len(parts))
+            base = Path(*parts[:fixed]) if fixed else Path()
+            files = [(Path(f), Path(f).relative_to(base))
+                     for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).is_file()]
+        for f, rel in files:
+            found.setdefault(f.resolve(), rel)
+    return [(f, rel) for f, rel in found.items()]
+
+
+class _Apply:
+    """Runs one file's job on the embedded stores; many threads share one instance."""
+
+    def __init__(self, settings: Settings, extensions: list[Any], account: str) -> None:
+        import threading
+
+        from worker.runtime import Runtime
+
+        self._lock = threading.Lock()
+        self._queued: dict[str, list[str]] = {}
+        self.runtime = Runtime(settings, embedded=True, enqueue=self._enqueue)
+        self.extensions, self.account = extensions, account
+
+    def _enqueue(self, _queue: str, job_id: str, slot: str) -> None:
+        with self._lock:
+            self._queued.setdefault(job_id, []).append(slot)
+
+    def run(self, image: Path) -> tuple[Any, Any, bytes | None]:
+        """(file record, job document, new version's bytes or None)."""
+        p = self.runtime.pipeline
+        record = p.add_file(image.read_bytes(), image.name, account=self.account)
+        doc = p.accept({"fileId": record.fileId, "extensions": self.extensions,
+                        "accountId": self.account})
+        if doc is None:
+            raise ExtworkerError("invalid job")
+        with self._lock:
+            slots = self._queued.pop(doc.jobId, [])
+        for slot in slots:
+            p.execute(doc.jobId, slot)
+        final = p.get_file(record.fileId)
+        assert final is not None
+        doc = p.get_job(doc.jobId) or doc
+        changed = final.versionInfo.id != record.versionInfo.id
+        return final, doc, self.runtime.blobs.get(final.current.blobKey) if changed else None
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole pipeline in-process, on the embedded stores: no Redis, no broker.
+
+    One image: its file object on stdout, the new version (if any) at ``-o`` (default
+    ``<image>.out.png``). Directories or globs (or ``-o`` an existing directory): every image,
+    ``--workers`` at a time, each giving ``OUTDIR/<path>.png`` (when an extension made a new
+    version) and ``OUTDIR/<path>.json`` (its file object and each extension's outcome),
+    written last, so a rerun skips what is finished; a progress bar on stderr; a summary line.
+    """
+    single = (len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
+              and not (args.output and Path(args.output).is_dir()))
+    if single:
+        return _apply_one(args, settings, Path(args.inputs[0]))
+    if not args.output:
+        raise ExtworkerError("apply: give -o OUTDIR for a directory or a glob")
+    return _apply_many(args, settings, _inputs(args.inputs), Path(args.output))
+
+
+def _apply_one(args: argparse.Namespace, settings: Settings, image: Path) -> int:
+    final, doc, version = _Apply(settings, args.extensions, args.account).run(image)
     out_path = Path(args.output) if args.output else image.with_name(image.stem + ".out.png")
-    if final.versionInfo.id != record.versionInfo.id:
-        out_path.write_bytes(runtime.blobs.get(final.current.blobKey))
-    doc = p.get_job(doc.jobId) or doc
+    if version is not None:
+        out_path.write_bytes(version)
     emit(final.file_object())
     failed = {n: s.error for n, s in doc.extensions.items() if s.status == "failed"}
     for name, err in failed.items():
         print(f"extworker: {name} failed: {err.message if err else ''}", file=sys.stderr)
-    if final.versionInfo.id != record.versionInfo.id:
+    if version is not None:
         print(f"extworker: wrote {out_path}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _apply_many(args: argparse.Namespace, settings: Settings, inputs: list[tuple[Path, Path]],
+                outdir: Path) -> int:
+    import json
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    if not inputs:
+        raise ExtworkerError(f"apply: no images in {' '.join(args.inputs)}")
+    todo = [(f, rel) for f, rel in inputs
+            if not (outdir / rel).with_suffix(rel.suffix + ".json").exists()]
+    skipped = len(inputs) - len(todo)
+    workers = args.workers or max(2, settings.threads)
+    runner = _Apply(settings, args.extensions, args.account)
+    failures: list[str] = []
+
+    def one(item: tuple[Path, Path]) -> None:
+        image, rel = item
+        target = outdir / rel
+        try:
+            final, doc, version = runner.run(image)
+        except Exception as e:  # one unreadable file never stops the batch
+            failures.append(f"{image}: {e}")
+            return
+        if version is not None:
+            _write(target.with_suffix(rel.suffix + ".png"), version)
+        outcome = {n: {"status": s.status, **({"error": s.error.message} if s.error else {})}
+                   for n, s in doc.extensions.items()}
+        bad = [f"{n}: {o.get('error', '')}" for n, o in outcome.items() if o["status"] != "success"]
+        if bad:
+            failures.append(f"{image}: " + "; ".join(bad))
+            return  # no .json: a rerun tries it again
+        _write(target.with_suffix(rel.suffix + ".json"), json.dumps(
+            {"source": str(image), "file": final.file_object(), "extensions": outcome},
+            indent=2, default=str).encode())
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool, tqdm(
+            total=len(todo), unit="img", desc="apply", file=sys.stderr,
+            disable=args.quiet) as bar:
+        for _ in pool.map(one, todo):
+            bar.update()
+    elapsed = time.perf_counter() - t0
+    for line in failures:
+        print(f"extworker: failed: {line}", file=sys.stderr)
+    done = len(todo) - len(failures)
+    print(f"apply: {done} done, {skipped} skipped (already done), {len(failures)} failed, "
+          f"in {elapsed:.1f} s ({done / elapsed if elapsed else 0:.2f} images/s) -> {outdir}",
+          file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -303,9 +430,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sc = sub.add_parser("schema", help="print the job JSON Schema")
     sc.set_defaults(fn=cmd_schema)
 
-    apl = sub.add_parser("apply", help="run extensions on a local image, no Redis")
-    apl.add_argument("image")
+    apl = sub.add_parser("apply", help="run extensions on local images (a file, directories "
+                         "or globs), no Redis")
+    apl.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|GLOB")
     apl.add_argument("--extensions", required=True, type=json_arg)
     apl.add_argument("--account", default="default")
-    apl.add_argument("-o", "--output")
+    apl.add_argument("-o", "--output", help="one image: the output file; many: OUTDIR")
+    apl.add_argument("--workers", type=int, default=0,
+                     help="images at once (default: max(2, EXTWORKER_THREADS))")
+    apl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     apl.set_defaults(fn=cmd_apply)
