@@ -33,7 +33,15 @@ def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
 
 
 def get(models: ModelCache, kind: str, name: str, settings: Settings) -> Any:
-    """The loaded model (loading it once per process if needed)."""
+    """The loaded model (loading it once per process if needed); with an inference process
+    (``models.remote``), a proxy to the one it holds."""
+    if models.remote is not None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
+        from .remote import remote_model
+
+        client = models.remote
+        return models.get(f"{kind}:{name}", lambda: remote_model(kind, name, client))
     return models.get(f"{kind}:{name}", loader(kind, name, settings))
 
 

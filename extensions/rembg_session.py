@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,15 @@ def to_mask(output: np.ndarray, post: str) -> Image.Image:
     hi, lo = float(pred.max()), float(pred.min())
     pred = (pred - lo) / (hi - lo) if hi > lo else np.zeros_like(pred)
     return Image.fromarray((pred.clip(0, 1) * 255).astype(np.uint8), mode="L")
+
+
+def mask_with(infer: Callable[[np.ndarray], np.ndarray], recipe: Recipe,
+              im: Image.Image) -> Image.Image:
+    """``im``'s subject mask (mode L, full size), the model reached through ``infer``."""
+    mask = to_mask(infer(normalize(prepare(im, recipe.size), recipe)), recipe.post)
+    if mask.size != im.size:
+        mask = mask.resize(im.size, Image.Resampling.BILINEAR)
+    return mask
 
 
 def _dynamic_batch(path: Path) -> bytes | str:
@@ -166,15 +176,14 @@ class RembgModel:
                                 "image at a time", self.name, batch_error)
             return single
 
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The model's raw output (C, H, W) for one normalised input (3, H, W)."""
+        # Unbatched, threads run the session side by side (ONNX Runtime allows it).
+        return self.batcher.submit(x) if self._batched else self._run_one(x)
+
     def mask(self, im: Image.Image) -> Image.Image:
         """The subject mask (mode L) at ``im``'s full size."""
-        x = normalize(prepare(im, self.recipe.size), self.recipe)
-        # Unbatched, threads run the session side by side (ONNX Runtime allows it).
-        out = self.batcher.submit(x) if self._batched else self._run_one(x)
-        mask = to_mask(out, self.recipe.post)
-        if mask.size != im.size:
-            mask = mask.resize(im.size, Image.Resampling.BILINEAR)
-        return mask
+        return mask_with(self.infer, self.recipe, im)
 
     def stats(self) -> dict[str, Any]:
         """Batch sizes run so far (for logs and tests)."""

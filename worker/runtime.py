@@ -15,6 +15,7 @@ from typing import Any
 import dramatiq
 import redis
 
+from extensions import loaders
 from extensions.registry import Registry
 from webhooks.deliverer import Webhooks
 from webhooks.sender import Attempt
@@ -23,6 +24,7 @@ from worker.broker.outbox import Outbox
 from worker.core.egress import EgressPolicy
 from worker.core.settings import Settings
 from worker.models.cache import ModelCache
+from worker.models.remote import InferenceClient, InferenceServer
 from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore
@@ -30,6 +32,7 @@ from worker.store.files import FileStore
 from worker.store.kv import KV, LocalKV, RedisKV
 from worker.store.metadata import ExifTool
 from worker.store.saved import SavedStore
+from worker.telemetry.logs import configure as configure_logging
 
 
 class Runtime:
@@ -61,7 +64,12 @@ class Runtime:
         self.kv = kv
         self.blobs = BlobStore(settings.blob_root, settings.public_url_base)
         self.registry = Registry.discover(settings.extra_extensions)
-        self.models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s, on_change=on_models_change)
+        remote = (InferenceClient(settings.inference_address,
+                                  bytes.fromhex(settings.inference_key or ""),
+                                  settings.inference_timeout_s)
+                  if settings.inference_address else None)
+        self.models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s, on_change=on_models_change,
+                                 remote=remote)
         self.outbox = Outbox(broker, settings) if broker is not None else None
         # Webhooks need Redis; the embedded mode (`apply`) delivers none.
         self.webhooks = Webhooks(
@@ -85,3 +93,101 @@ class Runtime:
             queues = {self.pipeline.queue_name(h.queue) for h in self.registry.handlers.values()}
             self.actors = declare_actors(broker, settings, self.pipeline, self.webhooks, queues,
                                          self.outbox)
+
+
+def run_inference_server(settings: Settings, address: str, authkey: bytes, parent: int) -> None:
+    """The node's inference process (``worker.models.remote``): its own model cache (the
+    preload list loaded first), a server thread per worker connection; it exits when its
+    parent (``serve``'s main process) is gone, so it is never orphaned."""
+    import os
+    import threading
+    import time
+
+    configure_logging(settings)
+    local = settings.model_copy(update={"inference_address": None, "inference_key": None})
+    models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s)
+    loaders.preload(models, local)
+    server = InferenceServer(address, authkey, lambda key: loaders.get(
+        models, *key.split(":", 1), local))
+    threading.Thread(target=server.serve_forever, daemon=True, name="inference").start()
+    while os.getppid() == parent:
+        time.sleep(0.5)
+        models.sweep()
+
+
+class InferenceProcess:
+    """``serve``'s inference process: started (spawned, never forked: CUDA cannot follow a
+    fork) before the workers, restarted if it dies, stopped with ``serve``. ``env`` is what
+    the worker processes need to reach it."""
+
+    def __init__(self, settings: Settings) -> None:
+        import multiprocessing
+        import os
+        import secrets
+        import tempfile
+        import threading
+
+        self.settings = settings
+        folder = tempfile.mkdtemp(prefix="extworker-inference-")  # mode 0700: ours alone
+        self.address = os.path.join(folder, "socket")
+        self.authkey = secrets.token_bytes(32)
+        self.env = {"EXTWORKER_INFERENCE_ADDRESS": self.address,
+                    "EXTWORKER_INFERENCE_KEY": self.authkey.hex()}
+        self._context = multiprocessing.get_context("spawn")
+        self._stopping = threading.Event()
+        self.restarts = 0
+        self.process = self._start()
+        self._wait_ready(settings.inference_timeout_s)
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True,
+                                            name="inference-supervisor")
+        self._supervisor.start()
+
+    def _start(self) -> Any:
+        import os
+
+        if os.path.exists(self.address):
+            os.unlink(self.address)
+        process = self._context.Process(
+            target=run_inference_server, name="extworker-inference", daemon=False,
+            args=(self.settings, self.address, self.authkey, os.getpid()))
+        process.start()
+        return process
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Block until the process listens (its preload list is loaded by then), so that no
+        worker starts before it; an error if it dies or stays silent."""
+        import time
+        from multiprocessing.connection import Client
+
+        from worker.core.errors import ExtworkerError
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
+            if not self.process.is_alive() or time.monotonic() > deadline:
+                self.process.kill()
+                raise ExtworkerError(
+                    f"the inference process did not start (exit code {self.process.exitcode})")
+            time.sleep(0.1)
+
+    def _supervise(self) -> None:
+        import logging
+
+        while not self._stopping.wait(0.5):
+            if not self.process.is_alive():
+                logging.getLogger(__name__).warning(
+                    "inference process exited (code %s); restarting it", self.process.exitcode)
+                self.restarts += 1
+                self.process = self._start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stopping.set()
+        self._supervisor.join(2)
+        self.process.terminate()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()

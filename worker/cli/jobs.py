@@ -51,7 +51,30 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "--worker-shutdown-timeout", str(int(settings.shutdown_timeout_s * 1000))]
     if args.queues:
         argv += ["--queues", *args.queues]
-    return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
+    inference = None
+    if shared_models(settings):
+        from worker.runtime import InferenceProcess
+
+        # One copy of each model for the node: the workers (forked next) reach it by env.
+        inference = InferenceProcess(settings)
+        os.environ.update(inference.env)
+    try:
+        return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
+    finally:
+        if inference is not None:
+            inference.stop()
+
+
+def shared_models(settings: Settings) -> bool:
+    """Does ``serve`` run an inference process? ``on``/``off``; ``auto``: when inference is
+    not pinned to the CPU and an NVIDIA device is visible (checked without initialising
+    CUDA in this process, which forks the workers)."""
+    import os
+
+    if settings.shared_models != "auto":
+        return settings.shared_models == "on"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1")
+    return settings.device != "cpu" and visible and os.path.exists("/dev/nvidia0")
 
 
 def _bool(value: str) -> bool:

@@ -113,6 +113,15 @@ class Settings(BaseSettings):
         0.1, ge=0, le=1, description="ai-tasks yes_no: lead one answer needs over the other."
     )
     fp16: bool = Field(True, description="Half precision for torch models on CUDA.")
+    shared_models: Literal["auto", "on", "off"] = Field(
+        "auto", description="`serve`: one inference process holds each model once for all "
+        "worker processes of the node (`auto`: when a GPU is visible).")
+    inference_address: str | None = Field(
+        None, description="Set by `serve` for its workers: the inference process's socket.")
+    inference_key: str | None = Field(
+        None, description="Set by `serve` for its workers: the inference socket's key (hex).")
+    inference_timeout_s: float = Field(
+        300.0, gt=0, description="Longest wait for the inference process to answer one call.")
     batch_max_size: int = Field(
         16, ge=1, le=256, description="Micro-batching: concurrent runs of one model in a "
         "process (remove-bg, classifier, zero-shot tagger, ai-tasks scoring, captioner) "

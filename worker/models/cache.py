@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from worker.models.remote import InferenceClient
+
 
 class ModelCache:
     """Loaded models, once per process: concurrent ``get``s of one key load it once.
@@ -19,8 +21,12 @@ class ModelCache:
 
     def __init__(self, idle_ttl_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_change: Callable[[int], None] | None = None) -> None:
-        """``on_change`` gets the number of loaded models after each load or unload."""
+                 on_change: Callable[[int], None] | None = None,
+                 remote: InferenceClient | None = None) -> None:
+        """``on_change`` gets the number of loaded models after each load or unload.
+        ``remote``: the node's inference process holds the models (``remote.py``); this
+        cache then holds light proxies to them."""
+        self.remote = remote
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._items: dict[str, Any] = {}

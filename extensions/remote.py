@@ -1,0 +1,57 @@
+"""Models held by the node's inference process (``worker.models.remote``), seen from a worker.
+
+``RemoteRembg`` and ``RemoteVision`` answer what the extensions call on a local model, with
+the CPU work done here: remove-bg sends the normalised model-sized input and turns the output
+into a full-size mask locally; vision models get the image box-reduced to their decode size.
+The inference process itself is built in ``worker.runtime.run_inference_server``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PIL import Image
+
+from worker.models.remote import InferenceClient
+
+from .rembg_session import RECIPES, mask_with
+
+log = logging.getLogger(__name__)
+
+
+class RemoteRembg:
+    def __init__(self, key: str, client: InferenceClient) -> None:
+        self.key, self.client = key, client
+        self.name = key.partition(":")[2]
+        self.recipe = RECIPES[self.name]
+        self.device = client.call(key, "describe")["device"]  # loads it there, or fails
+
+    def infer(self, x: Any) -> Any:
+        return self.client.call(self.key, "infer", x)
+
+    def mask(self, im: Image.Image) -> Image.Image:
+        return mask_with(self.infer, self.recipe, im)
+
+
+class RemoteVision:
+    def __init__(self, key: str, client: InferenceClient) -> None:
+        self.key, self.client = key, client
+        info = client.call(key, "describe")
+        self.device, self.decode_side = info["device"], info["decode_side"]
+
+    def _small(self, image: Image.Image) -> Image.Image:
+        """At most what the model uses (box-reduced, never below ``decode_side``)."""
+        factor = min(image.size) // self.decode_side if self.decode_side else 1
+        return image.reduce(factor) if factor >= 2 else image
+
+    def predict(self, image: Image.Image, *args: Any) -> Any:
+        return self.client.call(self.key, "predict", self._small(image), *args)
+
+    def scores(self, image: Image.Image, prompts: tuple[str, ...]) -> list[float]:
+        return self.client.call(self.key, "scores", self._small(image), prompts)  # type: ignore[no-any-return]
+
+
+def remote_model(kind: str, name: str, client: InferenceClient) -> RemoteRembg | RemoteVision:
+    key = f"{kind}:{name}"
+    return RemoteRembg(key, client) if kind == "remove-bg" else RemoteVision(key, client)

@@ -1,0 +1,153 @@
+"""One copy of each model per node: the inference process, its clients, and serve with it.
+
+A real spawned inference process (the same ``InferenceProcess`` serve starts) on the CPU with
+the real u2netp and the tiny transformers models; results through it equal the local
+models'; calls from many threads meet in one batch there; errors keep their kind; a killed
+process is restarted and its clients reconnect; and a real ``serve --processes 2`` loads each
+model once for the node.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from extensions import loaders
+from extensions.rembg_session import RembgModel
+from extensions.vision import Captioner, ImageClassifier, ZeroShotTagger
+from tests.conftest import Server, concurrently, jpeg, wait_until
+from worker.core.errors import PermanentError, RetryableError
+from worker.models.cache import ModelCache
+from worker.models.remote import InferenceClient
+from worker.runtime import InferenceProcess
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry")
+
+
+@pytest.fixture
+def inference(settings):
+    s = settings.model_copy(update={"preload": ["remove-bg:u2netp"], "batch_max_wait_ms": 50.0})
+    proc = InferenceProcess(s)  # returns once it listens
+    client = InferenceClient(proc.address, proc.authkey, timeout_s=60, connect_wait_s=0)
+    assert _answers(client)
+    yield proc, client, s
+    proc.stop()
+
+
+def _answers(client: InferenceClient) -> bool:
+    try:
+        client.call("remove-bg:u2netp", "describe")
+        return True
+    except RetryableError:
+        return False
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+
+
+def _same(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> None:
+    assert [label for label, _ in got] == [label for label, _ in want]
+    assert all(abs(g - w) < 1e-4 for (_, g), (_, w) in zip(got, want, strict=True))
+
+
+def test_results_through_the_inference_process_equal_the_local_models(inference, tiny):
+    proc, client, s = inference
+    cache = ModelCache(remote=client)
+    remote = {kind: loaders.get(cache, kind, name, s) for kind, name in (
+        ("remove-bg", "u2netp"), ("classifier", tiny["classifier"]),
+        ("zero-shot", tiny["siglip"]), ("captioner", tiny["captioner"]))}
+    local_bg = RembgModel("u2netp", s.models_dir, "cpu", threads=1)
+    classifier = ImageClassifier(tiny["classifier"], s.models_dir, "cpu")
+    zero_shot = ZeroShotTagger(tiny["siglip"], s.models_dir, "cpu")
+    captioner = Captioner(tiny["captioner"], s.models_dir, "cpu")
+    labels = ("a cat", "a rocket", "a cup of coffee")
+    for name in PHOTOS[:3]:
+        im = photo(name)
+        a = np.asarray(remote["remove-bg"].mask(im), np.int16)
+        b = np.asarray(local_bg.mask(im), np.int16)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
+        small = im.resize((128, 128))  # below decode_side: sent as it is
+        _same(remote["classifier"].predict(small), classifier.predict(small))
+        _same(remote["zero-shot"].predict(small, labels), zero_shot.predict(small, labels))
+        assert remote["captioner"].predict(small, 5) == captioner.predict(small, 5)
+    assert remote["remove-bg"].device == "cpu"
+    # This process holds proxies only: no session, no torch module.
+    assert not hasattr(remote["remove-bg"], "session")
+    assert not hasattr(remote["classifier"], "model")
+
+
+def test_calls_from_many_threads_meet_in_one_batch_there(inference):
+    _, client, s = inference
+    model = loaders.get(ModelCache(remote=client), "remove-bg", "u2netp", s)
+    images = [photo(n).resize((640, 480)) for n in PHOTOS]
+    alone = RembgModel("u2netp", s.models_dir, "cpu", threads=1)
+    got = concurrently(lambda im: np.asarray(model.mask(im), np.int16), images)
+    for name, im, g in zip(PHOTOS, images, got, strict=True):
+        assert isinstance(g, np.ndarray), g
+        assert np.abs(g - np.asarray(alone.mask(im), np.int16)).max() <= 1, name
+    assert max(client.call("remove-bg:u2netp", "describe")["batches"]) > 1
+
+
+def test_errors_keep_their_kind_and_a_dead_process_comes_back(inference):
+    proc, client, s = inference
+    with pytest.raises(PermanentError, match="extworker models pull u2net") as missing:
+        client.call("remove-bg:u2net", "describe")
+    assert missing.value.code == "model_missing"
+    with pytest.raises(PermanentError, match="no method"):
+        client.call("remove-bg:u2netp", "__init__")
+    proc.process.kill()
+    proc.process.join(5)
+    with pytest.raises(RetryableError, match="inference server at .* unavailable"):
+        client.call("remove-bg:u2netp", "describe")
+    patient = InferenceClient(proc.address, proc.authkey, timeout_s=60, connect_wait_s=30)
+    assert patient.call("remove-bg:u2netp", "describe")["device"] == "cpu"  # waits for it
+    assert proc.restarts == 1
+
+
+def test_a_wrong_key_is_refused(inference):
+    proc, _, _ = inference
+    stranger = InferenceClient(proc.address, b"not the key", timeout_s=5)
+    with pytest.raises(RetryableError):
+        stranger.call("remove-bg:u2netp", "describe")
+    _, client, _ = inference
+    assert _answers(client)  # the server goes on serving the others
+
+
+@pytest.mark.slow
+def test_serve_with_shared_models_loads_each_model_once_per_node(settings, rclient, tmp_path,
+                                                                 astronaut):
+    server = Server(settings, tmp_path / "serve.log", "--processes", "2",
+                    env={"EXTWORKER_SHARED_MODELS": "on", "EXTWORKER_THREADS": "2"})
+    try:
+        blobs = settings.data_dir / "blobs" / "incoming"
+        blobs.mkdir(parents=True, exist_ok=True)
+        (blobs / "a.jpg").write_bytes(jpeg(astronaut))
+        jobs = [f"shared-{i}" for i in range(6)]
+        for job_id in jobs:
+            rclient.xadd(settings.keys.intake(), {"job": json.dumps({
+                "jobId": job_id, "upload": {"blobKey": "incoming/a.jpg", "fileName": "a.jpg",
+                                            "useUniqueFileName": True},
+                "extensions": [{"name": "remove-bg"},
+                               {"name": "google-auto-tagging", "minConfidence": 0,
+                                "maxTags": 3}]})})
+
+        def finished() -> bool:
+            docs = [json.loads(rclient.get(settings.keys.job(j)) or "{}") for j in jobs]
+            return all(d.get("extensions") and all(
+                x["status"] == "success" for x in d["extensions"].values()) for d in docs)
+
+        wait_until(finished, 120, "every job to succeed through the inference process")
+        log = (tmp_path / "serve.log").read_text()
+        assert log.count("loaded rembg model u2netp") == 1, log[-3000:]
+        assert log.count("(ZeroShotTagger)") == 1, log[-3000:]  # google's default tagger
+        assert '"attempt": 2' not in log  # no job waited for the inference process
+        assert "inference server listening" in log
+    finally:
+        server.stop()
+    time.sleep(0.5)
