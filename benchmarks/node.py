@@ -14,6 +14,7 @@ worker threads. The ratio extworker / rembg (remove-bg images/s) is printed.
 
     python benchmarks/node.py [--processes 1] [--threads 2] [--jobs 24] [--model u2netp]
         [--tagger none|tiny|full|NAME] [--models-dir DIR] [--redis URL] [--no-rembg]
+        [--device auto|cpu|cuda] [--shared-models auto|on|off]
 """
 
 from __future__ import annotations
@@ -111,6 +112,22 @@ class GpuMeter:
                f"memory peak {mem / 1024:.1f} GiB"
 
 
+def session_rss(sid: int) -> list[tuple[str, float]]:
+    """(name, resident MiB) of every process in session ``sid`` (serve and its children)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != sid:  # field 6 of stat: the session id
+                continue
+            name = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:60]
+            pages = int((stat.parent / "statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append((name.strip(), pages * os.sysconf("SC_PAGE_SIZE") / 2**20))
+    return sorted(out, key=lambda x: -x[1])
+
+
 def _stamp(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -151,7 +168,8 @@ def run_extworker(args: argparse.Namespace, models_dir: Path, tagger: str | None
     env = {**os.environ, "EXTWORKER_REDIS_URL": args.redis, "EXTWORKER_NAMESPACE": namespace,
            "EXTWORKER_DATA_DIR": str(data_dir), "EXTWORKER_MODELS_DIR": str(models_dir),
            "EXTWORKER_PRELOAD": json.dumps(preload), "EXTWORKER_HTTP_PORT": str(_free_port()),
-           "EXTWORKER_DEVICE": args.device, "PYTHONUNBUFFERED": "1"}
+           "EXTWORKER_DEVICE": args.device, "EXTWORKER_SHARED_MODELS": args.shared_models,
+           "PYTHONUNBUFFERED": "1"}
     if tagger:
         env.update({"EXTWORKER_CLASSIFIER_MODEL": tagger, "EXTWORKER_TAGGER_GOOGLE": "classifier"})
     log = data_dir / "serve.log"
@@ -210,6 +228,7 @@ def run_extworker(args: argparse.Namespace, models_dir: Path, tagger: str | None
         elapsed = last - t0
         busy = cpu.stop()
         gpu_line = gpu.stop()
+        rss = session_rss(proc.pid)
         failed = [(j, n, s.get("error")) for j, slots in done.items() for n, s in slots.items()
                   if s.get("status") != "success"]
         per_ext = {}
@@ -217,7 +236,7 @@ def run_extworker(args: argparse.Namespace, models_dir: Path, tagger: str | None
             lat = [_stamp(str(slots[ext]["finishedAt"])) - sent[j] for j, slots in done.items()]
             per_ext[ext] = (len(lat) / elapsed, pct(lat, 50), pct(lat, 95))
         return {"elapsed": elapsed, "jobs_s": len(done) / elapsed, "per_ext": per_ext,
-                "cpu": busy, "gpu": gpu_line, "failed": failed}
+                "cpu": busy, "gpu": gpu_line, "failed": failed, "rss": rss}
     finally:
         proc.terminate()
         try:
@@ -294,6 +313,8 @@ def main() -> None:
                     help="none | tiny (tests' random model) | full (ViT-B/16, random weights) "
                          "| a model name in MODELS_DIR/hf")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--shared-models", default="auto", choices=["auto", "on", "off"],
+                    help="one inference process for the node (auto: when a GPU is visible)")
     ap.add_argument("--models-dir", default=".data/models")
     ap.add_argument("--redis", default=os.environ.get("EXTWORKER_REDIS_URL",
                                                       "redis://127.0.0.1:6379/12"))
@@ -306,13 +327,17 @@ def main() -> None:
     photos = [(f"{n}.jpg", photo(*PHOTOS[n])) for n in args.photos]
     cores = os.cpu_count()
     print(f"node: {cores} CPU(s); serve --processes {args.processes} --threads "
-          f"{args.threads}; {args.jobs} jobs over {len(photos)} photos (1-4 MP JPEG); "
+          f"{args.threads}, shared models {args.shared_models}; {args.jobs} jobs over "
+          f"{len(photos)} photos (1-4 MP JPEG); "
           f"remove-bg model {args.model}" + (f"; google-auto-tagging: {tagger}" if tagger else ""))
     ext = run_extworker(args, models_dir, tagger, photos)
     print(f"extworker: {ext['jobs_s']:.2f} jobs/s ({args.jobs} jobs in {ext['elapsed']:.1f} s), "
           f"CPU busy {ext['cpu']:.0f}%, {ext['gpu']}")
     for name, (rate, p50, p95) in sorted(ext["per_ext"].items()):  # type: ignore[attr-defined]
         print(f"  {name:<22} {rate:7.2f}/s   p50 {p50:6.2f} s   p95 {p95:6.2f} s")
+    rss = ext["rss"]
+    print(f"  memory: {sum(m for _, m in rss):.0f} MiB resident in {len(rss)} processes "  # type: ignore[attr-defined]
+          f"({', '.join(f'{m:.0f}' for _, m in rss)} MiB)")  # type: ignore[attr-defined]
     if ext["failed"]:
         print(f"  FAILED: {ext['failed'][:3]}")
     if args.no_rembg:

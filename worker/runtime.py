@@ -104,7 +104,9 @@ def run_inference_server(settings: Settings, address: str, authkey: bytes, paren
     import time
 
     configure_logging(settings)
-    local = settings.model_copy(update={"inference_address": None, "inference_key": None})
+    # The node's only inference process: its thread budget is every CPU (processes=1).
+    local = settings.model_copy(update={"inference_address": None, "inference_key": None,
+                                        "processes": 1})
     models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s)
     loaders.preload(models, local)
     server = InferenceServer(address, authkey, lambda key: loaders.get(
