@@ -119,6 +119,43 @@ def test_a_wrong_key_is_refused(inference):
     assert _answers(client)  # the server goes on serving the others
 
 
+def test_one_process_per_device_threads_spread_and_fail_over(settings):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.runtime import inference_env
+
+    s = settings.model_copy(update={"preload": ["remove-bg:u2netp"]})
+    first = InferenceProcess(s)
+    second = InferenceProcess(s, first.authkey)  # as serve starts one per GPU, one key
+    try:
+        env = inference_env([first, second])
+        client = InferenceClient(env["EXTWORKER_INFERENCE_ADDRESS"], first.authkey,
+                                 timeout_s=60, connect_wait_s=30)
+        barrier = threading.Barrier(4)
+
+        def ask(_: int) -> object:
+            barrier.wait()  # four threads, each with its own connection
+            try:
+                return client.call("remove-bg:u2netp", "describe")["pid"]
+            except RetryableError as e:
+                return e
+
+        with ThreadPoolExecutor(4) as pool:
+            pids = list(pool.map(ask, range(4)))
+            assert set(pids) == {first.process.pid, second.process.pid}  # spread over both
+            first.stop()  # that device's process is gone for good
+            after = list(pool.map(ask, range(4)))
+            # The threads that were on it fail once (retryable: dramatiq retries the job),
+            # the others never notice; on their next call all reach the survivor.
+            lost = [a for a in after if isinstance(a, RetryableError)]
+            assert len(lost) == pids.count(first.process.pid), after
+            assert list(pool.map(ask, range(4))) == [second.process.pid] * 4
+    finally:
+        first.stop()
+        second.stop()
+
+
 @pytest.mark.slow
 def test_serve_with_shared_models_loads_each_model_once_per_node(settings, rclient, tmp_path,
                                                                  astronaut):
@@ -151,3 +188,26 @@ def test_serve_with_shared_models_loads_each_model_once_per_node(settings, rclie
     finally:
         server.stop()
     time.sleep(0.5)
+
+
+def test_one_inference_process_per_visible_gpu(settings, monkeypatch):
+    from worker.cli.jobs import shared_models
+    from worker.runtime import inference_devices
+
+    def devices(device: str, visible: str | None) -> list[str]:
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        return inference_devices(settings.model_copy(update={"device": device}))
+
+    assert devices("cuda", "0,1") == ["cuda:0", "cuda:1"]
+    assert devices("auto", "3") == ["cuda:0"]  # indices as the process sees them
+    assert devices("cuda:1", "0,1") == ["cuda:1"]
+    assert devices("cpu", "0,1") == ["cpu"]
+    assert devices("auto", "-1") == ["auto"]  # no GPU: one process, on what auto picks
+    for mode, expected in (("on", True), ("off", False)):
+        assert shared_models(settings.model_copy(update={"shared_models": mode})) is expected
+    # auto: never on a CPU-only setting, whatever is visible
+    assert not shared_models(settings.model_copy(update={"shared_models": "auto",
+                                                         "device": "cpu"}))

@@ -118,11 +118,12 @@ def run_inference_server(settings: Settings, address: str, authkey: bytes, paren
 
 
 class InferenceProcess:
-    """``serve``'s inference process: started (spawned, never forked: CUDA cannot follow a
-    fork) before the workers, restarted if it dies, stopped with ``serve``. ``env`` is what
-    the worker processes need to reach it."""
+    """One of ``serve``'s inference processes (one per GPU, on ``settings.device``): started
+    (spawned, never forked: CUDA cannot follow a fork) before the workers, restarted if it
+    dies, stopped with ``serve``. ``env`` is what the worker processes need to reach it
+    (``inference_env`` for several)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, authkey: bytes | None = None) -> None:
         import multiprocessing
         import os
         import secrets
@@ -132,9 +133,8 @@ class InferenceProcess:
         self.settings = settings
         folder = tempfile.mkdtemp(prefix="extworker-inference-")  # mode 0700: ours alone
         self.address = os.path.join(folder, "socket")
-        self.authkey = secrets.token_bytes(32)
-        self.env = {"EXTWORKER_INFERENCE_ADDRESS": self.address,
-                    "EXTWORKER_INFERENCE_KEY": self.authkey.hex()}
+        self.authkey = authkey or secrets.token_bytes(32)
+        self.env = inference_env([self])
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
         self.restarts = 0
@@ -193,3 +193,27 @@ class InferenceProcess:
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
+
+
+def inference_env(processes: list[InferenceProcess]) -> dict[str, str]:
+    """The workers' settings for reaching these inference processes (one key for all)."""
+    return {"EXTWORKER_INFERENCE_ADDRESS": ",".join(p.address for p in processes),
+            "EXTWORKER_INFERENCE_KEY": processes[0].authkey.hex()}
+
+
+def inference_devices(settings: Settings) -> list[str]:
+    """One inference process per device: the configured ``cuda:N`` or ``cpu``; for ``cuda`` /
+    ``auto``, every visible GPU (counted without initialising CUDA in this process, which
+    forks the workers next)."""
+    import glob
+    import os
+    import re
+
+    if settings.device == "cpu" or settings.device.startswith("cuda:"):
+        return [settings.device]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    else:
+        count = len([d for d in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", d)])
+    return [f"cuda:{i}" for i in range(count)] or [settings.device]

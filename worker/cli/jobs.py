@@ -51,18 +51,24 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "--worker-shutdown-timeout", str(int(settings.shutdown_timeout_s * 1000))]
     if args.queues:
         argv += ["--queues", *args.queues]
-    inference = None
-    if shared_models(settings):
-        from worker.runtime import InferenceProcess
-
-        # One copy of each model for the node: the workers (forked next) reach it by env.
-        inference = InferenceProcess(settings)
-        os.environ.update(inference.env)
+    inference: list[Any] = []
     try:
+        if shared_models(settings):
+            import secrets
+
+            from worker.runtime import InferenceProcess, inference_devices, inference_env
+
+            # One copy of each model per GPU: an inference process per device, started
+            # before the workers (forked next), which reach them through the environment.
+            key = secrets.token_bytes(32)
+            for device in inference_devices(settings):
+                inference.append(InferenceProcess(
+                    settings.model_copy(update={"device": device}), key))
+            os.environ.update(inference_env(inference))
         return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
     finally:
-        if inference is not None:
-            inference.stop()
+        for process in inference:
+            process.stop()
 
 
 def shared_models(settings: Settings) -> bool:

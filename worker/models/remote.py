@@ -22,6 +22,7 @@ its message and code; a server that is gone, restarting or silent past the timeo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -49,6 +50,7 @@ def describe(model: Any) -> dict[str, Any]:
     for logs and tests)."""
     batcher = getattr(model, "batcher", None)
     return {"device": model.device, "decode_side": getattr(model, "decode_side", 0),
+            "pid": os.getpid(),
             "batches": list(batcher.batches)[-100:] if batcher is not None else []}
 
 
@@ -97,14 +99,21 @@ class InferenceServer:
 
 
 class InferenceClient:
-    """Calls an ``InferenceServer``; one connection per calling thread."""
+    """Calls ``InferenceServer``s; one connection per calling thread.
+
+    ``address``: one socket path, or several comma-separated (one inference process per GPU):
+    threads are spread over them in turn, and a thread whose server is gone reconnects to the
+    next one that accepts."""
 
     def __init__(self, address: str, authkey: bytes, timeout_s: float = 300.0,
                  connect_wait_s: float = 10.0) -> None:
-        """``connect_wait_s``: how long a call waits for the socket to accept (the process
+        """``connect_wait_s``: how long a call waits for a socket to accept (the process
         may be restarting) before it fails as retryable."""
-        self.address, self.authkey, self.timeout_s = address, authkey, timeout_s
+        self.addresses = [a for a in address.split(",") if a]
+        self.address = address
+        self.authkey, self.timeout_s = authkey, timeout_s
         self.connect_wait_s = connect_wait_s
+        self._turn = itertools.count()
         self._local = threading.local()
 
     def _conn(self) -> Connection:
@@ -112,13 +121,14 @@ class InferenceClient:
         if conn is None:
             deadline = time.monotonic() + self.connect_wait_s
             while True:
+                address = self.addresses[next(self._turn) % len(self.addresses)]
                 try:
-                    conn = Client(self.address, family="AF_UNIX", authkey=self.authkey)
+                    conn = Client(address, family="AF_UNIX", authkey=self.authkey)
                     break
                 except (FileNotFoundError, ConnectionRefusedError):
                     if time.monotonic() >= deadline:
                         raise
-                    time.sleep(0.1)
+                    time.sleep(0.1 / len(self.addresses))
             self._local.conn = conn
         return conn  # type: ignore[no-any-return]
 
