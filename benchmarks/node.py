@@ -128,6 +128,15 @@ def session_rss(sid: int) -> list[tuple[str, float]]:
     return sorted(out, key=lambda x: -x[1])
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then the whole session (it started one) if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
 def _stamp(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -238,11 +247,7 @@ def run_extworker(args: argparse.Namespace, models_dir: Path, tagger: str | None
         return {"elapsed": elapsed, "jobs_s": len(done) / elapsed, "per_ext": per_ext,
                 "cpu": busy, "gpu": gpu_line, "failed": failed, "rss": rss}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        stop(proc)
         for key in client.scan_iter(f"{namespace}:*", count=1000):
             client.delete(key)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -295,11 +300,7 @@ def run_rembg_server(args: argparse.Namespace, models_dir: Path,
         return {"elapsed": elapsed, "images_s": len(lat) / elapsed, "p50": pct(lat, 50),
                 "p95": pct(lat, 95), "cpu": cpu.stop()}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        stop(proc)
         shutil.rmtree(home, ignore_errors=True)
 
 

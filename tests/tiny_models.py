@@ -34,9 +34,23 @@ def _clip_tokenizer(tmp: Path):  # noqa: ANN202
     return CLIPTokenizer(str(tmp / "vocab.json"), str(tmp / "merges.txt")), len(vocab)
 
 
+def _begin(models_dir: Path, kind: str) -> tuple[Path, Path, Path] | None:
+    """(hf folder, scratch folder, stamp to write when done) for building the ``kind`` set,
+    seeded; None when that set is built already (cached by VERSION)."""
+    import torch
+
+    hf = models_dir / "hf"
+    stamp = hf / f".{kind}-{VERSION}"
+    if stamp.exists():
+        return None
+    scratch = hf / f".scratch-{kind}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    return hf, scratch, stamp
+
+
 def build(models_dir: Path) -> dict[str, str]:
     """Build (once; cached by VERSION) and return {role: model name}."""
-    import torch
     from transformers import (
         BertTokenizer,
         BlipConfig,
@@ -55,14 +69,10 @@ def build(models_dir: Path) -> dict[str, str]:
 
     names = {"classifier": "tiny-vit", "siglip": "tiny-siglip", "clip": "tiny-clip",
              "captioner": "tiny-blip"}
-    hf = models_dir / "hf"
-    stamp = hf / f".tiny-{VERSION}"
-    if stamp.exists():
+    started = _begin(models_dir, "tiny")
+    if started is None:
         return names
-    hf.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    scratch = hf / ".scratch"
-    scratch.mkdir(exist_ok=True)
+    hf, scratch, stamp = started
 
     d = hf / names["classifier"]
     cfg = ViTConfig(**VISION, num_labels=len(CLASSES), id2label=dict(enumerate(CLASSES)),
@@ -104,7 +114,6 @@ def build_full_size(models_dir: Path) -> dict[str, str]:
     """Full-size models of the default architectures with **random weights** (speed only):
     ViT-B/16 at 224 (1,000 classes), SigLIP base-patch16-224, BLIP base at 384 — each from
     its library's default config, saved like a pulled model. For benchmarks; no hub."""
-    import torch
     from transformers import (
         BertTokenizer,
         BlipConfig,
@@ -121,14 +130,10 @@ def build_full_size(models_dir: Path) -> dict[str, str]:
 
     names = {"classifier": "random-vit-b16", "siglip": "random-siglip-base",
              "captioner": "random-blip-base"}
-    hf = models_dir / "hf"
-    stamp = hf / f".full-{VERSION}"
-    if stamp.exists():
+    started = _begin(models_dir, "full")
+    if started is None:
         return names
-    hf.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    scratch = hf / ".scratch-full"
-    scratch.mkdir(exist_ok=True)
+    hf, scratch, stamp = started
     labels = {i: f"class {i}" for i in range(1000)}
     d = hf / names["classifier"]
     ViTForImageClassification(ViTConfig(num_labels=1000, id2label=labels, label2id={
