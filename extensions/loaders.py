@@ -5,6 +5,7 @@ One place for the cache keys, so extensions and the preload list agree.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,13 +16,16 @@ from worker.models.devices import inference_threads
 KINDS = ("remove-bg", "classifier", "zero-shot", "captioner")
 
 
-def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
+def loader(kind: str, name: str, settings: Settings,
+           on_batch: Callable[[str, int], None] | None = None) -> Callable[[], Any]:
+    """How to load model ``name`` of ``kind``; ``on_batch(name, size)`` sees its batches."""
     s = settings
+    sizes = functools.partial(on_batch, name) if on_batch is not None else None
     if kind == "remove-bg":
         from .rembg_session import RembgModel
 
         return lambda: RembgModel(name, s.models_dir, s.device, inference_threads(s),
-                                  s.batch_max_size, s.batch_max_wait_ms)
+                                  s.batch_max_size, s.batch_max_wait_ms, sizes)
     from .vision import Captioner, ImageClassifier, ZeroShotTagger
 
     cls = {"classifier": ImageClassifier, "zero-shot": ZeroShotTagger,
@@ -29,7 +33,7 @@ def loader(kind: str, name: str, settings: Settings) -> Callable[[], Any]:
     if cls is None:
         raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
     return lambda: cls(name, s.models_dir, s.device, s.fp16, inference_threads(s),
-                       s.batch_max_size, s.batch_max_wait_ms)
+                       s.batch_max_size, s.batch_max_wait_ms, sizes)
 
 
 def get(models: ModelCache, kind: str, name: str, settings: Settings) -> Any:
@@ -42,7 +46,7 @@ def get(models: ModelCache, kind: str, name: str, settings: Settings) -> Any:
 
         client = models.remote
         return models.get(f"{kind}:{name}", lambda: remote_model(kind, name, client))
-    return models.get(f"{kind}:{name}", loader(kind, name, settings))
+    return models.get(f"{kind}:{name}", loader(kind, name, settings, models.on_batch))
 
 
 def preload(models: ModelCache, settings: Settings) -> list[str]:

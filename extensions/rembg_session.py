@@ -126,7 +126,8 @@ class RembgModel:
     """One remove-bg model on one device, shared by every thread of a process."""
 
     def __init__(self, name: str, models_dir: os.PathLike[str], device: str,
-                 threads: int = 0, max_batch: int = 1, max_wait_ms: float = 0.0) -> None:
+                 threads: int = 0, max_batch: int = 1, max_wait_ms: float = 0.0,
+                 on_batch: Callable[[int], None] | None = None) -> None:
         """``threads``: ONNX Runtime's intra-op threads (0: its own default). ``max_batch``
         / ``max_wait_ms``: concurrent ``mask`` calls gathered into one run."""
         spec = REGISTRY.get(name)
@@ -150,7 +151,7 @@ class RembgModel:
         self._batched = max_batch > 1 and isinstance(graph, bytes)
         self._lock = threading.Lock()
         self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-            self._run_batch, max_batch if self._batched else 1, max_wait_ms / 1000)
+            self._run_batch, max_batch if self._batched else 1, max_wait_ms / 1000, on_batch)
         log.info("loaded rembg model %s on %s (batch up to %d)", name, self.device,
                  self.batcher.max_batch)
 

@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,12 @@ class VisionModel:
     """Common loading: path, device, dtype, inference mode."""
 
     def __init__(self, name: str, models_dir: Path, device: str, fp16: bool = True,
-                 threads: int = 0, max_batch: int = 1, max_wait_ms: float = 0.0) -> None:
+                 threads: int = 0, max_batch: int = 1, max_wait_ms: float = 0.0,
+                 on_batch: Callable[[int], None] | None = None) -> None:
         """``max_batch``/``max_wait_ms``: concurrent calls in this process are gathered
         into batches of up to ``max_batch``, waiting at most ``max_wait_ms`` for company."""
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
+        self.on_batch = on_batch  # each batch's size (a metric)
         _offline()
         import torch
 
@@ -116,7 +119,8 @@ class ImageClassifier(VisionModel):
             AutoModelForImageClassification.from_pretrained(self.path, local_files_only=True))
         labels = self.model.config.id2label
         self.labels = [clean_label(labels[i]) for i in range(len(labels))]
-        self.batcher = MicroBatcher(self._predict_batch, self.max_batch, self.max_wait_s)
+        self.batcher = MicroBatcher(self._predict_batch, self.max_batch, self.max_wait_s,
+                                    self.on_batch)
 
     def predict(self, image: Image.Image) -> list[tuple[str, float]]:
         """Every label with its probability (0–1), best first; duplicate names merged."""
@@ -154,7 +158,8 @@ class ZeroShotTagger(VisionModel):
         self.model = self._to_device(AutoModel.from_pretrained(self.path, local_files_only=True))
         self.sigmoid = getattr(self.model, "logit_bias", None) is not None
         self._text_cache: dict[tuple[str, ...], Any] = {}
-        self.batcher = MicroBatcher(self._scores_batch, self.max_batch, self.max_wait_s)
+        self.batcher = MicroBatcher(self._scores_batch, self.max_batch, self.max_wait_s,
+                                    self.on_batch)
 
     @staticmethod
     def _tensor(out: Any) -> Any:
@@ -219,7 +224,8 @@ class Captioner(VisionModel):
         self.model = self._to_device(
             AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True))
 
-        self.batcher = MicroBatcher(self._predict_batch, self.max_batch, self.max_wait_s)
+        self.batcher = MicroBatcher(self._predict_batch, self.max_batch, self.max_wait_s,
+                                    self.on_batch)
 
     def predict(self, image: Image.Image, max_tokens: int) -> str:
         return self.batcher.submit((image, max_tokens))

@@ -159,3 +159,20 @@ def test_a_fixed_batch_model_falls_back_to_one_at_a_time_and_says_so_once(
         assert np.array_equal(a, expected) and np.array_equal(b, expected)
     warnings = [r for r in caplog.records if "does not take a batch" in r.getMessage()]
     assert len(warnings) == 1 and not model.stats()["batched"]
+
+
+def test_every_batch_size_is_reported(models_dir):
+    """What feeds extworker_inference_batch_size: each batch run, once, with its size."""
+    from extensions import loaders
+    from worker.core.settings import Settings
+    from worker.models.cache import ModelCache
+
+    seen: list[tuple[str, int]] = []
+    cache = ModelCache(on_batch=lambda model, size: seen.append((model, size)))
+    settings = Settings(models_dir=models_dir, batch_max_wait_ms=100.0, device="cpu")
+    model = loaders.get(cache, "remove-bg", "u2netp", settings)
+    images = [prepare(photo(n), 320) for n in PHOTOS]
+    concurrently(model.mask, images)
+    assert {m for m, _ in seen} == {"u2netp"}
+    assert sum(n for _, n in seen) == len(images) and max(n for _, n in seen) > 1
+    assert [n for _, n in seen] == list(model.batcher.batches)

@@ -185,6 +185,13 @@ def test_serve_with_shared_models_loads_each_model_once_per_node(settings, rclie
         assert log.count("(ZeroShotTagger)") == 1, log[-3000:]  # google's default tagger
         assert '"attempt": 2' not in log  # no job waited for the inference process
         assert "inference server listening" in log
+        # Its batches reach the pod's /metrics like the workers' samples do.
+        import httpx
+
+        text = httpx.get(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10).text
+        counts = [line for line in text.splitlines()
+                  if line.startswith('extworker_inference_batch_size_count{model="u2netp"}')]
+        assert counts and float(counts[0].split()[-1]) >= 1, text[-2000:]
     finally:
         server.stop()
     time.sleep(0.5)

@@ -18,7 +18,7 @@ from worker.core.settings import Settings
 from worker.runtime import Runtime
 from worker.telemetry.logs import configure as configure_logging
 from worker.telemetry.metrics import MODELS_LOADED
-from worker.telemetry.observe import MessageMetrics, on_extension, on_webhook_attempt
+from worker.telemetry.observe import MessageMetrics, on_batch, on_extension, on_webhook_attempt
 from worker.telemetry.ops import Ops
 
 settings = Settings()
@@ -30,7 +30,8 @@ if settings.http_port:
     broker.add_middleware(Ops())
 dramatiq.set_broker(broker)
 runtime = Runtime(settings, broker=broker, observe=on_extension,
-                  on_models_change=MODELS_LOADED.set, on_webhook_attempt=on_webhook_attempt)
+                  on_models_change=MODELS_LOADED.set, on_webhook_attempt=on_webhook_attempt,
+                  on_batch=on_batch)
 assert runtime.outbox is not None and runtime.webhooks is not None and runtime.redis is not None
 broker.add_middleware(IntakeMiddleware(settings, runtime.outbox.dispatch))
 broker.add_middleware(ModelKeeper(settings, runtime.models, runtime.redis))

@@ -33,6 +33,7 @@ from worker.store.kv import KV, LocalKV, RedisKV
 from worker.store.metadata import ExifTool
 from worker.store.saved import SavedStore
 from worker.telemetry.logs import configure as configure_logging
+from worker.telemetry.observe import on_batch as observe_batch
 
 
 class Runtime:
@@ -46,6 +47,7 @@ class Runtime:
         notify: Notify | None = None,
         observe: Observe | None = None,
         on_models_change: Callable[[int], None] | None = None,
+        on_batch: Callable[[str, int], None] | None = None,
         on_webhook_attempt: Callable[[dict[str, Any], Attempt | None], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -69,7 +71,7 @@ class Runtime:
                                   settings.inference_timeout_s)
                   if settings.inference_address else None)
         self.models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s, on_change=on_models_change,
-                                 remote=remote)
+                                 remote=remote, on_batch=on_batch)
         self.outbox = Outbox(broker, settings) if broker is not None else None
         # Webhooks need Redis; the embedded mode (`apply`) delivers none.
         self.webhooks = Webhooks(
@@ -107,7 +109,7 @@ def run_inference_server(settings: Settings, address: str, authkey: bytes, paren
     # The node's only inference process: its thread budget is every CPU (processes=1).
     local = settings.model_copy(update={"inference_address": None, "inference_key": None,
                                         "processes": 1})
-    models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s)
+    models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s, on_batch=observe_batch)
     loaders.preload(models, local)
     server = InferenceServer(address, authkey, lambda key: loaders.get(
         models, *key.split(":", 1), local))

@@ -33,9 +33,12 @@ class _Call(Generic[In, Out]):
 
 class MicroBatcher(Generic[In, Out]):
     def __init__(self, run_batch: Callable[[list[In]], list[Out]], max_batch: int = 16,
-                 max_wait_s: float = 0.002) -> None:
-        """``run_batch`` maps a list of inputs to their outputs, in order."""
+                 max_wait_s: float = 0.002, on_batch: Callable[[int], None] | None = None
+                 ) -> None:
+        """``run_batch`` maps a list of inputs to their outputs, in order; ``on_batch`` gets
+        the size of every batch run (a metric)."""
         self.run_batch = run_batch
+        self.on_batch = on_batch
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_s
         self._cond = threading.Condition()
@@ -84,6 +87,8 @@ class MicroBatcher(Generic[In, Out]):
 
     def _run(self, batch: list[_Call[In, Out]], own: _Call[In, Out]) -> None:
         self.batches.append(len(batch))
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         try:
             outputs = self.run_batch([c.item for c in batch])
             if len(outputs) != len(batch):

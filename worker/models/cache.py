@@ -22,11 +22,14 @@ class ModelCache:
     def __init__(self, idle_ttl_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  on_change: Callable[[int], None] | None = None,
-                 remote: InferenceClient | None = None) -> None:
+                 remote: InferenceClient | None = None,
+                 on_batch: Callable[[str, int], None] | None = None) -> None:
         """``on_change`` gets the number of loaded models after each load or unload.
         ``remote``: the node's inference process holds the models (``remote.py``); this
-        cache then holds light proxies to them."""
+        cache then holds light proxies to them. ``on_batch(model, size)``: every micro-batch
+        its models run (a metric)."""
         self.remote = remote
+        self.on_batch = on_batch
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._items: dict[str, Any] = {}

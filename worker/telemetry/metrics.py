@@ -55,6 +55,10 @@ INFERENCE_SECONDS = Histogram("extworker_inference_seconds", _doc(
     "extworker_inference_seconds", "histogram", ("model", "device"),
     "Time in the extension's model work (decode, inference, encode), by model and device."),
     ["model", "device"], buckets=_SECONDS)
+BATCH_SIZE = Histogram("extworker_inference_batch_size", _doc(
+    "extworker_inference_batch_size", "histogram", ("model",),
+    "Images per forward pass (micro-batching across jobs), by model."),
+    ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 UNITS = Counter("extworker_units_charged_total", _doc(
     "extworker_units_charged_total", "counter", ("extension",),
     "Extension units charged (dry runs and failures charge none)."), ["extension"])

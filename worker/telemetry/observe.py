@@ -20,6 +20,11 @@ from worker.telemetry import metrics
 log = logging.getLogger("worker.telemetry.observe")
 
 
+def on_batch(model: str, size: int) -> None:
+    """Called for every micro-batch a model runs (worker or inference process)."""
+    metrics.BATCH_SIZE.labels(model).observe(size)
+
+
 def on_extension(slot_name: str, slot: Slot, seconds: float,
                  run_seconds: float | None) -> None:
     """Called once per extension reaching a final state."""
