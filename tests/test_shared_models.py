@@ -218,3 +218,17 @@ def test_one_inference_process_per_visible_gpu(settings, monkeypatch):
     # auto: never on a CPU-only setting, whatever is visible
     assert not shared_models(settings.model_copy(update={"shared_models": "auto",
                                                          "device": "cpu"}))
+
+
+def test_readyz_says_when_an_inference_process_does_not_answer(inference, rclient):
+    from worker.runtime import inference_env
+    from worker.telemetry.ops import check_ready
+
+    proc, _, s = inference
+    env = inference_env([proc])
+    pod = s.model_copy(update={"inference_address": env["EXTWORKER_INFERENCE_ADDRESS"],
+                               "inference_key": env["EXTWORKER_INFERENCE_KEY"], "preload": []})
+    assert check_ready(rclient, pod) == (True, [])
+    proc.stop()
+    ok, problems = check_ready(rclient, pod)
+    assert not ok and problems and "does not answer" in problems[0]

@@ -141,6 +141,17 @@ class InferenceClient:
             except OSError:
                 pass
 
+    def unreachable(self) -> list[str]:
+        """The addresses that do not accept a connection with our key right now, each with
+        the reason (readiness probes)."""
+        problems = []
+        for address in self.addresses:
+            try:
+                Client(address, family="AF_UNIX", authkey=self.authkey).close()
+            except (OSError, EOFError, AuthenticationError) as e:
+                problems.append(f"inference process at {address} does not answer: {e}")
+        return problems
+
     def call(self, key: str, method: str, *args: Any) -> Any:
         try:
             conn = self._conn()

@@ -10,8 +10,8 @@ processes — so a busy worker never delays a probe.
 * ``/healthz`` — 200 when the process is up and Redis answers, else 503.
 * ``/readyz`` — 200 when Redis answers and the models for this pod's queues
   are loadable (present in ``MODELS_DIR``: the remove-bg model for the
-  ``extensions`` queue, and every ``EXTWORKER_PRELOAD`` entry), else 503
-  with the reasons.
+  ``extensions`` queue, and every ``EXTWORKER_PRELOAD`` entry) and, with shared
+  models, every inference process accepts a connection; else 503 with the reasons.
 """
 
 from __future__ import annotations
@@ -66,6 +66,13 @@ def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str
         except Exception as e:
             ok = False
             problems.append(f"{kind}:{name}: {e}")
+    if settings.inference_address:  # shared models: the node's inference processes answer
+        from worker.models.remote import InferenceClient
+
+        down = InferenceClient(settings.inference_address,
+                               bytes.fromhex(settings.inference_key or "")).unreachable()
+        ok = ok and not down
+        problems += down
     # Preloaded models must be loaded, not only present: a pod that serves the
     # synchronous attempt is ready once its worker processes report them.
     if preloaded and ok:
