@@ -8,7 +8,6 @@ The inference process itself is built in ``worker.runtime.run_inference_server``
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from PIL import Image
@@ -16,8 +15,6 @@ from PIL import Image
 from worker.models.remote import InferenceClient
 
 from .rembg_session import RECIPES, mask_with
-
-log = logging.getLogger(__name__)
 
 
 class RemoteRembg:

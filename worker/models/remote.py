@@ -59,7 +59,6 @@ class InferenceServer:
 
     def __init__(self, address: str, authkey: bytes, get_model: Callable[[str], Any]) -> None:
         self.address, self.authkey, self.get_model = address, authkey, get_model
-        self.calls = 0
 
     def serve_forever(self) -> None:
         with Listener(self.address, family="AF_UNIX", authkey=self.authkey) as listener:
@@ -80,7 +79,13 @@ class InferenceServer:
                     key, method, args = conn.recv()
                 except (EOFError, OSError):
                     return  # the worker went away
-                conn.send(self._answer(key, method, args))
+                answer = self._answer(key, method, args)
+                try:
+                    conn.send(answer)
+                except (EOFError, OSError):
+                    return
+                except Exception as e:  # noqa: BLE001 - a result that cannot be pickled
+                    conn.send(("retry", f"inference server could not send the result: {e}", ""))
 
     def _answer(self, key: str, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         kind = key.partition(":")[0]
@@ -88,7 +93,6 @@ class InferenceServer:
             if method != "describe" and method not in METHODS.get(kind, ()):
                 raise PermanentError(f"inference server: {kind!r} has no method {method!r}")
             model = self.get_model(key)
-            self.calls += 1
             result = describe(model) if method == "describe" else getattr(model, method)(*args)
             return ("ok", result)
         except PermanentError as e:
