@@ -28,7 +28,7 @@ from PIL import Image
 
 from worker.core.errors import PermanentError
 from worker.models.batching import MicroBatcher
-from worker.models.catalog import REGISTRY, require
+from worker.models.catalog import require
 from worker.models.devices import active_device, onnx_providers
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,7 @@ class RembgModel:
                  on_batch: Callable[[int], None] | None = None) -> None:
         """``threads``: ONNX Runtime's intra-op threads (0: its own default). ``max_batch``
         / ``max_wait_ms``: concurrent ``mask`` calls gathered into one run."""
-        spec = REGISTRY.get(name)
-        if spec is None or spec.kind != "rembg-onnx" or name not in RECIPES:
+        if name not in RECIPES:  # exactly the catalog's remove-bg models (tested)
             raise PermanentError(f"options.model: unknown remove-bg model {name!r}")
         path = require(name, Path(models_dir))
         providers, label = onnx_providers(device)
@@ -154,10 +153,6 @@ class RembgModel:
             self._run_batch, max_batch if self._batched else 1, max_wait_ms / 1000, on_batch)
         log.info("loaded rembg model %s on %s (batch up to %d)", name, self.device,
                  self.batcher.max_batch)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return (self.recipe.size, self.recipe.size)
 
     def _run_one(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x[None]})[0][0]  # type: ignore[no-any-return]

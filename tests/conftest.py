@@ -180,6 +180,17 @@ def jpeg(im: Image.Image, quality: int = 90, **kw: object) -> bytes:
     return buf.getvalue()
 
 
+# Six of scikit-image's sample photographs, different enough that their masks differ.
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry")
+
+
+def photo(name: str) -> Image.Image:
+    """scikit-image's sample photograph ``name``, as RGB."""
+    import skimage.data
+
+    return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> Image.Image:
     import skimage.data

@@ -9,23 +9,14 @@ import logging
 
 import numpy as np
 import pytest
-import skimage.data
-from PIL import Image
 from rembg.sessions import sessions
 
 from extensions.rembg_session import RECIPES, RembgModel, normalize, prepare, to_mask
 from worker.models.catalog import REGISTRY
 
-from .conftest import concurrently
+from .conftest import PHOTOS, concurrently, photo
 
 REMBG_MODELS = sorted(n for n, s in REGISTRY.items() if s.kind == "rembg-onnx")
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry")
-
-
-def photo(name: str) -> Image.Image:
-    return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-
-
 def fake_output(x: np.ndarray, channels: int) -> np.ndarray:
     """A deterministic model output that depends on every input pixel and channel."""
     base = x[:, 0] * 0.7 - x[:, 1] * 0.2 + x[:, 2] * 0.5

@@ -14,19 +14,15 @@ import time
 
 import numpy as np
 import pytest
-import skimage.data
-from PIL import Image
 
 from extensions import loaders
 from extensions.rembg_session import RembgModel
 from extensions.vision import Captioner, ImageClassifier, ZeroShotTagger
-from tests.conftest import Server, concurrently, jpeg, wait_until
+from tests.conftest import PHOTOS, Server, concurrently, jpeg, photo, wait_until
 from worker.core.errors import PermanentError, RetryableError
 from worker.models.cache import ModelCache
 from worker.models.remote import InferenceClient
 from worker.runtime import InferenceProcess
-
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry")
 
 
 @pytest.fixture
@@ -45,10 +41,6 @@ def _answers(client: InferenceClient) -> bool:
         return True
     except RetryableError:
         return False
-
-
-def photo(name: str) -> Image.Image:
-    return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
 
 
 def _same(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> None:

@@ -161,17 +161,14 @@ class InferenceProcess:
         """Block until the process listens (its preload list is loaded by then), so that no
         worker starts before it; an error if it dies or stays silent."""
         import time
-        from multiprocessing.connection import Client
 
         from worker.core.errors import ExtworkerError
 
         deadline = time.monotonic() + timeout
+        probe = InferenceClient(self.address, self.authkey)
         while True:
-            try:
-                Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
+            if not probe.unreachable():
                 return
-            except (FileNotFoundError, ConnectionRefusedError):
-                pass
             if not self.process.is_alive() or time.monotonic() > deadline:
                 self.process.kill()
                 raise ExtworkerError(
@@ -207,15 +204,8 @@ def inference_devices(settings: Settings) -> list[str]:
     """One inference process per device: the configured ``cuda:N`` or ``cpu``; for ``cuda`` /
     ``auto``, every visible GPU (counted without initialising CUDA in this process, which
     forks the workers next)."""
-    import glob
-    import os
-    import re
+    from worker.models.devices import visible_gpu_count
 
     if settings.device == "cpu" or settings.device.startswith("cuda:"):
         return [settings.device]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        count = len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    else:
-        count = len([d for d in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", d)])
-    return [f"cuda:{i}" for i in range(count)] or [settings.device]
+    return [f"cuda:{i}" for i in range(visible_gpu_count())] or [settings.device]

@@ -77,10 +77,12 @@ def shared_models(settings: Settings) -> bool:
     CUDA in this process, which forks the workers)."""
     import os
 
+    from worker.models.devices import visible_gpu_count
+
     if settings.shared_models != "auto":
         return settings.shared_models == "on"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1")
-    return settings.device != "cpu" and visible and os.path.exists("/dev/nvidia0")
+    return (settings.device != "cpu" and visible_gpu_count() > 0
+            and os.path.exists("/dev/nvidia0"))
 
 
 def _bool(value: str) -> bool:

@@ -17,10 +17,13 @@ threads to cores outside a cpuset.
 
 from __future__ import annotations
 
+import functools
+import glob
 import importlib.util
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,15 @@ def gpu_visible() -> bool:
     if importlib.util.find_spec("torch") is not None:
         return cuda_devices() > 0
     return os.path.exists("/dev/nvidia0")
+
+
+def visible_gpu_count() -> int:
+    """NVIDIA devices this process would see, counted without initialising CUDA (safe before
+    a fork): ``CUDA_VISIBLE_DEVICES``'s entries when it is set, else ``/dev/nvidiaN`` nodes."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len([d for d in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", d)])
 
 
 def torch_device(device: str) -> str:
@@ -133,8 +145,21 @@ def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     return None
 
 
-def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may run on: its affinity, capped by a cgroup quota (rounded up)."""
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+@functools.cache
+def _own_cpus() -> int:
+    return _count_cpus(_CGROUP)
+
+
+def available_cpus(cgroup_root: Path = _CGROUP) -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup quota (rounded up).
+    For this process's own cgroup it is read once (a job asks on every run)."""
+    return _own_cpus() if cgroup_root == _CGROUP else _count_cpus(cgroup_root)
+
+
+def _count_cpus(cgroup_root: Path) -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -143,7 +168,7 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, min(cpus, math.ceil(limit))) if limit else cpus
 
 
-def inference_threads(settings: Settings, cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+def inference_threads(settings: Settings, cgroup_root: Path = _CGROUP) -> int:
     """Threads one process may use for inference: the setting, else its share of the CPUs."""
     if settings.inference_threads:
         return settings.inference_threads
