@@ -13,14 +13,8 @@ pip() { "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@" 2>&1 \
 # ever reaches for a newer (multi-GB CUDA) build.
 pip install "torch==2.13.0"
 pip install -e ".[all]"
-# ExifTool reads embeddedMetadata (a Debian package, not a Python one).
-if ! command -v exiftool >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends libimage-exiftool-perl; } >/dev/null
-  else
-    echo "scripts/test.sh: install exiftool (Debian/Ubuntu: libimage-exiftool-perl; macOS: brew install exiftool)" >&2
-    exit 1
-  fi
-fi
+# ExifTool reads embeddedMetadata: the metadata tests need it.
+. scripts/exiftool.sh
+need_exiftool scripts/test.sh "" || exit 1
 "$VENV/bin/ruff" check .
 exec "$VENV/bin/python" -m pytest -q "$@"

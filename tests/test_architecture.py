@@ -159,3 +159,145 @@ def test_redis_keys_are_built_in_one_module_and_keep_their_names():
                     if re.search(r"dramatiq:|namespace\}:|prefix\}:(?! )", text):
                         offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text}")
     assert offenders == []
+
+
+# --- Nothing outside the checkout --------------------------------------------------------
+# A fresh clone must pass on its own: no test, script or benchmark reads a path beside or
+# above the repository (a data folder next to the clone, a parent's parent of ``__file__``).
+
+CODE = ("*.py", "*.sh", "*.mjs", "*.cjs", "*.js")
+CODE_FILES = (".ci/run", "Dockerfile")
+# Names of folders that only ever existed beside a checkout; built so this file never
+# matches itself.
+BESIDE = re.compile("|".join(("\\.\\./" + "shared", "/work/" + "shared", "metadata" + "-samples")))
+SHELL_UP = re.compile(r"\$\(dirname \"?\$(?:0|\{BASH_SOURCE\[0\]\})\"?\)((?:/\.\.)+)")
+# Calls that keep a path's level: methods of a path, and functions of one path argument.
+_METHODS = {"resolve", "absolute", "with_name", "with_suffix"}
+_FUNCTIONS = {"Path", "PurePath", "str", "abspath", "realpath", "fspath"}
+
+
+def _code_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = []
+    for name in sorted(set(listed.split())):
+        path = ROOT / name
+        if path.is_file() and (name in CODE_FILES or any(path.match(g) for g in CODE)):
+            out.append(path)
+    return out
+
+
+def _height(node: ast.AST, here: int, names: dict[str, int]) -> int | None:
+    """How many path components below the repository root ``node`` points, when it is a
+    path built from ``__file__`` (``tests/x.py``'s ``__file__`` is 2, its ``.parent`` 1,
+    the root 0; below 0 is outside the checkout); None for anything else."""
+    if isinstance(node, ast.Name):
+        return here if node.id == "__file__" else names.get(node.id)
+    if isinstance(node, ast.Attribute) and node.attr == "parent":
+        h = _height(node.value, here, names)
+        return None if h is None else h - 1
+    if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "parents" and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, int)):
+        h = _height(node.value.value, here, names)
+        return None if h is None else h - 1 - node.slice.value
+    if isinstance(node, ast.Call):
+        fn = node.func
+        name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+        if isinstance(fn, ast.Attribute) and name in _METHODS:
+            return _height(fn.value, here, names)
+        if name in _FUNCTIONS | {"dirname"} and node.args:
+            h = _height(node.args[0], here, names)
+            return None if h is None else h - (name == "dirname")
+        return None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        h = _height(node.left, here, names)
+        if h is None:
+            return None
+        if isinstance(node.right, ast.Constant) and isinstance(node.right.value, str):
+            lowest = h
+            for part in node.right.value.split("/"):
+                h += -1 if part == ".." else (0 if part in ("", ".") else 1)
+                lowest = min(lowest, h)
+            return lowest if lowest < 0 else h
+        return h + 1
+    return None
+
+
+def _module_names(tree: ast.Module, here: int, imported: dict[str, int]) -> dict[str, int]:
+    names = dict(imported)
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign | ast.AnnAssign):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            h = None if stmt.value is None else _height(stmt.value, here, names)
+            for t in targets:
+                if isinstance(t, ast.Name) and h is not None:
+                    names[t.id] = h
+    return names
+
+
+def _outside_the_checkout(files: dict[str, str]) -> list[str]:
+    """``path:line: what`` for every place that reaches outside the checkout; ``files`` maps a
+    path relative to the root to its text."""
+    found = []
+    trees, tables = {}, {}
+    for rel, text in files.items():
+        if rel.endswith(".py"):
+            trees[rel] = ast.parse(text)
+            tables[rel] = _module_names(trees[rel], len(Path(rel).parts), {})
+    for rel, text in files.items():
+        for n, line in enumerate(text.splitlines(), 1):
+            if BESIDE.search(line):
+                found.append(f"{rel}:{n}: {line.strip()}")
+            up = SHELL_UP.search(line)
+            if up and up.group(1).count("..") > len(Path(rel).parts) - 1:
+                found.append(f"{rel}:{n}: {line.strip()}")
+        if rel not in trees:
+            continue
+        imported = {}
+        for stmt in trees[rel].body:
+            if isinstance(stmt, ast.ImportFrom) and stmt.module:
+                source = stmt.module.replace(".", "/") + ".py"
+                for alias in stmt.names:
+                    if alias.name in tables.get(source, {}):
+                        imported[alias.asname or alias.name] = tables[source][alias.name]
+        names = _module_names(trees[rel], len(Path(rel).parts), imported)
+        for node in ast.walk(trees[rel]):
+            h = _height(node, len(Path(rel).parts), names)
+            if h is not None and h < 0:
+                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    return sorted(set(found))
+
+
+def test_nothing_reads_a_path_outside_the_checkout():
+    files = {str(p.relative_to(ROOT)): p.read_text(errors="replace") for p in _code_files()
+             if p.name != "test_architecture.py"}
+    assert len(files) > 50
+    assert _outside_the_checkout(files) == []
+
+
+def test_the_outside_finder_finds_what_it_names():
+    planted = {
+        "tests/conftest.py": ("from pathlib import Path\n"
+                              "ROOT = Path(__file__).resolve().parent.parent\n"),
+        "tests/a.py": "from tests.conftest import ROOT\nX = ROOT.parent / 'data'\n",
+        "tests/b.py": "from pathlib import Path\nY = Path(__file__).resolve().parents[2]\n",
+        "tests/c.py": "from pathlib import Path\nZ = Path(__file__).parent / '..' / '..' / 'x'\n",
+        "benchmarks/d.py": "import os\nW = os.path.dirname(os.path.dirname(os.path.dirname("
+                           "os.path.abspath(__file__))))\n",
+        "scripts/e.sh": 'cd "$(dirname "$0")/../.."\n',
+        "tests/f.py": "DATA = '" + "../" + "shared/x'\n",
+    }
+    found = _outside_the_checkout(planted)
+    assert sorted({f.split(":")[0] for f in found}) == [
+        "benchmarks/d.py", "scripts/e.sh", "tests/a.py", "tests/b.py", "tests/c.py", "tests/f.py"]
+    fine = {
+        "tests/conftest.py": planted["tests/conftest.py"],
+        "tests/a.py": "from tests.conftest import ROOT\nX = ROOT / 'tests' / 'data'\n",
+        "tests/b.py": "from pathlib import Path\nY = Path(__file__).resolve().parents[1]\n",
+        "benchmarks/d.py": "import os\nW = os.path.dirname(os.path.dirname("
+                           "os.path.abspath(__file__)))\n",
+        "scripts/e.sh": 'cd "$(dirname "$0")/.."\n',
+        "tests/g.py": "BAD_KEY = '../etc/passwd'  # a traversal the code must refuse\n",
+    }
+    assert _outside_the_checkout(fine) == []

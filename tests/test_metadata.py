@@ -1,6 +1,6 @@
 """``embeddedMetadata`` against ground truth nobody here wrote: four images from ExifTool's
 own test suite, each with the tags ExifTool's test suite expects it to print
-(``../shared/metadata-samples``; README there).
+(``tests/data/exiftool``; its README says where they come from and under which licence).
 
 Given a reference image, when extworker reads its metadata, then every tag ExifTool
 prints has the same value in the media API's shape: keys are the tag names with
@@ -10,16 +10,13 @@ punctuation dropped, numbers are numbers, dates ISO 8601, lists arrays, GPS in d
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 from worker.store.metadata import ExifTool, iso_date, media_key
 
-SAMPLES = Path(
-    __import__("os").environ.get("EXTWORKER_METADATA_SAMPLES", ROOT.parent / "shared"
-                                 / "metadata-samples"))
+SAMPLES = ROOT / "tests" / "data" / "exiftool"
 LINE = re.compile(r"^\[(\w+), ([\w-]+), (\w+)\] (\S+) - (.*?): (.*)$")
 # Groups that describe the file on ExifTool's disk, not the image.
 NOT_IMAGE = {"ExifTool", "File", "System"}
