@@ -14,11 +14,18 @@ from worker.broker.actors import build_broker
 from worker.broker.intake import IntakeMiddleware
 from worker.broker.modelkeeper import ModelKeeper
 from worker.broker.pump import DeliveryPump
+from worker.broker.sweeper import QueueSweeper
 from worker.core.settings import Settings
 from worker.runtime import Runtime
 from worker.telemetry.logs import configure as configure_logging
 from worker.telemetry.metrics import MODELS_LOADED
-from worker.telemetry.observe import MessageMetrics, on_batch, on_extension, on_webhook_attempt
+from worker.telemetry.observe import (
+    MessageMetrics,
+    on_batch,
+    on_extension,
+    on_recovered,
+    on_webhook_attempt,
+)
 from worker.telemetry.ops import Ops
 
 settings = Settings()
@@ -26,6 +33,7 @@ configure_logging(settings)
 broker = build_broker(settings)
 broker.add_middleware(CurrentMessage())
 broker.add_middleware(MessageMetrics())
+broker.add_middleware(QueueSweeper(settings.broker_sweep_s, on_recovered))
 if settings.http_port:
     broker.add_middleware(Ops())
 dramatiq.set_broker(broker)

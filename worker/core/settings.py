@@ -229,6 +229,11 @@ class Settings(BaseSettings):
         1000, ge=0, le=1_000_000,
         description="Broker fetches per million that also requeue dead workers' messages.",
     )
+    broker_sweep_s: float = Field(
+        10, ge=0, description="Every this many seconds each worker process puts dead workers' "
+        "unacked messages back in its queues (dramatiq's own maintenance, on a timer; 0: off). "
+        "A crashed worker's job restarts within the heartbeat timeout plus this.",
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="`auto`: console on a terminal, JSON otherwise."
     )

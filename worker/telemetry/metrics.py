@@ -35,6 +35,10 @@ MESSAGE_ERRORS = Counter("extworker_message_errors_total", _doc(
 MESSAGE_RETRIES = Counter("extworker_message_retries_total", _doc(
     "extworker_message_retries_total", "counter", ("queue", "actor"),
     "Messages re-enqueued for a retry."), ["queue", "actor"])
+MESSAGES_RECOVERED = Counter("extworker_messages_recovered_total", _doc(
+    "extworker_messages_recovered_total", "counter", ("queue",),
+    "Messages of dead workers (crashed, killed, lost) put back in their queue by the sweep."),
+    ["queue"])
 MESSAGES_IN_PROGRESS = Gauge("extworker_messages_in_progress", _doc(
     "extworker_messages_in_progress", "gauge", ("queue", "actor"),
     "Messages being processed right now."), ["queue", "actor"], multiprocess_mode="livesum")

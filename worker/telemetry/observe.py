@@ -25,6 +25,11 @@ def on_batch(model: str, size: int) -> None:
     metrics.BATCH_SIZE.labels(model).observe(size)
 
 
+def on_recovered(queue: str, count: int) -> None:
+    """Called when a sweep puts ``count`` messages of dead workers back in ``queue``."""
+    metrics.MESSAGES_RECOVERED.labels(queue).inc(count)
+
+
 def on_extension(slot_name: str, slot: Slot, seconds: float,
                  run_seconds: float | None) -> None:
     """Called once per extension reaching a final state."""
