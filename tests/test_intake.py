@@ -16,6 +16,7 @@ import re
 import pytest
 
 from worker.broker.intake import GROUP, IntakeConsumer, IntakeFull, publish
+from worker.core.contract import ID_PATTERN
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_poisoned_entries_never_hold_back_the_batch(settings, rclient, stream):
             continue
         doc = json.loads(rclient.get(settings.keys.job(f"intake-{eid}")))
         assert doc["state"] == "rejected", kind
-        assert doc["error"]["message"].startswith("invalid job: job: "), doc["error"]
+        assert re.match(r"invalid job: job(\S*): ", doc["error"]["message"]), doc["error"]
     assert rclient.xpending(stream, GROUP)["pending"] == 0
     assert rclient.xlen(stream) == 0
 
@@ -86,28 +87,55 @@ def test_fuzzed_entries_leave_nothing_pending(settings, runtime, rclient, stream
         text = "".join(raw)
         if i % 10 == 0:
             text = rng.choice(["[" * 5000, "null", "", "\x00\xff", '{"a":' * 300 + "1"])
+        elif i % 10 == 5:  # a valid top level with a jobId, and something unreadable inside
+            deep = rng.choice([
+                "[" * 65 + "]" * 65, "[" * 3000 + "]" * 3000, '{"a":' * 200 + "1" + "}" * 200,
+                "[" * 100_000 + "]" * 100_000])
+            text = base.replace('"j"', f'"fuzz-{i}"')[:-1] + f', "extra": {deep}}}'
+            if i % 100 == 5:  # above the entry limit
+                text = text[:-1] + ', "pad": "' + "x" * (4 * 1024 * 1024) + '"}'
         entries.append((rclient.xadd(stream, {"job": text.encode()}).decode(), text))
+
     drain(consumer, rounds=200)
+    # A poisoned entry under the jobId of a job that exists: the job document stays.
+    existing = next(f"fuzz-{n}" for n in range(1000)
+                    if rclient.get(settings.keys.job(f"fuzz-{n}")))
+    before = rclient.get(settings.keys.job(existing))
+    rclient.xadd(stream, {"job": json.dumps({"jobId": existing})[:-1] + ', "y": '
+                          + "[" * 70 + "]" * 70 + "}"})
+    drain(consumer)
+    assert rclient.get(settings.keys.job(existing)) == before  # never overwritten
     assert rclient.xpending(stream, GROUP)["pending"] == 0 and rclient.xlen(stream) == 0
     states = {"dispatched": 0, "rejected": 0}
-    for eid, text in entries:
-        try:
-            job_id = json.loads(text).get("jobId")
-        except (ValueError, AttributeError, RecursionError):
-            job_id = None
-        raw_doc = (rclient.get(settings.keys.job(job_id)) if isinstance(job_id, str) else None
-                   ) or rclient.get(settings.keys.job(f"intake-{eid}"))
-        assert raw_doc is not None, text
+    answered_under_own_id = 0
+    for n, (eid, text) in enumerate(entries):
+        if n % 10 == 5:  # built with its jobId
+            job_id = f"fuzz-{n}"
+        else:
+            try:
+                job_id = json.loads(text).get("jobId")
+            except (ValueError, AttributeError, RecursionError):
+                job_id = None
+        own = isinstance(job_id, str) and re.fullmatch(ID_PATTERN, job_id) is not None
+        # A valid top-level jobId is answered under that id — where its publisher looks —
+        # and never under the entry's.
+        raw_doc = rclient.get(settings.keys.job(job_id if own else f"intake-{eid}"))
+        assert raw_doc is not None, text[:300]
+        if own:
+            assert rclient.get(settings.keys.job(f"intake-{eid}")) is None
+            answered_under_own_id += n % 10 == 5
         doc = json.loads(raw_doc)
         states[doc["state"]] += 1
         if doc["state"] == "rejected":  # every error names its field
-            assert re.match(r"^invalid job: \S+: ", doc["error"]["message"]), doc
+            field = r"(\S*\[\".*?\"\]\S*|\S+)"  # a name, quoted when it has odd characters
+            assert re.match(rf"^invalid job: {field}: ", doc["error"]["message"]), doc
         for slot in doc["extensions"].values():
             assert slot["status"] in ("pending", "failed")
             if slot["status"] == "failed":
                 assert re.match(r"^\S+: |^file not found|^extension ",
                                 slot["error"]["message"]), slot
     assert states["dispatched"] > 100 and states["rejected"] > 100  # both kinds exercised
+    assert answered_under_own_id == 100
 
 
 def test_a_stopping_consumer_with_pending_entries_is_kept(settings, rclient, stream):

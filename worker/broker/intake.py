@@ -14,11 +14,13 @@ idempotent per ``jobId``.
 
 Nothing is lost on the way: an entry that cannot be parsed (not JSON, nested
 deeper than ``MAX_DEPTH``, too large, not an object) is recorded as a
-``rejected`` job (``intake-<entry id>``) and acknowledged on its own, so it never
-holds back the entries read with it; the stream is never trimmed (acknowledged
-entries are deleted, so its length is the backlog, and ``publish`` refuses past
-``EXTWORKER_INTAKE_MAXLEN``); a consumer that still owns pending entries is never
-deleted at shutdown — another one claims them.
+``rejected`` job and acknowledged on its own, so it never holds back the entries read
+with it. It is recorded where its publisher looks — under its own top-level ``jobId``
+when that can be read (``worker.core.jsonlimits`` reads it however deep or large the rest
+is), and never over an existing job document — else under ``intake-<entry id>``. The
+stream is never trimmed (acknowledged entries are deleted, so its length is the backlog,
+and ``publish`` refuses past ``EXTWORKER_INTAKE_MAXLEN``); a consumer that still owns
+pending entries is never deleted at shutdown — another one claims them.
 """
 
 from __future__ import annotations
@@ -37,14 +39,14 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from worker.core.contract import ID_PATTERN, json_depth
+from worker.core.contract import ID_PATTERN
 from worker.core.jobs import JobDoc
+from worker.core.jsonlimits import MAX_DEPTH, loads, top_level_string
 from worker.core.settings import Settings
 
 log = logging.getLogger(__name__)
 GROUP = "dispatchers"
 CLAIM_IDLE_MS = 60_000
-MAX_DEPTH = 64  # deeper JSON is refused before anything recurses over it
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 
 
@@ -72,14 +74,9 @@ def parse_entry(raw: bytes | None) -> dict[str, Any]:
     if len(raw) > MAX_ENTRY_BYTES:
         raise ValueError(f"job: {len(raw)} bytes, above the {MAX_ENTRY_BYTES}-byte limit "
                          "(put files in blob storage, not in the job)")
-    try:
-        job = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"job: not valid JSON: {str(e)[:200]}") from None
+    job = loads(raw, "job", max_bytes=MAX_ENTRY_BYTES, max_depth=MAX_DEPTH)
     if not isinstance(job, dict):
         raise ValueError("job: must be a JSON object")
-    if json_depth(job, MAX_DEPTH) > MAX_DEPTH:
-        raise ValueError(f"job: JSON nested deeper than {MAX_DEPTH} levels")
     return job
 
 
@@ -107,11 +104,15 @@ class IntakeConsumer:
         # A job without a jobId gets one derived from its stream entry, so every
         # redelivery of it (entry claimed again, dispatch retried) is the same job.
         eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        raw = fields.get(b"job")
         try:
-            job = parse_entry(fields.get(b"job"))
+            job = parse_entry(raw)
         except ValueError as e:
-            log.error("intake entry %s rejected: %s", eid, e)
-            self._reject(f"intake-{eid}", str(e))
+            # Where its publisher looks: its own jobId, when the top level has a valid one.
+            own = top_level_string(raw, "jobId") if raw is not None else None
+            job_id = own if own is not None and re.fullmatch(ID_PATTERN, own) else None
+            log.error("intake entry %s (jobId %s) rejected: %s", eid, job_id, e)
+            self._reject(job_id or f"intake-{eid}", str(e))
         else:
             job_id = job.setdefault("jobId", f"intake-{eid}")
             if not isinstance(job_id, str) or not re.fullmatch(ID_PATTERN, job_id):

@@ -261,7 +261,12 @@ def format_validation_error(err: ValidationError, prefix: str = "",
         for p in e["loc"]:
             if p in union_tags:  # pydantic puts the union member's tag in the path
                 continue
-            loc += f"[{p}]" if isinstance(p, int) else (f".{p}" if loc else str(p))
+            if isinstance(p, int):
+                loc += f"[{p}]"
+            elif not re.fullmatch(r"[A-Za-z_][\w-]*", str(p)):  # odd names, quoted
+                loc += f"[{json.dumps(str(p))}]"
+            else:
+                loc += f".{p}" if loc else str(p)
         msg = e["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
