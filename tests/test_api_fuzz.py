@@ -33,7 +33,7 @@ def test_no_request_makes_the_api_fail(api_app):
     auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
-    operations = 0
+    operations = explicit = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
@@ -48,8 +48,30 @@ def test_no_request_makes_the_api_fail(api_app):
                                 f"{response.status_code} {response.text[:300]}")
 
         run()
-    assert operations >= 15
+        # Hostile cases, explicitly: JSON nested 100,000 deep in every JSON field and body.
+        for case in _hostile_cases(operation):
+            response = case.call(headers={"Authorization": auth})
+            if response.status_code != 400 or "nested deeper" not in response.text:
+                failures.append(f"{case.method} {case.formatted_path} (hostile): "
+                                f"{response.status_code} {response.text[:300]}")
+            explicit += 1
+    assert operations >= 15 and explicit >= 8
     assert failures == []
+
+
+def _hostile_cases(operation) -> list:
+    """For an operation with a JSON body, that body nested 100,000 deep (sent as raw bytes);
+    for the upload form, each of its JSON fields so."""
+    deep = "[" * 100_000
+    path_parameters = {p.name: "x" for p in operation.path_parameters}
+    if operation.path == "/api/v1/files/upload":
+        return [operation.Case(path_parameters=path_parameters, media_type="multipart/form-data",
+                               body={"file": "aGk=", "fileName": "a.txt", field: deep})
+                for field in ("extensions", "customMetadata")]
+    if operation.body and any("json" in b.media_type for b in operation.body):
+        return [operation.Case(path_parameters=path_parameters, media_type="application/json",
+                               body=deep.encode())]
+    return []
 
 
 def test_openapi_reuses_the_job_contract(api_app):

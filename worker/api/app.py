@@ -24,7 +24,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from worker.api.limits import BodyError, bounded_route, json_field
 from worker.broker.client import report
 from worker.core.errors import PermanentError
 from worker.core.jobs import JobDoc
@@ -80,7 +82,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     reaches the workers' queues)."""
     settings, pipeline = runtime.settings, runtime.pipeline
     keys = ApiKeys(runtime.kv, settings)
-    app = FastAPI(title="extworker", version="1", description=__doc__)
+    # max_body_size: Starlette's body limit, which also stops a body streamed without a
+    # Content-Length (chunked) once it passes the limit — a 413 (answered by _body_error).
+    app = FastAPI(title="extworker", version="1", description=__doc__,
+                  max_body_size=settings.api_max_body_bytes)
+    # Before any route is declared: every JSON body is decoded within the limits.
+    app.router.route_class = bounded_route(settings.api_max_body_bytes)
     basic = HTTPBasic(auto_error=False)
 
     @app.middleware("http")
@@ -108,6 +115,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Our own ``BodyError``s and Starlette's (its body limit: 413), in the API's shape."""
+        if exc.status_code == 413 and not isinstance(exc, BodyError):
+            return _error(413, f"request body larger than {settings.api_max_body_bytes} bytes")
+        return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(PermanentError)
     async def _permanent(request: Request, exc: PermanentError) -> JSONResponse:
@@ -190,7 +204,11 @@ def create_app(runtime: Runtime) -> FastAPI:
             if value is not None:
                 up[name] = value
         if customMetadata is not None:
-            up["customMetadata"] = _json_field("customMetadata", customMetadata, dict)
+            up["customMetadata"] = json_field("customMetadata", customMetadata, dict,
+                                               settings.api_max_body_bytes)
+        # Every field is read before the file is stored: a bad one leaves no bytes behind.
+        wanted = (json_field("extensions", extensions, list, settings.api_max_body_bytes)
+                  if extensions else [])
         if isinstance(file, str):
             if file.startswith(("http://", "https://")):
                 up["url"] = file
@@ -204,8 +222,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.blobs.put(key, data)
             up["blobKey"] = key
         job: dict[str, Any] = {"jobId": job_id, "accountId": acct, "upload": up,
-                               "extensions": _json_field("extensions", extensions, list)
-                               if extensions else []}
+                               "extensions": wanted}
         if webhookUrl:
             job["webhookUrl"] = webhookUrl
         started, wait = time.monotonic(), settings.api_sync_wait_s
@@ -402,16 +419,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         return JSONResponse({"ready": True})
 
     return app
-
-
-def _json_field(name: str, raw: str, kind: type) -> Any:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, f"{name}: not valid JSON") from None
-    if not isinstance(value, kind):
-        raise ApiError(400, f"{name}: must be a JSON {'array' if kind is list else 'object'}")
-    return value
 
 
 def _version(runtime: Runtime, record: FileRecord, version_id: str) -> dict[str, Any]:
