@@ -429,16 +429,28 @@ def test_one_account_with_a_broken_secret_blocks_nobody(settings, rclient, recei
     assert len(recv.requests) == 1
 
 
+class SlowlyResolved(Webhooks):
+    """Webhooks whose URL check takes 1.2 s, as a slow resolver would: time passes between
+    the claim and the attempts."""
+
+    def _check(self, url: str):
+        time.sleep(1.2)
+        return super()._check(url)
+
+
 def test_two_workers_never_send_a_webhook_twice_when_a_batch_outlives_the_lease(
         settings, rclient, receiver):
-    """48 deliveries to a receiver that answers in 1 s, a 3 s lease, two workers at once:
-    a claim is sized to what fits in the lease, and each attempt is recorded as it ends —
-    so no webhook-id is sent twice (before: 48 claimed at once, 6 s of work, re-claimed)."""
+    """48 deliveries to a receiver that answers in 1 s, two workers at once, a lease only
+    1.5 × the attempt timeout: a claim is sized to what fits in the lease, an attempt that
+    could outlast its lease renews it before it starts, and each attempt is recorded as it
+    ends — so no webhook-id is sent twice (before: 48 claimed at once, 6 s of work,
+    re-claimed; then, with rounds of lease // timeout and no margin, 1 and 4 of 48)."""
     import threading
 
-    settings.webhook_timeout_s, settings.webhook_lease_s = 1.5, 3.0
+    settings.webhook_timeout_s, settings.webhook_lease_s = 2.0, 3.0
     recv = receiver(lambda n: Reply(200, delay_s=1.0))
-    hooks = [Webhooks(rclient, settings) for _ in range(2)]
+    # 1.2 s between each claim and its attempts (a slow resolver): past lease - timeout.
+    hooks = [SlowlyResolved(rclient, settings) for _ in range(2)]
     ids = [_enqueue(hooks[0], recv.url, job=f"j{i}")["id"] for i in range(48)]
     deadline = time.monotonic() + 30
 
@@ -460,6 +472,32 @@ def test_two_workers_never_send_a_webhook_twice_when_a_batch_outlives_the_lease(
     assert sorted(set(sent)) == sorted(ids), "every delivery sent"
     assert len(sent) == len(ids), f"{len(sent) - len(ids)} duplicate sends"
     assert all(hooks[0].store.get(i)["attempt"] == 1 for i in ids)
+
+
+def test_no_attempt_runs_outside_its_lease(settings, rclient, receiver):
+    """Given a lease of 1.5 × the attempt timeout and 1.2 s between the claim and the
+    attempts, when a worker sends 16 deliveries to a 1 s receiver, then each request
+    arrives while its delivery's claim still covers a whole attempt — no other worker could
+    claim it and send it again — and each is recorded once, delivered."""
+    settings.webhook_timeout_s, settings.webhook_lease_s = 2.0, 3.0
+    hooks = SlowlyResolved(rclient, settings)
+    cover: list[float] = []  # ms of claim left beyond a whole attempt, at each arrival
+    box: list = []
+
+    def script(n: int) -> Reply:
+        hook_id = box[0].requests[n].headers["webhook-id"]
+        score = rclient.zscore(hooks.store.due, hook_id)
+        cover.append(score - (time.time() + settings.webhook_timeout_s) * 1000)
+        return Reply(200, delay_s=1.0)
+
+    box.append(receiver(script))
+    ids = [_enqueue(hooks, box[0].url, job=f"j{i}")["id"] for i in range(16)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+            hooks.store.get(i)["status"] == "delivered" for i in ids):
+        hooks.run_due()
+    assert len(cover) == 16 and all(c >= 0 for c in cover), sorted(cover)[:4]
+    assert all(hooks.store.get(i)["attempt"] == 1 for i in ids)
 
 
 def test_secret_encryption_uses_a_salted_kdf_and_keys_rotate(settings, rclient):

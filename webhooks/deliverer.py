@@ -156,13 +156,33 @@ class Webhooks:
                     asyncio.Semaphore(PER_RECEIVER))
             return clients[key]
 
+        # Each delivery's own lease: renewed just before its attempt when what is left of it
+        # could not hold the whole attempt and its record (never while the attempt runs, so
+        # a renewal never races that delivery's finish).
+        leases = {d["id"]: lease for d in docs}
+        lease_ms = int(self.settings.webhook_lease_s * 1000)
+        needed_ms = int(self.settings.webhook_timeout_s * 1000) + self._margin_ms()
+
+        async def hold(doc: dict[str, Any]) -> bool:
+            held = leases[doc["id"]]
+            now = self.now_ms()
+            if held - now >= needed_ms:
+                return True
+            if not await asyncio.to_thread(self.store.renew, doc["id"], held, now + lease_ms):
+                log.warning("webhook delivery %s: lease lost before its attempt; another "
+                            "worker owns it", doc["id"])
+                return False
+            leases[doc["id"]] = now + lease_ms
+            return True
+
         async def attempt_and_record(doc: dict[str, Any]) -> None:
             # Each attempt is recorded as soon as it ends (not after the whole batch):
             # what a batch did survives a time limit, and no result waits on a slow peer.
             outcome = await one(doc)
-            await asyncio.to_thread(self._finish_all, [outcome], lease)
+            if outcome is not None:
+                await asyncio.to_thread(self._finish_all, [outcome], leases[doc["id"]])
 
-        async def one(doc: dict[str, Any]) -> tuple[dict[str, Any], Attempt, str | None]:
+        async def one(doc: dict[str, Any]) -> tuple[dict[str, Any], Attempt, str | None] | None:
             target = targets[doc["url"]]
             if isinstance(target, str):  # refused: never contacted
                 return doc, Attempt(None, 0, f"URL refused: {target}", ""), "refused"
@@ -174,6 +194,8 @@ class Webhooks:
                                       legacy=self.settings.webhook_legacy_signature)
             client, per_receiver = client_for(target)
             async with gate, per_receiver:
+                if not await hold(doc):
+                    return None
                 attempt = await post(client, target, headers, doc["body"].encode(),
                                      self.settings.webhook_timeout_s)
             final = "delivered" if attempt.ok else "gone" if attempt.status == 410 else None
@@ -195,9 +217,12 @@ class Webhooks:
         """Keep what can be attempted before the lease runs out; give the rest back.
 
         Attempts run PER_RECEIVER at a time per receiver (and GATE in all), each up to
-        the timeout: in one lease fit ``lease // timeout`` rounds. Beyond that another
-        worker would claim the same deliveries again and send them twice."""
-        rounds = max(1, int(self.settings.webhook_lease_s // self.settings.webhook_timeout_s))
+        the timeout and each recorded within the margin after it: in one lease fit
+        ``(lease - margin) // timeout`` rounds. What is kept but starts late renews its
+        lease first (``hold``), so no claim outlives its lease; the rounds only keep one
+        worker from hoarding what others could send now."""
+        usable = self.settings.webhook_lease_s - self._margin_ms() / 1000
+        rounds = max(1, int(usable // self.settings.webhook_timeout_s))
         per_receiver, total = PER_RECEIVER * rounds, GATE * rounds
         counts: dict[Any, int] = {}
         kept, released = [], []
@@ -209,6 +234,12 @@ class Webhooks:
         if released:
             self.store.release([d["id"] for d in released], lease, self.now_ms())
         return kept
+
+    def _margin_ms(self) -> int:
+        """Time kept free at the end of a lease for recording an attempt that used its whole
+        timeout: a quarter of what the lease has beyond the timeout, at most 1 s."""
+        spare = self.settings.webhook_lease_s - self.settings.webhook_timeout_s
+        return int(min(1.0, spare / 4) * 1000)
 
     def _claim_reports(self, docs: list[dict[str, Any]], lease: int) -> list[dict[str, Any]]:
         """First attempts of jobs a caller waited on: claim the report, or stand down."""

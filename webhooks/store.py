@@ -121,6 +121,11 @@ class DeliveryStore:
         """Give back claimed ids without attempting them: due now, for another claim."""
         return int(self._release(keys=[self.due], args=[lease, now_ms, *ids])) if ids else 0
 
+    def renew(self, delivery_id: str, lease: int, new_lease: int) -> bool:
+        """Extend a claim still held under ``lease`` to ``new_lease``; False when it is no
+        longer ours (the same compare-and-set as ``release``)."""
+        return bool(self._release(keys=[self.due], args=[lease, new_lease, delivery_id]))
+
     def drop_due(self, delivery_id: str) -> None:
         """Take an id whose document is gone out of the due set (it can never be sent)."""
         self.client.zrem(self.due, delivery_id)
