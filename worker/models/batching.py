@@ -3,8 +3,11 @@
 Worker threads call ``MicroBatcher.submit(item)`` and block for their own result. The first
 caller to find no batch in progress leads: it waits up to ``max_wait_s`` for more items (or
 until ``max_batch`` are queued), runs ``run_batch`` on them, hands each caller its own
-output, and goes on with whatever queued meanwhile; then leadership passes to the next
-caller. No background thread, nothing to stop. Results never cross between callers (each
+output, and goes on with what queued before its own item — but once its own call is done it
+returns, and wakes the first caller still queued to lead next. (A leader that drained
+everything that kept arriving never returned under sustained load: measured, one call of
+twelve busy threads waited 4 s, the whole run, while the others took 60–80 ms.) No
+background thread, nothing to stop. Results never cross between callers (each
 gets the output at its own position), and a batch that raises is run again one item at a
 time, so one bad input fails only its own caller.
 """
@@ -22,11 +25,12 @@ Out = TypeVar("Out")
 
 
 class _Call(Generic[In, Out]):
-    __slots__ = ("done", "error", "item", "result")
+    __slots__ = ("done", "error", "item", "result", "wake")
 
     def __init__(self, item: In) -> None:
         self.item = item
         self.done = threading.Event()
+        self.wake = threading.Event()  # set when done, or when asked to lead
         self.result: Out | None = None
         self.error: BaseException | None = None
 
@@ -59,8 +63,9 @@ class MicroBatcher(Generic[In, Out]):
                 self._leading = True
             if lead:
                 self._lead(call)
-            else:  # a leader runs it; if that leader is interrupted, one of us leads next
-                call.done.wait(0.01)
+            else:  # a leader runs it, or hands us the lead (the poll covers a lost wake-up)
+                call.wake.wait(0.01)
+                call.wake.clear()
         if call.error is not None:
             raise call.error
         return call.result  # type: ignore[return-value]
@@ -74,7 +79,7 @@ class MicroBatcher(Generic[In, Out]):
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-            while True:
+            while not own.done.is_set():
                 with self._cond:
                     batch = self._queue[:self.max_batch]
                     del self._queue[:self.max_batch]
@@ -84,6 +89,8 @@ class MicroBatcher(Generic[In, Out]):
         finally:
             with self._cond:
                 self._leading = False
+                if self._queue:  # the next caller leads at once, not at its next poll
+                    self._queue[0].wake.set()
 
     def _run(self, batch: list[_Call[In, Out]], own: _Call[In, Out]) -> None:
         self.batches.append(len(batch))
@@ -98,6 +105,7 @@ class MicroBatcher(Generic[In, Out]):
             if len(batch) == 1:
                 batch[0].error = e
                 batch[0].done.set()
+                batch[0].wake.set()
                 return
             for call in batch:  # one bad input must fail only its own caller
                 self._run([call], own)
@@ -114,3 +122,4 @@ class MicroBatcher(Generic[In, Out]):
         for call, out in zip(batch, outputs, strict=True):
             call.result = out
             call.done.set()
+            call.wake.set()
