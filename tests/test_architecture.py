@@ -130,6 +130,42 @@ def test_no_collaborator_is_wired_from_outside_a_constructor():
     assert _wired_from_outside(names) == []
 
 
+def test_no_id_can_build_a_key_of_another_meaning():
+    """Every key builder, run with adversarial ids (other keys' words, separators, escapes,
+    patterns): two different (builder, arguments) never give the same key."""
+    import inspect
+    import itertools
+
+    from worker.core.keys import ACCOUNT_DOC_KINDS, Keys
+
+    k = Keys("ns", "intake")
+    ids = ["kdf-salt", "index", "kick", "due", "dead", "stats", "secret", "delivery",
+           "loaded", "acme", "a:b", "a", "b", "b:c", "/x", "a:/x", ":", "::", "%", "%3A",
+           "%253A", "", "*", "job", "file", "files", "path", "saved", "fields", "units",
+           "2026-11", "a:2026-11", "intake", "doctor", "wh", "wh:due", "secret:kdf-salt"]
+    meanings: dict[str, tuple] = {}
+    clashes = []
+    builders = 0
+    for name, method in inspect.getmembers(k, inspect.ismethod):
+        # Not keys of their own: a SCAN pattern, and where earlier versions kept the salt
+        # (account kdf-salt's key, by definition: the salt is moved away from it).
+        if name.startswith("_") or name in ("job_pattern", "webhook_kdf_salt_before"):
+            continue
+        params = list(inspect.signature(method).parameters)
+        builders += 1
+        choices = [sorted(ACCOUNT_DOC_KINDS) if p == "kind" else ids for p in params]
+        for args in itertools.product(*choices):
+            key = method(*args)
+            meaning = (name, args)
+            if meanings.setdefault(key, meaning) != meaning:
+                clashes.append((key, meanings[key], meaning))
+    assert builders >= 19
+    assert clashes == []
+    # The very collision this guards against, and escaping that keeps ordinary names.
+    assert k.webhook_secret("kdf-salt") != k.webhook_kdf_salt()
+    assert k.job("upload-42") == "ns:job:upload-42" and k.job("a:b") == "ns:job:a%3Ab"
+
+
 def test_redis_keys_are_built_in_one_module_and_keep_their_names():
     """``worker.core.keys`` builds every key; the names are the ones stored data has."""
     from worker.core.keys import Keys
@@ -145,7 +181,7 @@ def test_redis_keys_are_built_in_one_module_and_keep_their_names():
         "ns:units:acme:2026-11", "ns:claim:j:remove-bg", "ns:intake", "ns:saved:acme",
         "ns:models:loaded:h-1", "ns:doctor", "ns:wh:delivery:d", "ns:wh:due", "ns:wh:dead",
         "ns:wh:stats", "ns:wh:index", "ns:wh:kick", "ns:wh:secret:acme",
-        "ns:wh:secret:kdf-salt"]
+        "ns:wh:kdf-salt"]
     # Nowhere else: no f-string in the packages puts a namespace, a prefix or dramatiq's
     # queue prefix in front of a ":".
     offenders = []

@@ -522,6 +522,45 @@ def test_secret_encryption_uses_a_salted_kdf_and_keys_rotate(settings, rclient):
     assert Webhooks(rclient, settings).secrets.current("acme") == secret
 
 
+def test_account_kdf_salt_is_an_account_like_any_other(settings, rclient):
+    """``kdf-salt`` is a valid account id: with a passphrase set it gets, keeps and signs
+    with its own secret, and the salt every account's key derives from is untouched."""
+    settings.secret_key = "a passphrase"
+    hooks = Webhooks(rclient, settings)
+    acme = hooks.secrets.current("acme")
+    salt = rclient.get(settings.keys.webhook_kdf_salt())
+    own = hooks.secrets.current("kdf-salt")
+    assert own.startswith("whsec_") and own != acme
+    hooks.secrets.rotate("kdf-salt")
+    assert len(hooks.secrets.signing_secrets("kdf-salt")) == 2
+    assert rclient.get(settings.keys.webhook_kdf_salt()) == salt
+    assert Webhooks(rclient, settings).secrets.current("acme") == acme
+
+
+def test_a_salt_where_earlier_versions_kept_it_is_moved_once(settings, rclient):
+    """Secrets sealed under the salt at its old key (``wh:secret:kdf-salt``) still open: the
+    salt moves to its own key, and the old key is free for account ``kdf-salt``."""
+    import base64
+    import os
+
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    salt = os.urandom(16)
+    rclient.set(settings.keys.webhook_kdf_salt_before(), base64.b64encode(salt))
+    key = base64.urlsafe_b64encode(Scrypt(salt=salt, length=32, n=2 ** 14, r=8, p=1)
+                                   .derive(b"pass"))
+    rclient.set(settings.keys.webhook_secret("acme"), json.dumps(
+        {"current": Fernet(key).encrypt(b"whsec_sealed_before").decode(), "previous": None,
+         "rotatedAt": None}))
+    settings.secret_key = "pass"
+    assert Webhooks(rclient, settings).secrets.current("acme") == "whsec_sealed_before"
+    assert base64.b64decode(rclient.get(settings.keys.webhook_kdf_salt())) == salt
+    assert rclient.get(settings.keys.webhook_kdf_salt_before()) is None
+    assert Webhooks(rclient, settings).secrets.current("kdf-salt").startswith("whsec_")
+    assert base64.b64decode(rclient.get(settings.keys.webhook_kdf_salt())) == salt
+
+
 def test_secrets_sealed_by_earlier_versions_still_open(settings, rclient):
     import base64
     import hashlib

@@ -6,8 +6,10 @@ newest first (``MultiFernet``: the first encrypts, all decrypt; a secret read wi
 older key is re-encrypted with the first, so a key can be retired once every
 account has been read). Each entry is a real Fernet key (``Fernet.generate_key()``)
 or a passphrase, stretched with scrypt and a random salt kept in Redis
-(``<ns>:wh:secret:kdf-salt``). Secrets written by earlier versions (an unsalted
-SHA-256 of the passphrase) still open, and are re-encrypted on read.
+(``<ns>:wh:kdf-salt``; earlier versions kept it at ``<ns>:wh:secret:kdf-salt``, the key of
+account ``kdf-salt``'s secrets — a salt found there is moved, once, atomically). Secrets
+written by earlier versions (an unsalted SHA-256 of the passphrase) still open, and are
+re-encrypted on read.
 
 After a rotation the previous secret stays valid for
 ``EXTWORKER_WEBHOOK_SECRET_GRACE_S``: deliveries carry both signatures. Rotation
@@ -28,6 +30,22 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from worker.core.keys import Keys
+
+# KEYS: salt, where earlier versions kept it; ARGV: a fresh salt. The salt — moved from the
+# old key when one is there (24 base64 characters of 16 bytes; an account's secrets document
+# there is JSON or a token, and stays) — else the fresh one; never replaced once set.
+_SALT = """
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+local old = redis.call('GET', KEYS[2])
+local salt = ARGV[1]
+if old and string.len(old) == 24 and string.sub(old, -2) == '==' then
+  salt = old
+  redis.call('DEL', KEYS[2])
+end
+redis.call('SET', KEYS[1], salt)
+return salt
+"""
 
 
 def new_secret() -> str:
@@ -67,10 +85,9 @@ class SecretStore:
         return self._fernet
 
     def _salt(self) -> bytes:
-        key = self.redis_keys.webhook_kdf_salt()
-        self.client.set(key, base64.b64encode(os.urandom(16)), nx=True)
-        raw = self.client.get(key)
-        assert raw is not None
+        k = self.redis_keys
+        raw = self.client.eval(_SALT, 2, k.webhook_kdf_salt(), k.webhook_kdf_salt_before(),
+                               base64.b64encode(os.urandom(16)))
         return base64.b64decode(raw)
 
     def _key(self, account: str) -> str:

@@ -2,13 +2,34 @@
 
 The namespace (``EXTWORKER_NAMESPACE``, default ``extworker``) is applied here, once.
 dramatiq's own queue keys (``dramatiq:<queue>``) are the broker's, outside the namespace.
+
+No id can reach another key's meaning. Every part that comes from outside (an account, a
+job or file id, a path) goes through ``_id``, which escapes the separator (``:`` → ``%3A``,
+``%`` → ``%25``; ids without either are unchanged, so stored keys keep their names): an id
+never adds a segment. Each key is then fixed words and escaped ids in fixed places, and no
+two builders share their fixed words and segment count — so a global key (the KDF salt,
+the due set, the pump's token) is never one an id can build. ``tests/test_architecture.py``
+runs every builder with adversarial ids and checks that no two meanings share a key.
 """
 
 from __future__ import annotations
 
+ACCOUNT_DOC_KINDS = frozenset({"saved", "fields", "apikeys"})
+# First words of keys; the intake stream's name may be none of them.
+_WORDS = frozenset({"job", "file", "path", "files", "units", "claim", "apikey", "models",
+                    "doctor", "wh", *ACCOUNT_DOC_KINDS})
+
+
+def _id(part: str) -> str:
+    """A part from outside, escaped so that it is one segment whatever it holds."""
+    return part.replace("%", "%25").replace(":", "%3A")
+
 
 class Keys:
     def __init__(self, namespace: str, intake_stream: str = "intake") -> None:
+        if ":" in intake_stream or intake_stream in _WORDS:
+            raise ValueError(f"intake stream {intake_stream!r}: must not contain ':' or be "
+                             f"one of {sorted(_WORDS)}")
         self.namespace = namespace
         self.intake_stream = intake_stream
 
@@ -18,7 +39,7 @@ class Keys:
     # --- jobs and files -------------------------------------------------------
     def job(self, job_id: str) -> str:
         """The job document (JSON): state and one slot per extension."""
-        return self._k("job", job_id)
+        return self._k("job", _id(job_id))
 
     def job_pattern(self) -> str:
         """SCAN pattern of every job document."""
@@ -26,32 +47,34 @@ class Keys:
 
     def file(self, file_id: str) -> str:
         """A file record (JSON)."""
-        return self._k("file", file_id)
+        return self._k("file", _id(file_id))
 
     def path(self, account: str, file_path: str) -> str:
         """``{"fileId": …}`` of the file at ``file_path`` in ``account``."""
-        return self._k("path", account, file_path)
+        return self._k("path", _id(account), _id(file_path))
 
     def file_index(self, account: str) -> str:
         """Sorted set of an account's file paths (listing)."""
-        return self._k("files", account)
+        return self._k("files", _id(account))
 
     def units(self, account: str, month: str) -> str:
         """An account's extension units of one month (``YYYY-MM``)."""
-        return self._k("units", account, month)
+        return self._k("units", _id(account), _id(month))
 
     def claim(self, job_id: str, extension: str) -> str:
         """Who reports a finished extension: a waiting client or the webhook."""
-        return self._k("claim", job_id, extension)
+        return self._k("claim", _id(job_id), _id(extension))
 
     def account_docs(self, kind: str, account: str) -> str:
         """One document per account of ``kind`` (``saved``: saved extensions, ``fields``:
-        custom metadata fields)."""
-        return self._k(kind, account)
+        custom metadata fields, ``apikeys``: the account's API keys)."""
+        if kind not in ACCOUNT_DOC_KINDS:
+            raise ValueError(f"account documents: unknown kind {kind!r}")
+        return self._k(kind, _id(account))
 
     def api_key(self, digest: str) -> str:
         """An API key's record, by the SHA-256 of the key (the key itself is never stored)."""
-        return self._k("apikey", digest)
+        return self._k("apikey", _id(digest))
 
     # --- intake, models, operations -----------------------------------------------
     def intake(self) -> str:
@@ -60,7 +83,7 @@ class Keys:
 
     def models_loaded(self, worker: str = "*") -> str:
         """What one worker process reports as loaded (``*``: the SCAN pattern)."""
-        return self._k("models", "loaded", worker)
+        return self._k("models", "loaded", _id(worker))
 
     def doctor_report(self) -> str:
         """Counts of the last ``extworker doctor`` run."""
@@ -69,7 +92,7 @@ class Keys:
     # --- webhooks ----------------------------------------------------------------
     def webhook_delivery(self, delivery_id: str) -> str:
         """One delivery document (``""``: the prefix, for the Lua scripts)."""
-        return self._k("wh", "delivery", delivery_id)
+        return self._k("wh", "delivery", _id(delivery_id))
 
     def webhook_due(self) -> str:
         """Sorted set: delivery id → when it is next due (ms)."""
@@ -93,10 +116,15 @@ class Keys:
 
     def webhook_secret(self, account: str) -> str:
         """An account's encrypted signing secrets."""
-        return self._k("wh", "secret", account)
+        return self._k("wh", "secret", _id(account))
 
     def webhook_kdf_salt(self) -> str:
         """The salt of the passphrase KDF that derives the secrets' encryption key."""
+        return self._k("wh", "kdf-salt")
+
+    def webhook_kdf_salt_before(self) -> str:
+        """Where versions before the key-space fix kept the salt — the very key of account
+        ``kdf-salt``'s secrets; ``webhooks.secrets`` moves a salt found there, once."""
         return self._k("wh", "secret", "kdf-salt")
 
     @staticmethod
