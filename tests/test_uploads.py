@@ -282,7 +282,7 @@ def test_overwrite_file_false_rejects_and_writes_nothing(rt, existing, small_jpe
     assert doc["extensions"]["remove-bg"]["status"] == "failed"
     after = rt.pipeline.get_file(existing.fileId)
     assert after.model_dump(exclude={"updatedAt"}) == before.model_dump(exclude={"updatedAt"})
-    assert not rt.blobs.exists("uploads/no-overwrite/photo.jpg")  # bytes removed again
+    assert list(rt.blobs.keys("uploads/no-overwrite/")) == []  # bytes removed again
     assert rt.blobs.get(before.current.blobKey)  # the existing file's bytes untouched
     assert rt.queued == []
     assert rt.notified == [("no-overwrite", "remove-bg", "failed", doc["error"])]

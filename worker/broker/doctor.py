@@ -11,7 +11,12 @@ Three kinds, each safe to repair because every step it re-sends is idempotent:
   finished them was lost before it handed them on): ``--fix`` hands them on (the delivery
   id is stable, so a receiver can tell a repeat);
 * ``intake`` — stream entries pending on a consumer that stopped reading them for longer
-  than the claim delay (no dispatch worker left): ``--fix`` claims and dispatches them.
+  than the claim delay (no dispatch worker left): ``--fix`` claims and dispatches them;
+* ``blobs`` — bytes extworker wrote (``uploads/…``, ``<fileId>/…``, the API's
+  ``incoming/api-…``) that no file record references, older than
+  ``EXTWORKER_BLOB_ORPHAN_GRACE_S`` (younger ones may be work in flight: they are only
+  counted, as ``blobsRecent``): ``--fix`` removes them. Objects an upload service put in
+  the bucket itself (its ``blobKey`` inputs) are never judged.
 
 The last report is kept in Redis (``<ns>:doctor``) and exported as the gauge
 ``extworker_stuck{kind}``; ``extworker_webhook_attempts_due`` and the intake gauges are
@@ -21,6 +26,7 @@ read live.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,7 +35,9 @@ import redis
 
 from worker.broker.intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer
 from worker.core.jobs import FINAL, JobDoc
+from worker.core.records import FileRecord
 from worker.core.settings import Settings
+from worker.store.blobs import BlobStore
 
 Send = Callable[[str, str, str], None]  # (queue, jobId, slot): an execute message
 
@@ -110,6 +118,54 @@ def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
     return stuck[:limit], lost[:limit]
 
 
+# What extworker itself writes in the blob store: uploads as prepared, versions under their
+# file's id, the API's incoming files. Anything else belongs to whoever wrote it.
+OWNED_BLOBS = re.compile(r"^(uploads/|[0-9a-f]{24}/|incoming/api-[0-9a-f]{32}$)")
+
+
+def _referenced_blobs(client: redis.Redis, settings: Settings) -> set[str]:
+    """Every blob key a file record's version references (a SCAN of the records)."""
+    referenced: set[str] = set()
+    keys: list[bytes] = []
+
+    def read() -> None:
+        for raw in client.mget(keys):
+            try:
+                record = FileRecord.model_validate_json(raw) if raw else None
+            except ValueError:
+                record = None
+            if record is not None:
+                referenced.update(v.blobKey for v in record.versions)
+        keys.clear()
+
+    for key in client.scan_iter(match=settings.keys.file_pattern(), count=1000):
+        keys.append(key)
+        if len(keys) >= 500:
+            read()
+    read()
+    return referenced
+
+
+def orphan_blobs(client: redis.Redis, settings: Settings, blobs: BlobStore, now_ms: float,
+                 limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
+    """``(orphans older than the grace period, how many younger ones)``: blobs extworker
+    wrote that no record references. The listing comes first and every blob a commit
+    could still reference is young, so a record read later never makes one an orphan."""
+    listed = [(k, t) for k, t in blobs.keys() if OWNED_BLOBS.match(k)]
+    referenced = _referenced_blobs(client, settings)
+    old: list[dict[str, Any]] = []
+    recent = 0
+    for key, modified in listed:
+        if key in referenced:
+            continue
+        age_s = now_ms / 1000 - modified
+        if age_s >= settings.blob_orphan_grace_s:
+            old.append({"key": key, "ageS": int(age_s)})
+        else:
+            recent += 1
+    return old[:limit], recent
+
+
 def unclaimed_deliveries(client: redis.Redis, settings: Settings, now_ms: float) -> int:
     """Deliveries due for longer than a lease: claimed ones are pushed a lease ahead."""
     due = settings.keys.webhook_due()
@@ -127,9 +183,10 @@ def idle_intake(client: redis.Redis, settings: Settings, limit: int = 1000) -> i
     return len(pending)
 
 
-def examine(client: redis.Redis, settings: Settings,
-            now_ms: float | None = None) -> dict[str, Any]:
-    """The report: what is stuck, by kind. Also stored for the metrics."""
+def examine(client: redis.Redis, settings: Settings, now_ms: float | None = None,
+            blobs: BlobStore | None = None) -> dict[str, Any]:
+    """The report: what is stuck, by kind (with ``blobs``, orphaned bytes too). Also
+    stored for the metrics."""
     now_ms = now_ms if now_ms is not None else time.time() * 1000
     extensions, handoffs = scan_jobs(client, settings, now_ms)
     report = {
@@ -140,17 +197,26 @@ def examine(client: redis.Redis, settings: Settings,
         "extensions": extensions,
         "handoffs": handoffs,
     }
+    if blobs is not None:
+        report["blobs"], report["blobsRecent"] = orphan_blobs(client, settings, blobs, now_ms)
+        report["counts"]["blobs"] = len(report["blobs"])
     client.set(settings.keys.doctor_report(), json.dumps(report["counts"]))
     return report
 
 
 def repair(client: redis.Redis, settings: Settings, report: dict[str, Any], send: Send,
            wake_webhooks: Callable[[], None], dispatch: Callable[[dict[str, Any]], None],
-           handoff: Callable[[str, str], None]) -> dict[str, int]:
-    """Set the stuck work of ``report`` moving; returns what was done, by kind.
+           handoff: Callable[[str, str], None], blobs: BlobStore | None = None
+           ) -> dict[str, int]:
+    """Set the stuck work of ``report`` moving (and remove its orphaned blobs); returns
+    what was done, by kind.
 
     ``handoff(jobId, extension)`` hands a final extension on to the webhooks again."""
     done = {"extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0}
+    if blobs is not None and "blobs" in report:
+        for item in report["blobs"]:
+            blobs.delete(item["key"])
+        done["blobs"] = len(report["blobs"])
     for item in report["extensions"]:
         send(item["queue"], item["jobId"], item["extension"])
         done["extensions"] += 1

@@ -361,9 +361,11 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from worker.broker import doctor
     from worker.broker.actors import build_broker
     from worker.broker.outbox import Outbox
+    from worker.store.blobs import BlobStore
 
     client = redis.Redis.from_url(settings.redis_url)
-    report = doctor.examine(client, settings)
+    blobs = BlobStore(settings.blob_root, settings.public_url_base)
+    report = doctor.examine(client, settings, blobs=blobs)
     if args.fix:
         from webhooks.deliverer import Webhooks
         from worker.runtime import Runtime
@@ -378,7 +380,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
         report["fixed"] = doctor.repair(
             client, settings, report, send=outbox.execute, wake_webhooks=outbox.wake_webhooks,
-            dispatch=outbox.dispatch, handoff=handoff)
+            dispatch=outbox.dispatch, handoff=handoff, blobs=blobs)
     emit(report)
     return 1 if any(report["counts"].values()) and not args.fix else 0
 

@@ -49,6 +49,10 @@ class Keys:
         """A file record (JSON)."""
         return self._k("file", _id(file_id))
 
+    def file_pattern(self) -> str:
+        """SCAN pattern of every file record."""
+        return self._k("file", "*")
+
     def path(self, account: str, file_path: str) -> str:
         """``{"fileId": …}`` of the file at ``file_path`` in ``account``."""
         return self._k("path", _id(account), _id(file_path))

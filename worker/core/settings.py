@@ -237,6 +237,10 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="`auto`: console on a terminal, JSON otherwise."
     )
+    blob_orphan_grace_s: int = Field(
+        24 * 3600, ge=60, description="`extworker doctor` reports blobs extworker wrote that no "
+        "file record references once they are this old (younger ones may be work in "
+        "flight); `--fix` removes them.")
     job_ttl_s: int = Field(7 * 24 * 3600, description="How long job documents are kept.")
     intake_stream: str = Field("intake", description="Stream (under the namespace) for jobs.")
     intake_maxlen: int = Field(

@@ -152,9 +152,14 @@ class Dispatcher:
             except PathTaken:
                 continue
         else:
+            if prepared is not None:  # nothing committed: the retry prepares its own
+                self.blobs.delete(prepared.blob_key)
             raise RetryableError(f"job {job.jobId}: no free path for the upload")
-        if outcome == "rejected" and prepared is not None:
-            self.blobs.delete(prepared.blob_key)  # nothing half-written
+        if outcome != "new" and prepared is not None:
+            # Rejected, or another delivery of this job committed first (duplicate, resume):
+            # nothing references this attempt's bytes. (After an error of unknown outcome —
+            # Redis gone mid-commit — they stay: `extworker doctor` finds them if orphaned.)
+            self.blobs.delete(prepared.blob_key)
         return self._dispatched(job, outcome, doc)
 
     def _prepare_upload(self, job: JobEnvelope) -> Prepared:

@@ -8,10 +8,25 @@ Keys are relative paths such as ``<fileId>/<versionId>/<name>``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import fsspec
 
 from worker.core.errors import RetryableError
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    """Modification time of an fsspec listing entry, whatever the filesystem calls it."""
+    for name in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(name)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return value.timestamp()
+        return float(value)
+    return 0.0
 
 
 class BlobStore:
@@ -63,6 +78,18 @@ class BlobStore:
             raise
         except OSError as e:
             raise RetryableError(f"blob storage read failed for {key}: {e}") from e
+
+    def keys(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        """``(key, modified at, epoch s)`` of every blob under ``prefix`` (a listing: for
+        operators' commands and tests, not a hot path)."""
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in sorted(found.items()):
+            key = path[len(self.root) + 1:] if path.startswith(self.root + "/") else path
+            yield key, _mtime(info)
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))

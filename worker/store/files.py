@@ -17,6 +17,7 @@ exactly as for a file that does not exist.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,7 +159,9 @@ class FileStore:
             _check_inside(upload.customCoordinates, info.width if info else None,
                           info.height if info else None, "upload.customCoordinates")
         embedded = self.exiftool.read(data) if self.settings.embedded_metadata else {}
-        key = f"uploads/{job_id}/{name}"  # per job: a redelivered job rewrites the same object
+        # Per attempt: only the attempt whose commit lands is referenced, so every other one
+        # (a retry, a duplicate, a rejection) can remove its own bytes without a doubt.
+        key = f"uploads/{job_id}/{uuid.uuid4().hex[:12]}/{name}"
         self.blobs.put(key, data)
         return Prepared(
             upload=upload, name=name, folder=folder, blob_key=key, url=self.blobs.url(key),
@@ -213,27 +216,30 @@ class FileStore:
 
     def delete(self, file_id: str, account: str) -> bool:
         """Delete a file of ``account``: its record, its path and index entry, then the
-        bytes of every version. ``False`` when there is no such file for that account."""
+        bytes of every version — those of the record the transaction itself read, so a
+        version committed just before (a remove-bg finishing) goes too; one committed after
+        finds no record, fails, and removes its own bytes. ``False`` when there is no such
+        file for that account."""
         fk = self.file_key(file_id)
         record = owned(self.kv.get(fk), account)
         if record is None:
             return False
         pk = self.path_key(account, record.filePath)
 
-        def txn(cur: dict[str, Any]) -> Txn[bool]:
-            if owned(cur[fk], account) is None:
-                return Txn(result=False)
+        def txn(cur: dict[str, Any]) -> Txn[list[str] | None]:
+            now = owned(cur[fk], account)
+            if now is None:
+                return Txn(result=None)
             writes: dict[str, Any] = {fk: DELETE}
             if (cur[pk] or {}).get("fileId") == file_id:
                 writes[pk] = DELETE
-            return Txn(writes=writes, result=True,
-                       index_remove={self.index_key(account): [record.filePath]})
+            return Txn(writes=writes, result=[v.blobKey for v in now.versions],
+                       index_remove={self.index_key(account): [now.filePath]})
 
-        deleted = bool(self.kv.transact([fk, pk], txn))
-        if deleted:
-            for version in record.versions:
-                self.blobs.delete(version.blobKey)
-        return deleted
+        blob_keys = self.kv.transact([fk, pk], txn)
+        for key in blob_keys or []:
+            self.blobs.delete(key)
+        return blob_keys is not None
 
     def upload_change(self, prepared: Prepared, account: str, file_path: str,
                       existing: FileRecord | None) -> tuple[FileRecord, Txn[None]]:

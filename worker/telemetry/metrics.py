@@ -101,7 +101,8 @@ _doc("extworker_webhook_oldest_due_age_seconds", "gauge", (),
      "How long the oldest due webhook attempt has been waiting (0 when none).")
 _doc("extworker_stuck", "gauge", ("kind",),
      "Work found stuck (see `extworker doctor`). kind: extensions (pending past their time "
-     "limit) and handoffs (final, webhook never handed on), at the last doctor run; "
+     "limit), handoffs (final, webhook never handed on) and blobs (orphaned bytes past the "
+     "grace period), at the last doctor run; "
      "deliveries (due a lease ago, unclaimed), intake (entries idle on a stopped consumer).")
 _doc("extworker_up", "gauge", (), "1 when this pod's exposition server can reach Redis.")
 

@@ -141,6 +141,7 @@ class RedisCollector:
             last = json.loads(self.client.get(s.keys.doctor_report()) or b"{}")
             stuck.add_metric(["extensions"], last.get("extensions", 0))
             stuck.add_metric(["handoffs"], last.get("handoffs", 0))
+            stuck.add_metric(["blobs"], last.get("blobs", 0))
             stuck.add_metric(["deliveries"], unclaimed_deliveries(self.client, s, now_ms))
             stuck.add_metric(["intake"], idle_intake(self.client, s))
             up.add_metric([], 1)
