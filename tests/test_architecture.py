@@ -164,7 +164,7 @@ def test_no_id_can_build_a_key_of_another_meaning():
     assert clashes == []
     # The very collision this guards against, and escaping that keeps ordinary names.
     assert k.webhook_secret("kdf-salt") != k.webhook_kdf_salt()
-    assert k.job("upload-42") == "ns:job:upload-42" and k.job("a:b") == "ns:job:a%3Ab"
+    assert k.job("a:b") == "ns:job:a:b" and k.path("a:b", "/c:d") == "ns:path:a%3Ab:/c:d"
 
 
 def test_redis_keys_are_built_in_one_module_and_keep_their_names():

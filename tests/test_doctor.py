@@ -36,7 +36,8 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
                    [e[0] for e in rclient.xrange(settings.keys.intake())], idle=200_000)
 
     report = doctor.examine(rclient, settings, now_ms=later)
-    assert report["counts"] == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1}
+    assert report["counts"] == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1,
+                                "legacyKeys": 0}
     assert report["extensions"][0]["jobId"] == "lost"
     assert json.loads(rclient.get(settings.keys.doctor_report()))["extensions"] == 1
 
@@ -44,7 +45,8 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     done = doctor.repair(rclient, settings, report, send=lambda q, j, s: sent.append((q, j, s)),
                          wake_webhooks=lambda: woken.append(1), dispatch=dispatched.append,
                          handoff=lambda j, s: None)
-    assert done == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1}
+    assert done == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1,
+                    "legacyKeys": 0}
     assert sent == [("extensions", "lost", "remove-bg")] and woken == [1]
     assert [j["jobId"] for j in dispatched] == ["orphan"]
     assert rclient.xpending(settings.keys.intake(), GROUP)["pending"] == 0
@@ -53,7 +55,30 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     assert p.get_job("lost").to_json()["extensions"]["remove-bg"]["status"] == "success"
     rclient.zrem(hooks_due, "msg_waiting")
     assert doctor.examine(rclient, settings)["counts"] == {
-        "extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0}
+        "extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0, "legacyKeys": 0}
+
+
+def test_keys_of_accounts_with_a_colon_written_before_are_renamed_once(settings, rclient):
+    """Earlier versions wrote ``path:eu:acme:/a:b.jpg`` and ``units:eu:acme:2026-11`` for
+    account ``eu:acme``; now its id is escaped there. The doctor finds exactly those, and
+    --fix renames them, never over a key that exists; paths and months keep their colons."""
+    ns, k = settings.keys.namespace, settings.keys
+    rclient.set(f"{ns}:path:eu:acme:/a:b.jpg", json.dumps({"fileId": "f1"}))
+    rclient.set(f"{ns}:units:eu:acme:2026-11", json.dumps({"total": 130}))
+    rclient.set(k.path("acme", "/c:d.jpg"), json.dumps({"fileId": "f2"}))  # current
+    rclient.set(k.path("eu:acme", "/new.jpg"), json.dumps({"fileId": "f3"}))  # current
+    rclient.set(k.units("acme", "2026-11"), json.dumps({"total": 1}))  # current
+    report = doctor.examine(rclient, settings)
+    assert sorted((i["key"], i["now"]) for i in report["legacyKeys"]) == [
+        (f"{ns}:path:eu:acme:/a:b.jpg", k.path("eu:acme", "/a:b.jpg")),
+        (f"{ns}:units:eu:acme:2026-11", k.units("eu:acme", "2026-11"))]
+    done = doctor.repair(rclient, settings, report, send=lambda *a: None,
+                         wake_webhooks=lambda: None, dispatch=lambda j: None,
+                         handoff=lambda *a: None)
+    assert done["legacyKeys"] == 2
+    assert json.loads(rclient.get(k.path("eu:acme", "/a:b.jpg"))) == {"fileId": "f1"}
+    assert json.loads(rclient.get(k.units("eu:acme", "2026-11"))) == {"total": 130}
+    assert doctor.examine(rclient, settings)["counts"]["legacyKeys"] == 0
 
 
 def test_doctor_cli_exits_1_when_something_is_stuck(settings, rclient):

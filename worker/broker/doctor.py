@@ -12,6 +12,9 @@ Three kinds, each safe to repair because every step it re-sends is idempotent:
   id is stable, so a receiver can tell a repeat);
 * ``intake`` — stream entries pending on a consumer that stopped reading them for longer
   than the claim delay (no dispatch worker left): ``--fix`` claims and dispatches them;
+* ``legacyKeys`` — ``path:`` and ``units:`` keys of accounts with a ``:`` in their id, as
+  versions before the key-space fix wrote them (the account unescaped): ``--fix`` renames
+  each to its key now (never over one that exists);
 * ``blobs`` — bytes extworker wrote (``uploads/…``, ``<fileId>/…``, the API's
   ``incoming/api-…``) that no file record references, older than
   ``EXTWORKER_BLOB_ORPHAN_GRACE_S`` (younger ones may be work in flight: they are only
@@ -166,6 +169,37 @@ def orphan_blobs(client: redis.Redis, settings: Settings, blobs: BlobStore, now_
     return old[:limit], recent
 
 
+_MONTH = re.compile(r":(\d{4}-\d{2})$")
+
+
+def legacy_keys(client: redis.Redis, settings: Settings,
+                limit: int = 10_000) -> list[tuple[str, str]]:
+    """``(key written by an earlier version, its name now)`` for the ``path:`` and
+    ``units:`` keys of accounts with a ``:``: earlier versions did not escape the account
+    there. (Account ids never hold ``%`` or ``/``, paths start with ``/``, months are
+    ``YYYY-MM``: the old account part is up to the path, or up to the month.)"""
+    k, ns = settings.keys, settings.keys.namespace
+    found: list[tuple[str, str]] = []
+    for kind in ("path", "units"):
+        prefix = f"{ns}:{kind}:"
+        for raw in client.scan_iter(match=f"{prefix}*:*", count=1000):
+            key = raw.decode() if isinstance(raw, bytes) else raw
+            rest = key[len(prefix):]
+            if kind == "path":
+                cut = rest.find(":/")
+                account, tail = (rest[:cut], rest[cut + 1:]) if cut > 0 else ("", "")
+                new = k.path(account, tail) if ":" in account else None
+            else:
+                month = _MONTH.search(rest)
+                account = rest[:month.start()] if month else ""
+                new = k.units(account, month.group(1)) if month and ":" in account else None
+            if new is not None and new != key:
+                found.append((key, new))
+                if len(found) >= limit:
+                    return found
+    return found
+
+
 def unclaimed_deliveries(client: redis.Redis, settings: Settings, now_ms: float) -> int:
     """Deliveries due for longer than a lease: claimed ones are pushed a lease ahead."""
     due = settings.keys.webhook_due()
@@ -197,6 +231,9 @@ def examine(client: redis.Redis, settings: Settings, now_ms: float | None = None
         "extensions": extensions,
         "handoffs": handoffs,
     }
+    report["legacyKeys"] = [{"key": old, "now": new}
+                            for old, new in legacy_keys(client, settings)]
+    report["counts"]["legacyKeys"] = len(report["legacyKeys"])
     if blobs is not None:
         report["blobs"], report["blobsRecent"] = orphan_blobs(client, settings, blobs, now_ms)
         report["counts"]["blobs"] = len(report["blobs"])
@@ -213,6 +250,8 @@ def repair(client: redis.Redis, settings: Settings, report: dict[str, Any], send
 
     ``handoff(jobId, extension)`` hands a final extension on to the webhooks again."""
     done = {"extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0}
+    done["legacyKeys"] = sum(bool(client.renamenx(item["key"], item["now"]))
+                             for item in report.get("legacyKeys", []))
     if blobs is not None and "blobs" in report:
         for item in report["blobs"]:
             blobs.delete(item["key"])

@@ -3,12 +3,16 @@
 The namespace (``EXTWORKER_NAMESPACE``, default ``extworker``) is applied here, once.
 dramatiq's own queue keys (``dramatiq:<queue>``) are the broker's, outside the namespace.
 
-No id can reach another key's meaning. Every part that comes from outside (an account, a
-job or file id, a path) goes through ``_id``, which escapes the separator (``:`` → ``%3A``,
-``%`` → ``%25``; ids without either are unchanged, so stored keys keep their names): an id
-never adds a segment. Each key is then fixed words and escaped ids in fixed places, and no
-two builders share their fixed words and segment count — so a global key (the KDF salt,
-the due set, the pump's token) is never one an id can build. ``tests/test_architecture.py``
+No id can reach another key's meaning. Each key is fixed words, then the parts that come
+from outside; every such part but the last goes through ``_id``, which escapes the
+separator (``:`` → ``%3A``, ``%`` → ``%25``), so it is one segment whatever it holds, and
+the last part is whatever follows. A key therefore reads one way only: its fixed words name
+the builder (no two builders share them), the escaped parts end at the next ``:``, the rest
+is the last part — so a global key (the KDF salt, the due set, the pump's token) is never one
+an id can build. Only non-final parts are escaped so that stored keys keep their names: job
+ids, file ids and paths (``/photo 12:30.jpg``) are last in their keys and never change; an
+account with a ``:`` (ids never hold ``%``) moved in ``path:`` and ``units:`` keys, which
+``extworker doctor --fix`` renames (``legacy_keys``). ``tests/test_architecture.py``
 runs every builder with adversarial ids and checks that no two meanings share a key.
 """
 
@@ -39,7 +43,7 @@ class Keys:
     # --- jobs and files -------------------------------------------------------
     def job(self, job_id: str) -> str:
         """The job document (JSON): state and one slot per extension."""
-        return self._k("job", _id(job_id))
+        return self._k("job", job_id)
 
     def job_pattern(self) -> str:
         """SCAN pattern of every job document."""
@@ -47,7 +51,7 @@ class Keys:
 
     def file(self, file_id: str) -> str:
         """A file record (JSON)."""
-        return self._k("file", _id(file_id))
+        return self._k("file", file_id)
 
     def file_pattern(self) -> str:
         """SCAN pattern of every file record."""
@@ -55,30 +59,30 @@ class Keys:
 
     def path(self, account: str, file_path: str) -> str:
         """``{"fileId": …}`` of the file at ``file_path`` in ``account``."""
-        return self._k("path", _id(account), _id(file_path))
+        return self._k("path", _id(account), file_path)
 
     def file_index(self, account: str) -> str:
         """Sorted set of an account's file paths (listing)."""
-        return self._k("files", _id(account))
+        return self._k("files", account)
 
     def units(self, account: str, month: str) -> str:
         """An account's extension units of one month (``YYYY-MM``)."""
-        return self._k("units", _id(account), _id(month))
+        return self._k("units", _id(account), month)
 
     def claim(self, job_id: str, extension: str) -> str:
         """Who reports a finished extension: a waiting client or the webhook."""
-        return self._k("claim", _id(job_id), _id(extension))
+        return self._k("claim", _id(job_id), extension)
 
     def account_docs(self, kind: str, account: str) -> str:
         """One document per account of ``kind`` (``saved``: saved extensions, ``fields``:
         custom metadata fields, ``apikeys``: the account's API keys)."""
         if kind not in ACCOUNT_DOC_KINDS:
             raise ValueError(f"account documents: unknown kind {kind!r}")
-        return self._k(kind, _id(account))
+        return self._k(kind, account)
 
     def api_key(self, digest: str) -> str:
         """An API key's record, by the SHA-256 of the key (the key itself is never stored)."""
-        return self._k("apikey", _id(digest))
+        return self._k("apikey", digest)
 
     # --- intake, models, operations -----------------------------------------------
     def intake(self) -> str:
@@ -87,7 +91,7 @@ class Keys:
 
     def models_loaded(self, worker: str = "*") -> str:
         """What one worker process reports as loaded (``*``: the SCAN pattern)."""
-        return self._k("models", "loaded", _id(worker))
+        return self._k("models", "loaded", worker)
 
     def doctor_report(self) -> str:
         """Counts of the last ``extworker doctor`` run."""
@@ -96,7 +100,7 @@ class Keys:
     # --- webhooks ----------------------------------------------------------------
     def webhook_delivery(self, delivery_id: str) -> str:
         """One delivery document (``""``: the prefix, for the Lua scripts)."""
-        return self._k("wh", "delivery", _id(delivery_id))
+        return self._k("wh", "delivery", delivery_id)
 
     def webhook_due(self) -> str:
         """Sorted set: delivery id → when it is next due (ms)."""
@@ -120,7 +124,7 @@ class Keys:
 
     def webhook_secret(self, account: str) -> str:
         """An account's encrypted signing secrets."""
-        return self._k("wh", "secret", _id(account))
+        return self._k("wh", "secret", account)
 
     def webhook_kdf_salt(self) -> str:
         """The salt of the passphrase KDF that derives the secrets' encryption key."""
