@@ -162,6 +162,33 @@ def concurrently(fn, items: list) -> list:
     return [results[i] for i in range(len(items))]
 
 
+def sustained(call, threads: int, seconds: float) -> tuple[list[float], list[int]]:
+    """``call(n)`` (n unique across threads) from ``threads`` threads in a loop for
+    ``seconds``: ``(each thread's worst call time, the n whose answer was not 2 * n)``."""
+    import threading
+
+    worst = [0.0] * threads
+    wrong: list[int] = []
+    stop = time.monotonic() + seconds
+
+    def loop(k: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            t0 = time.monotonic()
+            x = k * 1_000_000 + n
+            if call(x) != 2 * x:
+                wrong.append(x)
+            worst[k] = max(worst[k], time.monotonic() - t0)
+            n += 1
+
+    pool = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(seconds + 30)
+    return worst, wrong
+
+
 def wait_until(predicate, timeout: float, what: str, every: float = 0.3):
     """``predicate()``'s first truthy value within ``timeout`` s, else an AssertionError
     saying ``what`` did not happen."""

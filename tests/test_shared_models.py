@@ -18,7 +18,7 @@ import pytest
 from extensions import loaders
 from extensions.rembg_session import RembgModel
 from extensions.vision import Captioner, ImageClassifier, ZeroShotTagger
-from tests.conftest import PHOTOS, Server, concurrently, jpeg, photo, wait_until
+from tests.conftest import PHOTOS, Server, concurrently, jpeg, photo, sustained, wait_until
 from worker.core.errors import PermanentError, RetryableError
 from worker.models.cache import ModelCache
 from worker.models.remote import InferenceClient
@@ -116,26 +116,10 @@ def test_under_sustained_load_its_batches_stay_full_and_no_call_starves(tmp_path
     server = InferenceServer(address, key, lambda k: model)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     client = InferenceClient(address, key, timeout_s=30, connect_wait_s=5)
-    worst: dict[int, float] = {}
-    wrong: list[int] = []
-    stop = time.monotonic() + 3.0
-
-    def caller(k: int) -> None:
-        n = 0
-        while time.monotonic() < stop:
-            t0 = time.monotonic()
-            if client.call("remove-bg:fast", "infer", k * 10_000 + n) != 2 * (k * 10_000 + n):
-                wrong.append(k)
-            worst[k] = max(worst.get(k, 0.0), time.monotonic() - t0)
-            n += 1
-
-    threads = [threading.Thread(target=caller, args=(k,)) for k in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not wrong and len(worst) == 12
-    assert max(worst.values()) < 0.3, sorted(worst.values())[-3:]  # 3 batches a cycle
+    worst, wrong = sustained(lambda x: client.call("remove-bg:fast", "infer", x), threads=12,
+                             seconds=3.0)
+    assert not wrong
+    assert max(worst) < 0.3, sorted(worst)[-3:]  # 3 batches a cycle
     sizes = list(model.batcher.batches)
     assert sum(sizes) / len(sizes) >= 3.5, sizes[-20:]
 

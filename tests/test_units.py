@@ -144,36 +144,18 @@ def test_under_sustained_load_no_call_waits_more_than_a_few_batches():
     returns once its own call is done (the next caller leads), so every call ends within a
     few batch times — before, the first leader kept draining the queue for the whole run —
     and the batches stay full."""
-    import threading
-
+    from tests.conftest import sustained
     from worker.models.batching import MicroBatcher
 
     def forward(xs):
         time.sleep(0.02)
-        return [x + 1 for x in xs]
+        return [2 * x for x in xs]
 
     batcher = MicroBatcher(forward, max_batch=4, max_wait_s=0.005)
-    worst: dict[int, float] = {}
-    wrong: list[int] = []
-    stop = time.monotonic() + 2.0
-
-    def caller(k: int) -> None:
-        n = 0
-        while time.monotonic() < stop:
-            t0 = time.monotonic()
-            if batcher.submit(k * 1_000_000 + n) != k * 1_000_000 + n + 1:
-                wrong.append(k)
-            worst[k] = max(worst.get(k, 0.0), time.monotonic() - t0)
-            n += 1
-
-    threads = [threading.Thread(target=caller, args=(k,)) for k in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not wrong and len(worst) == 12
+    worst, wrong = sustained(batcher.submit, threads=12, seconds=2.0)
+    assert not wrong
     # 12 callers, 4 a batch: 3 batches (60 ms) a cycle; a few batch times at most.
-    assert max(worst.values()) < 0.3, sorted(worst.values())[-3:]
+    assert max(worst) < 0.3, sorted(worst)[-3:]
     sizes = list(batcher.batches)
     assert sum(sizes) / len(sizes) >= 3.5, sizes[-20:]  # full batches, still
 

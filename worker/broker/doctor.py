@@ -32,9 +32,10 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+from pydantic import BaseModel
 
 from worker.broker.intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer
 from worker.core.jobs import FINAL, JobDoc
@@ -51,27 +52,35 @@ def _ms(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
 
 
-def _jobs(client: redis.Redis, settings: Settings) -> Iterator[JobDoc]:
-    """Every job document (a SCAN: this is an operator's command, not a hot path);
-    unreadable ones are skipped."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def _documents(client: redis.Redis, pattern: str, model: type[M]) -> Iterator[M]:
+    """Every document whose key matches ``pattern``, read 500 at a time (a SCAN: this is
+    an operator's command, not a hot path); unreadable ones are skipped."""
     keys: list[bytes] = []
 
-    def docs() -> Iterator[JobDoc]:
+    def read() -> Iterator[M]:
         for raw in client.mget(keys):
             try:
-                doc = JobDoc.model_validate_json(raw) if raw else None
+                doc = model.model_validate_json(raw) if raw else None
             except ValueError:
                 doc = None
             if doc is not None:
                 yield doc
+        keys.clear()
 
-    for key in client.scan_iter(match=settings.keys.job_pattern(), count=1000):
+    for key in client.scan_iter(match=pattern, count=1000):
         keys.append(key)
         if len(keys) >= 500:
-            yield from docs()
-            keys = []
+            yield from read()
     if keys:
-        yield from docs()
+        yield from read()
+
+
+def _jobs(client: redis.Redis, settings: Settings) -> Iterator[JobDoc]:
+    """Every job document."""
+    return _documents(client, settings.keys.job_pattern(), JobDoc)
 
 
 def _pending_slots(doc: JobDoc, older: float) -> list[dict[str, Any]]:
@@ -127,26 +136,9 @@ OWNED_BLOBS = re.compile(r"^(uploads/|[0-9a-f]{24}/|incoming/api-[0-9a-f]{32}$)"
 
 
 def _referenced_blobs(client: redis.Redis, settings: Settings) -> set[str]:
-    """Every blob key a file record's version references (a SCAN of the records)."""
-    referenced: set[str] = set()
-    keys: list[bytes] = []
-
-    def read() -> None:
-        for raw in client.mget(keys):
-            try:
-                record = FileRecord.model_validate_json(raw) if raw else None
-            except ValueError:
-                record = None
-            if record is not None:
-                referenced.update(v.blobKey for v in record.versions)
-        keys.clear()
-
-    for key in client.scan_iter(match=settings.keys.file_pattern(), count=1000):
-        keys.append(key)
-        if len(keys) >= 500:
-            read()
-    read()
-    return referenced
+    """Every blob key a file record's version references."""
+    return {v.blobKey for record in _documents(client, settings.keys.file_pattern(), FileRecord)
+            for v in record.versions}
 
 
 def orphan_blobs(client: redis.Redis, settings: Settings, blobs: BlobStore, now_ms: float,
