@@ -32,6 +32,21 @@ class RetryableError(ExtworkerError):
     code = "temporarily_unavailable"
 
 
+class BlobNotFound(PermanentError, FileNotFoundError):
+    """Nothing is stored at a blob key: permanent (the bytes will not appear by retrying),
+    and named by its key — never by a server's path. Also a ``FileNotFoundError``, for code
+    that reads blobs like files."""
+
+    code = "blob_not_found"
+
+    def __init__(self, key: str) -> None:
+        PermanentError.__init__(self, f"blob not found: {key}")
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"blob not found: {self.key}"
+
+
 class QuotaExceeded(PermanentError):
     code = "quota_exceeded"
 

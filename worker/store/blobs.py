@@ -14,7 +14,7 @@ from typing import Any
 
 import fsspec
 
-from worker.core.errors import RetryableError
+from worker.core.errors import BlobNotFound, RetryableError
 
 
 def _mtime(info: dict[str, Any]) -> float:
@@ -56,11 +56,12 @@ class BlobStore:
             raise RetryableError(f"blob storage write failed for {key}: {e}") from e
 
     def get(self, key: str) -> bytes:
+        """The bytes at ``key``; ``BlobNotFound`` (permanent, naming the key) if none."""
         try:
             with self.fs.open(self._path(key), "rb") as fh:
                 return fh.read()
         except FileNotFoundError:
-            raise
+            raise BlobNotFound(key) from None
         except OSError as e:
             raise RetryableError(f"blob storage read failed for {key}: {e}") from e
 
@@ -71,11 +72,11 @@ class BlobStore:
             pass
 
     def size(self, key: str) -> int:
-        """Bytes stored at ``key``; ``FileNotFoundError`` if there is nothing."""
+        """Bytes stored at ``key``; ``BlobNotFound`` if there is nothing."""
         try:
             return int(self.fs.size(self._path(key)))
         except FileNotFoundError:
-            raise
+            raise BlobNotFound(key) from None
         except OSError as e:
             raise RetryableError(f"blob storage read failed for {key}: {e}") from e
 
