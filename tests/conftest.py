@@ -67,6 +67,45 @@ def redis_url() -> Iterator[str]:
     proc.wait(5)
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3 server on loopback (moto's standalone server, in its own process) with a
+    bucket ``extworker``; the standard AWS environment points at it (endpoint, region,
+    credentials), as a deployment's would. Yields the endpoint URL."""
+    import boto3
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        wait_until(lambda: _answers(port), 30, "moto's S3 server listening", every=0.1)
+        boto3.client("s3").create_bucket(Bucket="extworker")
+        yield endpoint
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def rclient(redis_url: str) -> Iterator[redis.Redis]:
     """A client on the test DB, flushed before each test (only that DB)."""

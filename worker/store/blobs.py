@@ -1,20 +1,46 @@
 """Blob storage behind a small interface, on fsspec.
 
-The default root is a local directory (``DATA_DIR/blobs``); any fsspec URL
-works (``s3://bucket/prefix`` with s3fs installed, ``memory://`` in tests).
-Keys are relative paths such as ``<fileId>/<versionId>/<name>``.
+The default root is a local directory (``DATA_DIR/blobs``); any fsspec URL works:
+``s3://bucket/prefix`` (the ``s3`` extra: s3fs, configured the standard AWS way —
+``AWS_ENDPOINT_URL``, the region, and botocore's credential chain: environment, web
+identity / IRSA, instance profile), ``memory://`` in tests. Keys are relative paths such
+as ``<fileId>/<versionId>/<name>``.
+
+On a local directory a write goes to a temporary name and is renamed (a partial file is
+never visible); on an object store it is one atomic PUT (s3fs: multipart above 100 MB),
+never temp + rename, which there is a copy and a delete. A key that holds nothing is
+``BlobNotFound`` (permanent, naming the key); any other failure of the store, once its
+client's own retries are spent, is ``RetryableError``: the job waits for the store.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from worker.core.errors import BlobNotFound, RetryableError
+
+
+@contextmanager
+def _store_call(key: str, op: str, missing_ok: bool = False) -> Iterator[None]:
+    """Nothing at ``key`` → ``BlobNotFound`` (or nothing, ``missing_ok``); a bad key's
+    ``ValueError`` as it is; any other failure of the store → ``RetryableError``."""
+    try:
+        yield
+    except FileNotFoundError:
+        if not missing_ok:
+            raise BlobNotFound(key) from None
+    except (ValueError, BlobNotFound):
+        raise
+    except Exception as e:  # noqa: BLE001 - the store's failure, whatever its client raises
+        raise RetryableError(f"blob storage {op} failed for {key}: "
+                             f"{type(e).__name__}: {str(e)[:200]}") from e
 
 
 def _mtime(info: dict[str, Any]) -> float:
@@ -31,10 +57,18 @@ def _mtime(info: dict[str, Any]) -> float:
 
 class BlobStore:
     def __init__(self, root_url: str, public_url_base: str | None = None) -> None:
-        self.fs, root = fsspec.core.url_to_fs(root_url)
+        # S3: no listings cache — another node's new object must be seen at once.
+        options = {"use_listings_cache": False} if root_url.startswith("s3://") else {}
+        try:
+            self.fs, root = fsspec.core.url_to_fs(root_url, **options)
+        except ImportError as e:
+            raise ImportError(f"blob storage {root_url.split('://')[0]}://: {e} "
+                              "(pip install 'extworker[s3]')") from None
         self.root = root.rstrip("/")
         self.root_url = root_url.rstrip("/")
         self.public_url_base = public_url_base.rstrip("/") if public_url_base else None
+        # Objects are written whole by one call; a directory needs temp + rename for that.
+        self.renames = isinstance(self.fs, LocalFileSystem)
 
     def _path(self, key: str) -> str:
         if key.startswith("/") or ".." in key.split("/"):
@@ -44,7 +78,10 @@ class BlobStore:
     def put(self, key: str, data: bytes) -> None:
         """Write ``data`` at ``key`` (whole-object; a partial write is never visible)."""
         path = self._path(key)
-        try:
+        with _store_call(key, "write"):
+            if not self.renames:
+                self.fs.pipe_file(path, data)
+                return
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             # Unique per writer: two executions of one slot (a redelivery racing the
             # original) may write the same key at once; each renames its own whole file.
@@ -52,33 +89,26 @@ class BlobStore:
             with self.fs.open(tmp, "wb") as fh:
                 fh.write(data)
             self.fs.mv(tmp, path)
-        except OSError as e:
-            raise RetryableError(f"blob storage write failed for {key}: {e}") from e
 
     def get(self, key: str) -> bytes:
         """The bytes at ``key``; ``BlobNotFound`` (permanent, naming the key) if none."""
-        try:
-            with self.fs.open(self._path(key), "rb") as fh:
+        path = self._path(key)
+        with _store_call(key, "read"):
+            with self.fs.open(path, "rb") as fh:
                 return fh.read()
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
-        except OSError as e:
-            raise RetryableError(f"blob storage read failed for {key}: {e}") from e
+        raise AssertionError("unreachable")
 
     def delete(self, key: str) -> None:
-        try:
-            self.fs.rm(self._path(key))
-        except FileNotFoundError:
-            pass
+        path = self._path(key)
+        with _store_call(key, "delete", missing_ok=True):
+            self.fs.rm(path)
 
     def size(self, key: str) -> int:
         """Bytes stored at ``key``; ``BlobNotFound`` if there is nothing."""
-        try:
-            return int(self.fs.size(self._path(key)))
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
-        except OSError as e:
-            raise RetryableError(f"blob storage read failed for {key}: {e}") from e
+        path = self._path(key)
+        with _store_call(key, "read"):
+            return int(self.fs.size(path))
+        raise AssertionError("unreachable")
 
     def keys(self, prefix: str = "") -> Iterator[tuple[str, float]]:
         """``(key, modified at, epoch s)`` of every blob under ``prefix`` (a listing: for
@@ -93,7 +123,10 @@ class BlobStore:
             yield key, _mtime(info)
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self._path(key)))
+        path = self._path(key)
+        with _store_call(key, "read"):
+            return bool(self.fs.exists(path))
+        raise AssertionError("unreachable")
 
     def url(self, key: str) -> str:
         """Where a client fetches the blob: the public base if set, else the storage URL."""
