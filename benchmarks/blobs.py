@@ -80,7 +80,7 @@ def main() -> None:
                         else:
                             assert len(get(f"{size}-{i}")) == size
                     rates.append(size * rounds / (time.perf_counter() - t0) / 1e6)
-                print(f"{size:>10} {op:>4} {rates[0]:>10.1f} {rates[1]:>13.1f} "
+                print(f"{size:>10} {op:>4} {rates[0]:>10.3g} {rates[1]:>13.3g} "
                       f"{rates[1] / rates[0]:>5.2f}x")
     finally:
         server.terminate()

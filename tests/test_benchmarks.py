@@ -58,3 +58,15 @@ def test_node_benchmark(models_dir, redis_url, tiny):
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert "remove-bg" in lines and "google-auto-tagging" in lines, out
     assert "rembg s:" in out and "ratio extworker remove-bg / rembg s:" in out, out
+
+
+def test_blobs_benchmark():
+    out = _run("benchmarks/blobs.py", "--rounds", "2", "--sizes", "1024,65536")
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["1024"],
+                                                                             ["65536"])]
+    assert [(r[0], r[1]) for r in rows] == [("1024", "put"), ("1024", "get"), ("65536", "put"),
+                                             ("65536", "get")]
+    for r in rows:
+        s3fs_rate, obstore_rate, ratio = float(r[2]), float(r[3]), float(r[4].rstrip("x"))
+        assert s3fs_rate > 0 and obstore_rate > 0
+        assert abs(ratio - obstore_rate / s3fs_rate) < 0.05 * ratio + 0.01
