@@ -67,6 +67,55 @@ def redis_url() -> Iterator[str]:
     proc.wait(5)
 
 
+class PrivateRedis:
+    """A redis-server of a test's own, on its own port, AOF fsynced on every write."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.server = shutil.which("redis-server")
+        if self.server is None:
+            pytest.fail("redis-server is needed for the fault tests")
+        self.dir, self.port = workdir, _free_port()
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise AssertionError("private redis-server did not start")
+
+    def restart(self, down_s: float, kill: bool = False) -> None:
+        """SHUTDOWN (AOF flushed) or SIGKILL (AOF fsynced on every write), stay down
+        ``down_s``, start again on the same data."""
+        assert self.proc is not None
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                redis.Redis.from_url(self.url).shutdown(nosave=False)
+            except redis.ConnectionError:
+                pass
+        self.proc.wait(10)
+        time.sleep(down_s)
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A real S3 server on loopback (moto's standalone server, in its own process) with a

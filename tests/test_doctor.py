@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import time
 
+import redis
+
 from tests.conftest import cli, jpeg
 from worker.broker import doctor
 from worker.broker.intake import GROUP, IntakeConsumer, publish
@@ -119,3 +121,37 @@ def test_doctor_hands_on_a_final_extension_whose_webhook_was_lost(settings, runt
     (delivery,) = hooks.store.list(job_id="no-hook")
     assert delivery["event"] == "SUCCESS" and delivery["status"] == "pending"
     assert doctor.examine(rclient, settings, now_ms=later)["counts"]["handoffs"] == 0
+
+
+def test_a_redis_that_does_not_persist_is_a_problem_and_readyz_can_require_it(
+        settings, rclient, tmp_path):
+    """Everything extworker holds is in Redis. Without AOF or save points the doctor says so
+    (exit 1) and, with EXTWORKER_REQUIRE_PERSISTENT_REDIS, /readyz answers 503; a Redis
+    with AOF on — the configuration the chart and the README give — passes both."""
+    from tests.conftest import PrivateRedis
+    from worker.telemetry.ops import check_ready
+
+    volatile = redis.Redis.from_url(settings.redis_url)
+    saved = {**volatile.config_get("appendonly"), **volatile.config_get("save")}
+    volatile.config_set("appendonly", "no")
+    volatile.config_set("save", "")
+    try:
+        report = doctor.examine(rclient, settings)
+        assert report["problems"] and "no persistence" in report["problems"][0]
+        proc = cli(settings, "doctor", check=False)
+        assert proc.returncode == 1 and "no persistence" in proc.stderr
+        settings.require_persistent_redis = True
+        ok, problems = check_ready(volatile, settings)
+        assert not ok and any("no persistence" in p for p in problems)
+    finally:  # the machine's Redis as it was
+        volatile.config_set("save", saved["save"])
+        volatile.config_set("appendonly", saved["appendonly"])
+    (tmp_path / "redis").mkdir()
+    srv = PrivateRedis(tmp_path / "redis")  # appendonly yes, appendfsync always
+    try:
+        durable = redis.Redis.from_url(srv.url)
+        assert doctor.examine(durable, settings)["problems"] == []
+        ok, problems = check_ready(durable, settings)
+        assert not any("persistence" in p for p in problems), problems
+    finally:
+        srv.stop()

@@ -9,66 +9,16 @@ extension ends ``success``, its version is written once and its units charged on
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import _free_port, jpeg, report_duplicates, wait_until
+from tests.conftest import PrivateRedis, jpeg, report_duplicates, wait_until
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.slow
-
-
-class PrivateRedis:
-    def __init__(self, workdir: Path) -> None:
-        self.server = shutil.which("redis-server")
-        if self.server is None:
-            pytest.fail("redis-server is needed for the fault tests")
-        self.dir, self.port = workdir, _free_port()
-        self.proc: subprocess.Popen | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.02)
-        raise AssertionError("private redis-server did not start")
-
-    def restart(self, down_s: float, kill: bool = False) -> None:
-        """SHUTDOWN (AOF flushed) or SIGKILL (AOF fsynced on every write), stay down
-        ``down_s``, start again on the same data."""
-        assert self.proc is not None
-        if kill:
-            self.proc.kill()
-        else:
-            try:
-                redis.Redis.from_url(self.url).shutdown(nosave=False)
-            except redis.ConnectionError:
-                pass
-        self.proc.wait(10)
-        time.sleep(down_s)
-        self.start()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @pytest.fixture

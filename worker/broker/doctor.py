@@ -12,6 +12,8 @@ Three kinds, each safe to repair because every step it re-sends is idempotent:
   id is stable, so a receiver can tell a repeat);
 * ``intake`` — stream entries pending on a consumer that stopped reading them for longer
   than the claim delay (no dispatch worker left): ``--fix`` claims and dispatches them;
+* a Redis that does not persist (neither AOF nor save points) is reported under
+  ``problems``: a restart would lose everything above; ``--fix`` cannot mend it;
 * ``legacyKeys`` — ``path:`` and ``units:`` keys of accounts with a ``:`` in their id, as
   versions before the key-space fix wrote them (the account unescaped): ``--fix`` renames
   each to its key now (never over one that exists);
@@ -42,6 +44,7 @@ from worker.core.jobs import FINAL, JobDoc
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
 from worker.store.blobs import BlobStore
+from worker.store.kv import persistence_problem
 
 Send = Callable[[str, str, str], None]  # (queue, jobId, slot): an execute message
 
@@ -223,6 +226,8 @@ def examine(client: redis.Redis, settings: Settings, now_ms: float | None = None
         "extensions": extensions,
         "handoffs": handoffs,
     }
+    lost = persistence_problem(client)
+    report["problems"] = [lost] if lost else []
     report["legacyKeys"] = [{"key": old, "now": new}
                             for old, new in legacy_keys(client, settings)]
     report["counts"]["legacyKeys"] = len(report["legacyKeys"])

@@ -382,7 +382,9 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
             client, settings, report, send=outbox.execute, wake_webhooks=outbox.wake_webhooks,
             dispatch=outbox.dispatch, handoff=handoff, blobs=blobs)
     emit(report)
-    return 1 if any(report["counts"].values()) and not args.fix else 0
+    for problem in report["problems"]:
+        print(f"extworker doctor: {problem}", file=sys.stderr)
+    return 1 if (any(report["counts"].values()) or report["problems"]) and not args.fix else 0
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:

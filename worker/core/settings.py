@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="`auto`: console on a terminal, JSON otherwise."
     )
+    require_persistent_redis: bool = Field(
+        False, description="`/readyz` answers 503 while Redis has neither AOF nor save points "
+        "(everything extworker holds is in Redis: a restart without persistence loses it).")
     blob_orphan_grace_s: int = Field(
         24 * 3600, ge=60, description="`extworker doctor` reports blobs extworker wrote that no "
         "file record references once they are this old (younger ones may be work in "

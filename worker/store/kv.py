@@ -62,6 +62,26 @@ class KV(Protocol):
         ...
 
 
+def persistence_problem(client: redis.Redis) -> str | None:
+    """Why this Redis would lose what it holds on a restart — file records, jobs, units and
+    webhook deliveries live there — or None when it persists (AOF on, or at least one RDB
+    save point). Where ``CONFIG`` is disabled (managed Redis), AOF is read from ``INFO``;
+    snapshots cannot be seen there, so nothing is claimed."""
+    try:
+        conf = {**client.config_get("appendonly"), **client.config_get("save")}
+        aof, save = _text(conf.get("appendonly")) == "yes", _text(conf.get("save")).strip()
+    except redis.ResponseError:
+        return None
+    if aof or save:
+        return None
+    return ("redis: no persistence (appendonly no, no save points): a restart loses every "
+            "file record, job, unit count and webhook delivery; turn on AOF (appendonly yes)")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
 class RedisKV:
     """Documents as JSON strings in Redis; ``transact`` is WATCH/MULTI/EXEC."""
 

@@ -48,6 +48,13 @@ def check_health(client: redis.Redis) -> tuple[bool, list[str]]:
 def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str]]:
     ok, problems = check_health(client)
     from worker.models.catalog import require
+    from worker.store.kv import persistence_problem
+
+    if ok and settings.require_persistent_redis:
+        lost = persistence_problem(client)
+        if lost:
+            ok = False
+            problems.append(lost)
 
     wanted = [("remove-bg", settings.remove_bg_model)] if settings.queue_extensions in \
         _queues(settings) else []
