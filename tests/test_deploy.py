@@ -20,6 +20,8 @@ from worker.telemetry.metrics import METRICS
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "extworker"
 REDIS = {"redis": {"url": "redis://redis-master:6379/2"}}
+# Several pods reach blobs: they share a bucket (pod-local storage is refused).
+BASE = {**REDIS, "blobs": {"url": "s3://media/blobs"}}
 
 
 def test_dockerfile_lints_clean():
@@ -94,13 +96,13 @@ def _env(container: dict) -> dict[str, dict]:
 
 
 def test_chart_lints_clean():
-    report = _helm().lint(str(CHART), REDIS, strict=True)
+    report = _helm().lint(str(CHART), BASE, strict=True)
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
 def test_defaults_render_cpu_and_webhook_workers():
-    docs = _render(REDIS)
+    docs = _render(BASE)
     deps = docs["Deployment"]
     assert sorted(d["metadata"]["name"] for d in deps) == ["rel-extworker-api",
                                                            "rel-extworker-cpu",
@@ -127,7 +129,7 @@ def test_defaults_render_cpu_and_webhook_workers():
 
 
 def test_gpu_workers():
-    docs = _render({**REDIS, "workers": {"gpu": {"enabled": True, "gpus": 2},
+    docs = _render({**BASE, "workers": {"gpu": {"enabled": True, "gpus": 2},
                                          "cpu": {"enabled": False}}})
     spec = _by_name(docs["Deployment"], "-gpu")["spec"]["template"]["spec"]
     c = spec["containers"][0]
@@ -142,7 +144,7 @@ def test_gpu_workers():
 
 def test_keda_scales_each_group_on_its_queues():
     on = {"autoscaling": {"keda": {"enabled": True}}}
-    docs = _render({**REDIS, "workers": {"cpu": on, "gpu": {"enabled": True, **on},
+    docs = _render({**BASE, "workers": {"cpu": on, "gpu": {"enabled": True, **on},
                                          "webhooks": on}})
     scaled = {d["metadata"]["name"]: d for d in docs["ScaledObject"]}
     assert set(scaled) == {"rel-extworker-cpu", "rel-extworker-gpu", "rel-extworker-webhooks"}
@@ -160,7 +162,7 @@ def test_keda_scales_each_group_on_its_queues():
 
 
 def test_hpa_when_keda_is_off():
-    docs = _render({**REDIS, "workers": {"cpu": {"autoscaling": {"hpa": {"enabled": True}}}}})
+    docs = _render({**BASE, "workers": {"cpu": {"autoscaling": {"hpa": {"enabled": True}}}}})
     hpa = docs["HorizontalPodAutoscaler"][0]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "rel-extworker-cpu"
 
@@ -168,7 +170,7 @@ def test_hpa_when_keda_is_off():
 def test_existing_secrets_and_operator_objects():
     docs = _render({"redis": {"existingSecret": "redis-creds", "existingSecretKey": "uri"},
                     "secretKey": {"existingSecret": "hooks", "existingSecretKey": "key"},
-                    "keda": {"redisAddress": "redis:6379"},
+                    "blobs": BASE["blobs"], "keda": {"redisAddress": "redis:6379"},
                     "metrics": {"serviceMonitor": {"enabled": True},
                                 "dashboard": {"enabled": True}}})
     assert "Secret" not in docs
@@ -190,9 +192,9 @@ def test_chart_refuses_bad_values():
     with pytest.raises(helm.HelmError, match="redis"):
         chart.render({}, name="rel")
     with pytest.raises(helm.HelmError):
-        chart.validate_schema({**REDIS, "workers": {"cpu": {"threads": 0}}})
+        chart.validate_schema({**BASE, "workers": {"cpu": {"threads": 0}}})
     with pytest.raises(helm.HelmError):
-        chart.validate_schema({**REDIS, "workers": {"gpu": {"device": "tpu"}}})
+        chart.validate_schema({**BASE, "workers": {"gpu": {"device": "tpu"}}})
 
 
 def test_dashboard_queries_only_real_metrics():
@@ -275,7 +277,7 @@ def test_readiness_waits_for_preloaded_models_to_be_loaded(settings, rclient, mo
 
 
 def test_doctor_runs_as_a_cronjob():
-    docs = _render(REDIS)
+    docs = _render(BASE)
     (cron,) = docs["CronJob"]
     spec = cron["spec"]
     assert spec["schedule"] == "*/5 * * * *" and spec["concurrencyPolicy"] == "Forbid"
@@ -285,11 +287,11 @@ def test_doctor_runs_as_a_cronjob():
     assert _env(c)["EXTWORKER_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == \
         "rel-extworker-redis"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert "CronJob" not in _render({**REDIS, "doctor": {"enabled": False}})
+    assert "CronJob" not in _render({**BASE, "doctor": {"enabled": False}})
 
 
 def test_the_api_gets_a_deployment_service_probes_and_optional_ingress_and_hpa():
-    docs = _render(REDIS)
+    docs = _render(BASE)
     api = _by_name(docs["Deployment"], "-api")
     c = api["spec"]["template"]["spec"]["containers"][0]
     assert c["args"] == ["api", "--host", "0.0.0.0", "--port", "8080"]
@@ -301,7 +303,7 @@ def test_the_api_gets_a_deployment_service_probes_and_optional_ingress_and_hpa()
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "api"
     assert "Ingress" not in docs and api["spec"]["replicas"] == 2
-    on = _render({**REDIS, "api": {"ingress": {"enabled": True, "host": "media.example.com",
+    on = _render({**BASE, "api": {"ingress": {"enabled": True, "host": "media.example.com",
                                                "className": "nginx"},
                                    "autoscaling": {"enabled": True, "maxReplicas": 6}}})
     (ing,) = on["Ingress"]
@@ -310,5 +312,71 @@ def test_the_api_gets_a_deployment_service_probes_and_optional_ingress_and_hpa()
     hpa = _by_name(on["HorizontalPodAutoscaler"], "-api")
     assert hpa["spec"]["maxReplicas"] == 6
     assert "replicas" not in _by_name(on["Deployment"], "-api")["spec"]
-    off = _render({**REDIS, "api": {"enabled": False}})
+    off = _render({**BASE, "api": {"enabled": False}})
     assert not any(d["metadata"]["name"].endswith("-api") for d in off["Deployment"])
+
+
+def _pod_env(docs: dict, kind: str, suffix: str) -> tuple[dict, dict]:
+    """(the pod spec, its first container's env by name) of the workload ``suffix``."""
+    obj = _by_name(docs[kind], suffix)
+    spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"] if kind == "CronJob" \
+        else obj["spec"]["template"]["spec"]
+    return spec, _env(spec["containers"][0])
+
+
+def test_pod_local_storage_is_refused_for_more_than_one_pod():
+    helm = _helm()
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmError, match=r"blobs: 3 pods reach blob storage .* pod-local"):
+        chart.render(REDIS, name="rel")  # the defaults: 2 API replicas and a cpu worker
+    with pytest.raises(helm.HelmError, match=r"blobs: 10 pods"):
+        chart.render({**REDIS, "api": {"enabled": False},
+                      "workers": {"cpu": {"autoscaling": {"keda": {"enabled": True}}}}},
+                     name="rel")
+    # One pod that reaches blobs (the webhooks pool never does) may keep them on its own.
+    docs = _render({**REDIS, "api": {"enabled": False}})
+    _, env = _pod_env(docs, "Deployment", "-cpu")
+    assert "EXTWORKER_BLOB_URL" not in env
+
+
+def test_s3_with_a_secret_and_minio_reach_every_pod_that_touches_blobs():
+    docs = _render({**REDIS, "blobs": {
+        "url": "s3://media/extworker", "endpoint": "http://minio.storage:9000",
+        "region": "us-east-1", "credentials": {"existingSecret": "minio-keys"}}})
+    for kind, suffix in (("Deployment", "-api"), ("Deployment", "-cpu"), ("CronJob", "-doctor")):
+        spec, env = _pod_env(docs, kind, suffix)
+        assert env["EXTWORKER_BLOB_URL"]["value"] == "s3://media/extworker", suffix
+        assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.storage:9000"
+        assert env["AWS_DEFAULT_REGION"]["value"] == "us-east-1"
+        assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+            "name": "minio-keys", "key": "access-key-id"}
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["key"] == \
+            "secret-access-key"
+        assert "volumes" not in spec
+
+
+def test_s3_through_irsa_uses_an_annotated_service_account():
+    role = "arn:aws:iam::123456789012:role/extworker-blobs"
+    docs = _render({**REDIS, "blobs": {"url": "s3://media/extworker", "region": "eu-west-1"},
+                    "serviceAccount": {"create": True, "annotations": {
+                        "eks.amazonaws.com/role-arn": role}}})
+    (sa,) = docs["ServiceAccount"]
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
+    for kind, suffix in (("Deployment", "-api"), ("Deployment", "-cpu"),
+                         ("Deployment", "-webhooks"), ("CronJob", "-doctor")):
+        spec, env = _pod_env(docs, kind, suffix)
+        assert spec["serviceAccountName"] == sa["metadata"]["name"], suffix
+        assert "AWS_ACCESS_KEY_ID" not in env and "AWS_ENDPOINT_URL" not in env
+
+
+def test_a_read_write_many_volume_is_mounted_where_blobs_live():
+    docs = _render({**REDIS, "blobs": {"volume": {"claimName": "media-rwx"}},
+                    "redisPersistence": {"require": True}})
+    for kind, suffix in (("Deployment", "-api"), ("Deployment", "-cpu"), ("CronJob", "-doctor")):
+        spec, env = _pod_env(docs, kind, suffix)
+        assert env["EXTWORKER_BLOB_URL"]["value"] == "file:///var/lib/extworker/blobs", suffix
+        assert env["EXTWORKER_REQUIRE_PERSISTENT_REDIS"]["value"] == "true"
+        assert spec["volumes"] == [{"name": "blobs",
+                                    "persistentVolumeClaim": {"claimName": "media-rwx"}}]
+        assert spec["containers"][0]["volumeMounts"] == [
+            {"name": "blobs", "mountPath": "/var/lib/extworker/blobs"}]

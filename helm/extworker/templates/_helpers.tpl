@@ -35,3 +35,84 @@ app.kubernetes.io/component: {{ .group }}
 {{- end -}}
 {{ .root.Values.image.repository }}:{{ $tag }}
 {{- end -}}
+
+{{- define "extworker.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}{{ .Values.serviceAccount.name | default (include "extworker.fullname" .) }}{{- else -}}{{ .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}
+
+{{/* Pods that reach blobs: the API's and the cpu and gpu workers' (at their most). */}}
+{{- define "extworker.blobPods" -}}
+{{- $n := 0 -}}
+{{- $a := .Values.api -}}
+{{- if $a.enabled -}}{{- $n = add $n (ternary $a.autoscaling.maxReplicas $a.replicas $a.autoscaling.enabled) -}}{{- end -}}
+{{- range $group := list "cpu" "gpu" -}}
+{{- $w := index $.Values.workers $group -}}
+{{- if $w.enabled -}}
+{{- if $w.autoscaling.keda.enabled -}}{{- $n = add $n $w.autoscaling.keda.maxReplicaCount -}}
+{{- else if $w.autoscaling.hpa.enabled -}}{{- $n = add $n $w.autoscaling.hpa.maxReplicas -}}
+{{- else -}}{{- $n = add $n $w.replicas -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $n -}}
+{{- end -}}
+
+{{/* Refuse several pods on pod-local storage: the API's uploads would be invisible to the workers. */}}
+{{- define "extworker.checkBlobs" -}}
+{{- $pods := include "extworker.blobPods" . | int -}}
+{{- if and (gt $pods 1) (not .Values.blobs.url) (not .Values.blobs.volume.claimName) -}}
+{{- fail (printf "blobs: %d pods reach blob storage (the API and the cpu/gpu workers) but it is pod-local — each pod would keep its own files and none could read another's. Set blobs.url (s3://bucket/prefix, with blobs.endpoint for MinIO and the like) or blobs.volume.claimName (a ReadWriteMany PersistentVolumeClaim), or run one such pod." $pods) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Storage for every pod: EXTWORKER_BLOB_URL with the standard AWS configuration, and whether Redis must persist. */}}
+{{- define "extworker.storageEnv" -}}
+{{- $b := .Values.blobs -}}
+{{- if $b.url }}
+- name: EXTWORKER_BLOB_URL
+  value: {{ $b.url | quote }}
+{{- else if $b.volume.claimName }}
+- name: EXTWORKER_BLOB_URL
+  value: {{ printf "file://%s" $b.volume.mountPath | quote }}
+{{- end }}
+{{- if $b.endpoint }}
+- name: AWS_ENDPOINT_URL
+  value: {{ $b.endpoint | quote }}
+{{- end }}
+{{- if $b.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ $b.region | quote }}
+{{- end }}
+{{- if $b.credentials.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef: {name: {{ $b.credentials.existingSecret | quote }}, key: {{ $b.credentials.accessKeyIdKey | quote }}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ $b.credentials.existingSecret | quote }}, key: {{ $b.credentials.secretAccessKeyKey | quote }}}
+{{- end }}
+{{- if .Values.redisPersistence.require }}
+- name: EXTWORKER_REQUIRE_PERSISTENT_REDIS
+  value: "true"
+{{- end }}
+{{- end -}}
+
+{{- define "extworker.blobsMount" -}}
+{{- if and .Values.blobs.volume.claimName (not .Values.blobs.url) }}
+- name: blobs
+  mountPath: {{ .Values.blobs.volume.mountPath }}
+{{- end }}
+{{- end -}}
+
+{{- define "extworker.blobsVolume" -}}
+{{- if and .Values.blobs.volume.claimName (not .Values.blobs.url) }}
+- name: blobs
+  persistentVolumeClaim:
+    claimName: {{ .Values.blobs.volume.claimName }}
+{{- end }}
+{{- end -}}
+
+{{- define "extworker.serviceAccount" -}}
+{{- with include "extworker.serviceAccountName" . }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- end -}}
