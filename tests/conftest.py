@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -390,6 +392,49 @@ def server(settings: Settings, rclient: redis.Redis, tmp_path: Path) -> Iterator
     srv = Server(settings, tmp_path / "worker.log")
     yield srv
     srv.stop()
+
+
+class _Photo(BaseHTTPRequestHandler):
+    body = b""
+    trickle = False
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        if not self.trickle:
+            self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        if self.trickle:
+            for _ in range(40):  # a byte every 0.1 s, 4 s in all: bounded
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
+            return
+        self.wfile.write(self.body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def photo_server():
+    """``start(body, trickle=False)`` serves ``body`` as a JPEG on loopback; returns its URL
+    (``trickle``: a byte every 0.1 s, 4 s in all, without a length)."""
+    servers = []
+
+    def start(body: bytes, trickle: bool = False) -> str:
+        handler = type("H", (_Photo,), {"body": body, "trickle": trickle})
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}/photo.jpg"
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
 
 
 # --- webhook duplicates, counted across the fault tests and reported once -----------------

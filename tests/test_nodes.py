@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -59,25 +57,8 @@ class Api:
         self.fh.close()
 
 
-def _photo_server(body: bytes) -> tuple[ThreadingHTTPServer, str]:
-    class Photo(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Photo)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f"http://127.0.0.1:{srv.server_address[1]}/shoe.jpg"
-
-
 def test_an_api_and_two_workers_sharing_only_redis_and_the_bucket(
-        settings, rclient, s3_server, astronaut, tmp_path):
+        settings, rclient, s3_server, astronaut, photo_server, tmp_path):
     prefix = f"nodes-{uuid.uuid4().hex}"
     bucket_url = f"s3://extworker/{prefix}"
     node_dirs = {name: tmp_path / name for name in ("api", "gpu-a", "gpu-b")}
@@ -86,7 +67,7 @@ def test_an_api_and_two_workers_sharing_only_redis_and_the_bucket(
     s3 = boto3.client("s3")
     key = ApiKeys(RedisKV(rclient), settings).create("acme")["key"]
     recv = Receiver()
-    photo_srv, photo_url = _photo_server(jpeg(astronaut.resize((200, 160))))
+    photo_url = photo_server(jpeg(astronaut.resize((200, 160))))
     workers = [Server(settings, tmp_path / f"{n}.log", env=env[n]) for n in ("gpu-a", "gpu-b")]
     api = Api(settings, env["api"], tmp_path / "api.log")
     client = ImageKit(private_key=key, base_url=api.url)
@@ -167,7 +148,6 @@ def test_an_api_and_two_workers_sharing_only_redis_and_the_bucket(
         for w in workers:
             w.stop()
         recv.close()
-        photo_srv.shutdown()
     # No node keeps a blob on its own disk: the bucket holds them all.
     for name, d in node_dirs.items():
         local = [p for p in d.rglob("*") if p.is_file() and "blobs" in p.parts]

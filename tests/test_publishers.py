@@ -14,8 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,24 +27,8 @@ EXTENSIONS = [{"name": "remove-bg"},
 
 
 @pytest.fixture
-def photo_url(astronaut):
-    body = jpeg(astronaut)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/astronaut.jpg"
-    srv.shutdown()
+def photo_url(astronaut, photo_server):
+    return photo_server(jpeg(astronaut))
 
 
 def shell(settings, job: dict, wait: int = 120) -> tuple[int, dict, dict | None]:

@@ -12,9 +12,7 @@ import base64
 import io
 import re
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -394,45 +392,6 @@ def test_private_address_is_refused_before_connecting(settings, rclient):
     _nothing_written(rt)
 
 
-class _Photo(BaseHTTPRequestHandler):
-    body = b""
-    trickle = False
-
-    def do_GET(self):  # noqa: N802
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        if not self.trickle:
-            self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        if self.trickle:
-            for _ in range(40):  # a byte every 0.1 s, 4 s in all: bounded
-                try:
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.1)
-            return
-        self.wfile.write(self.body)
-
-    def log_message(self, *a):
-        pass
-
-
-@pytest.fixture
-def photo_server():
-    servers = []
-
-    def start(body: bytes, trickle: bool = False) -> str:
-        handler = type("H", (_Photo,), {"body": body, "trickle": trickle})
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}/photo.jpg"
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
 
 
 def test_upload_from_a_url(rt, photo_server, small_jpeg):
