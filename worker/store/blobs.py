@@ -28,14 +28,13 @@ from worker.core.errors import BlobNotFound, RetryableError
 
 
 @contextmanager
-def _store_call(key: str, op: str, missing_ok: bool = False) -> Iterator[None]:
-    """Nothing at ``key`` → ``BlobNotFound`` (or nothing, ``missing_ok``); a bad key's
-    ``ValueError`` as it is; any other failure of the store → ``RetryableError``."""
+def _store_call(key: str, op: str) -> Iterator[None]:
+    """Nothing at ``key`` → ``BlobNotFound``; a bad key's ``ValueError`` as it is; any
+    other failure of the store → ``RetryableError``. Never swallows an error."""
     try:
         yield
     except FileNotFoundError:
-        if not missing_ok:
-            raise BlobNotFound(key) from None
+        raise BlobNotFound(key) from None
     except (ValueError, BlobNotFound):
         raise
     except Exception as e:  # noqa: BLE001 - the store's failure, whatever its client raises
@@ -93,22 +92,22 @@ class BlobStore:
     def get(self, key: str) -> bytes:
         """The bytes at ``key``; ``BlobNotFound`` (permanent, naming the key) if none."""
         path = self._path(key)
-        with _store_call(key, "read"):
-            with self.fs.open(path, "rb") as fh:
-                return fh.read()
-        raise AssertionError("unreachable")
+        with _store_call(key, "read"), self.fs.open(path, "rb") as fh:
+            return fh.read()
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        with _store_call(key, "delete", missing_ok=True):
-            self.fs.rm(path)
+        try:
+            with _store_call(key, "delete"):
+                self.fs.rm(path)
+        except BlobNotFound:
+            pass  # deleting what is gone is no error
 
     def size(self, key: str) -> int:
         """Bytes stored at ``key``; ``BlobNotFound`` if there is nothing."""
         path = self._path(key)
         with _store_call(key, "read"):
             return int(self.fs.size(path))
-        raise AssertionError("unreachable")
 
     def keys(self, prefix: str = "") -> Iterator[tuple[str, float]]:
         """``(key, modified at, epoch s)`` of every blob under ``prefix`` (a listing: for
@@ -126,7 +125,6 @@ class BlobStore:
         path = self._path(key)
         with _store_call(key, "read"):
             return bool(self.fs.exists(path))
-        raise AssertionError("unreachable")
 
     def url(self, key: str) -> str:
         """Where a client fetches the blob: the public base if set, else the storage URL."""
