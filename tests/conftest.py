@@ -320,6 +320,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     env.update({
         "EXTWORKER_REDIS_URL": settings.redis_url,
         "EXTWORKER_DATA_DIR": str(settings.data_dir),
+        "EXTWORKER_API_URL": settings.api_url,
         "EXTWORKER_MODELS_DIR": str(settings.models_dir),
         "EXTWORKER_EGRESS_ALLOWLIST": settings.egress_allowlist or "",
         "EXTWORKER_CLASSIFIER_MODEL": settings.classifier_model,

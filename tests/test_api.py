@@ -32,14 +32,15 @@ from worker.store.kv import RedisKV
 
 def _serve_api(settings, rclient):
     """``extworker api``'s app on a free port, in this process (uvicorn in a thread)."""
-    runtime = Runtime(settings, broker=build_broker(settings))
     port = _free_port()
+    settings.api_url = f"http://127.0.0.1:{port}"  # the URLs in file objects: this server
+    runtime = Runtime(settings, broker=build_broker(settings))
     server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, 20, "the API listening", every=0.05)
-    yield f"http://127.0.0.1:{port}", ApiKeys(RedisKV(rclient), settings)
+    yield f"http://127.0.0.1:{port}", runtime.apikeys
     server.should_exit = True
     thread.join(10)
 

@@ -113,7 +113,7 @@ def test_doctor_hands_on_a_final_extension_whose_webhook_was_lost(settings, runt
 
     def handoff(job_id, slot):
         job = p.get_job(job_id)
-        hooks.hand_off(job, slot, p.get_file(job.fileId).file_object())
+        hooks.hand_off(job, slot, p.get_file(job.fileId).file_object(settings.urls))
 
     done = doctor.repair(rclient, settings, report, send=lambda *a: None,
                          wake_webhooks=lambda: None, dispatch=lambda j: None, handoff=handoff)

@@ -107,6 +107,23 @@ class SecretStore:
         except InvalidToken:
             raise RuntimeError("EXTWORKER_SECRET_KEY does not decrypt the stored secrets") from None
 
+    def seal(self, text: str) -> str:
+        """``text`` as stored at rest: Fernet-encrypted with the first key, or — without
+        ``EXTWORKER_SECRET_KEY`` — marked plain (what other secrets here do then)."""
+        return self.fernet.encrypt(text.encode()).decode() if self.fernet else "plain:" + text
+
+    def unseal(self, stored: str) -> str:
+        """What ``seal`` stored; ``RuntimeError`` if no key given here opens it."""
+        if stored.startswith("plain:"):
+            return stored[len("plain:"):]
+        fernet = self.fernet
+        if fernet is None:
+            raise RuntimeError("this value is encrypted: set EXTWORKER_SECRET_KEY")
+        try:
+            return fernet.decrypt(stored.encode()).decode()
+        except InvalidToken:
+            raise RuntimeError("EXTWORKER_SECRET_KEY does not decrypt the stored value") from None
+
     def _stale(self, stored: str | None) -> bool:
         """Whether ``stored`` was encrypted with another key than the first."""
         if not stored or stored.startswith("whsec_") or self.fernet is None:

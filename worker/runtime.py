@@ -26,6 +26,7 @@ from worker.core.settings import Settings
 from worker.models.cache import ModelCache
 from worker.models.remote import InferenceClient, InferenceServer
 from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
+from worker.store.apikeys import ApiKeys
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
@@ -83,6 +84,10 @@ class Runtime:
             if notify is None and self.webhooks is not None:
                 notify = self.webhooks.hand_off
         self.fields = FieldStore(kv, settings)
+        # API keys keep a sealed copy (signed URLs and client-side uploads are HMACs keyed
+        # by the private key): sealed like webhook secrets, under EXTWORKER_SECRET_KEY.
+        self.apikeys = ApiKeys(kv, settings, self.webhooks.secrets
+                               if self.webhooks is not None else None)
         self.saved = SavedStore(kv, settings, self.registry.contract)
         self.exiftool = ExifTool(settings.exiftool)
         self.files = FileStore(kv, self.blobs, settings, self.fields, self.exiftool)

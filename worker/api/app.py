@@ -26,29 +26,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from worker.api.errors import ApiError
+from worker.api.errors import error as _error
 from worker.api.limits import BodyError, bounded_route, json_field
+from worker.api.routers import delivery as delivery_routes
 from worker.broker.client import report
 from worker.core.errors import PermanentError
 from worker.core.jobs import JobDoc
 from worker.core.records import FileRecord
+from worker.delivery.service import Delivery
 from worker.runtime import Runtime
-from worker.store.apikeys import ApiKeys
-from worker.telemetry.metrics import API_REQUESTS, API_SECONDS
+from worker.telemetry.metrics import API_REQUESTS, API_SECONDS, DERIVATIVES
 
 access = logging.getLogger("worker.api.access")
-
-HELP = "For support see the extworker README (the HTTP API section)."
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"message": message, "help": HELP}, status_code=status)
-
 
 class TagsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -81,7 +71,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     """The API over one process's ``Runtime`` (built with a broker, so dispatched work
     reaches the workers' queues)."""
     settings, pipeline = runtime.settings, runtime.pipeline
-    keys = ApiKeys(runtime.kv, settings)
+    keys = runtime.apikeys
+    urls = settings.urls
+    delivery = Delivery(settings, runtime.blobs, runtime.files, keys, runtime.redis,
+                        on_derive=lambda outcome: DERIVATIVES.labels(outcome).inc())
     # max_body_size: Starlette's body limit, which also stops a body streamed without a
     # Content-Length (chunked) once it passes the limit — a 413 (answered by _body_error).
     app = FastAPI(title="extworker", version="1", description=__doc__,
@@ -114,7 +107,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -152,7 +145,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return record
 
     def with_status(record: FileRecord, doc: JobDoc | None) -> dict[str, Any]:
-        out = record.file_object()
+        out = record.file_object(urls)
         if doc is not None and doc.extensions:
             out["extensionStatus"] = {n: s.status for n, s in doc.extensions.items()}
         return out
@@ -237,6 +230,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         if wait and doc.extensions:
             doc = sync_attempt(doc, started + wait)
         out = with_status(owned(doc.fileId, acct), doc)
+        out["thumbnailUrl"] = out.get("thumbnail")
         if wait and doc.extensions:
             assert runtime.redis is not None
             told = report(runtime.redis, settings, runtime.kv, job, doc,  # type: ignore[arg-type]
@@ -260,7 +254,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/v1/files/{fileId}/details")
     def details(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
-        return owned(fileId, acct).file_object()
+        return owned(fileId, acct).file_object(urls)
 
     @app.patch("/v1/files/{fileId}/details")
     def update(acct: Account, fileId: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
@@ -279,7 +273,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             if body.get(k) is not None:
                 job[k] = body[k]
         if not fields and not job["extensions"] and "removeAITags" not in job:
-            return owned(fileId, acct).file_object()
+            return owned(fileId, acct).file_object(urls)
         doc = run_job(job)
         return with_status(owned(fileId, acct), doc)
 
@@ -288,20 +282,20 @@ def create_app(runtime: Runtime) -> FastAPI:
                    skip: Annotated[int, Query(ge=0)] = 0,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict[str, Any]]:
         tag = tags.split(",")[0].strip() if tags else None
-        return [r.file_object() for r in pipeline.files.list(
+        return [r.file_object(urls) for r in pipeline.files.list(
             acct, path=path, tag=tag, skip=skip, limit=limit)]
 
     @app.get("/v1/files/{fileId}/versions")
     def versions(acct: Account, fileId: str) -> list[dict[str, Any]]:  # noqa: N803
         record = owned(fileId, acct)
-        return [_version(runtime, record, v.id) for v in record.versions]
+        return [record.version_object(v.id, urls) for v in record.versions]
 
     @app.get("/v1/files/{fileId}/versions/{versionId}")
     def version(acct: Account, fileId: str, versionId: str) -> dict[str, Any]:  # noqa: N803
         record = owned(fileId, acct)
         if versionId not in {v.id for v in record.versions}:
             raise ApiError(404, f"The requested file version does not exist: {versionId}")
-        return _version(runtime, record, versionId)
+        return record.version_object(versionId, urls)
 
     @app.get("/v1/files/{fileId}/metadata")
     def metadata(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
@@ -418,15 +412,9 @@ def create_app(runtime: Runtime) -> FastAPI:
             return JSONResponse({"ready": False, "reason": f"redis: {e}"}, status_code=503)
         return JSONResponse({"ready": True})
 
+    # Last: /<account>/<filePath> would otherwise shadow the routes above.
+    app.include_router(delivery_routes.router(delivery))
     return app
-
-
-def _version(runtime: Runtime, record: FileRecord, version_id: str) -> dict[str, Any]:
-    v = next(v for v in record.versions if v.id == version_id)
-    return {**v.model_dump(mode="json", exclude={"blobKey", "origin"}),
-            "url": runtime.blobs.url(v.blobKey), "fileId": record.fileId,
-            "current": v.id == record.versionInfo.id}
-
 
 
 def _openapi(app: FastAPI, runtime: Runtime) -> dict[str, Any]:

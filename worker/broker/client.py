@@ -91,7 +91,7 @@ def report(client: redis.Redis, settings: Settings, kv: RedisKV, raw: dict[str, 
     out: dict[str, Any] = {
         "jobId": raw["jobId"], "state": doc.state if doc is not None else None,
         "extensionStatus": status,
-        "file": FileRecord.model_validate(rec).file_object() if rec else None,
+        "file": FileRecord.model_validate(rec).file_object(settings.urls) if rec else None,
     }
     if errors:
         out["errors"] = errors

@@ -31,10 +31,15 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
+    from webhooks.secrets import SecretStore
     from worker.store.apikeys import ApiKeys
     from worker.store.kv import RedisKV
 
-    keys = ApiKeys(RedisKV(redis.Redis.from_url(settings.redis_url)), settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    # Sealed like the runtime seals them: signed URLs and client-side uploads need the key.
+    sealer = SecretStore(client, settings.keys, settings.secret_key,
+                         settings.webhook_secret_grace_s)
+    keys = ApiKeys(RedisKV(client), settings, sealer)
     if args.keys_cmd == "create":
         emit(keys.create(args.account))
     elif args.keys_cmd == "list":

@@ -110,23 +110,21 @@ def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
             if getattr(args, k) is not None}
         rec = pipeline.add_file(path.read_bytes(), args.name or path.name, args.folder,
                                 args.tags, account=acct, **fields)
-        emit(rec.file_object())
+        emit(rec.file_object(settings.urls))
         return 0
     if args.files_cmd == "list":
-        emit([r.file_object() for r in pipeline.files.list(
+        emit([r.file_object(settings.urls) for r in pipeline.files.list(
             acct, path=args.path or "", tag=args.tag, skip=args.skip, limit=args.limit)])
         return 0
     rec = pipeline.get_file(args.file_id, acct)
     if rec is None:
         raise ExtworkerError(f"file not found: {args.file_id}")
     if args.files_cmd == "versions":
-        emit([{**v.model_dump(mode="json", exclude={"blobKey", "origin"}),
-               "url": runtime.blobs.url(v.blobKey),
-               "current": v.id == rec.versionInfo.id} for v in rec.versions])
+        emit([rec.version_object(v.id, settings.urls) for v in rec.versions])
     elif args.files_cmd == "metadata":
         emit(pipeline.files.metadata(rec, args.version))
     else:
-        emit(rec.file_object())
+        emit(rec.file_object(settings.urls))
     return 0
 
 
@@ -292,7 +290,7 @@ def _apply_one(args: argparse.Namespace, settings: Settings, image: Path) -> int
     out_path = Path(args.output) if args.output else image.with_name(image.stem + ".out.png")
     if version is not None:
         out_path.write_bytes(version)
-    emit(final.file_object())
+    emit(final.file_object(settings.urls))
     failed = {n: s.error for n, s in doc.extensions.items() if s.status == "failed"}
     for name, err in failed.items():
         print(f"extworker: {name} failed: {err.message if err else ''}", file=sys.stderr)
@@ -335,7 +333,7 @@ def _apply_many(args: argparse.Namespace, settings: Settings, inputs: list[tuple
             failures.append(f"{image}: " + "; ".join(bad))
             return  # no .json: a rerun tries it again
         _write(target.with_suffix(rel.suffix + ".json"), json.dumps(
-            {"source": str(image), "file": final.file_object(), "extensions": outcome},
+            {"source": str(image), "file": final.file_object(settings.urls), "extensions": outcome},
             indent=2, default=str).encode())
 
     t0 = time.perf_counter()

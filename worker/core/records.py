@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.core.errors import PermanentError
+
+if TYPE_CHECKING:
+    from worker.core.urls import Urls
 
 ExtStatus = Literal["pending", "success", "failed"]
 
@@ -97,9 +100,27 @@ class FileRecord(BaseModel):
     extensionErrors: dict[str, ErrorInfo] = Field(default_factory=dict)
     versions: list[StoredVersion] = Field(default_factory=list)
 
-    def file_object(self) -> dict[str, Any]:
-        """The public file object (what the CLI prints and webhooks carry)."""
-        return self.model_dump(mode="json", exclude={"versions", "accountId"})
+    def file_object(self, urls: Urls) -> dict[str, Any]:
+        """The public file object (what the API answers, the CLI prints and webhooks
+        carry), with the ``url`` and ``thumbnail`` clients fetch."""
+        out = self.model_dump(mode="json", exclude={"versions", "accountId"})
+        out["url"], out["thumbnail"] = urls.file(self), urls.thumbnail(self)
+        return out
+
+    def version_object(self, version_id: str, urls: Urls) -> dict[str, Any]:
+        """One version in the media API's shape: a file object of that version's bytes,
+        with its own ``versionInfo`` and a URL that always names those bytes."""
+        v = next(v for v in self.versions if v.id == version_id)
+        out = self.file_object(urls)
+        out.update({
+            "versionInfo": {"id": v.id, "name": v.name}, "size": v.size, "mime": v.mime,
+            "width": v.width, "height": v.height, "hasAlpha": v.hasAlpha,
+            "fileType": "image" if v.mime.startswith("image/") else "non-image",
+            "createdAt": v.createdAt, "updatedAt": v.createdAt, "url": urls.version(self, v),
+            "current": v.id == self.versionInfo.id})
+        if v.id != self.versionInfo.id:
+            out["embeddedMetadata"] = {}  # of the current version; GET …/metadata for this one
+        return out
 
     @property
     def current(self) -> StoredVersion:

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.keys import Keys
+from worker.core.urls import Urls
 
 DEFAULT_UNIT_COSTS: dict[str, int] = {
     # From the hosted extensions reference.
@@ -57,6 +58,21 @@ class Settings(BaseSettings):
         None, description="If set, file `url`s are this base + the blob key (a CDN in front)."
     )
     namespace: str = Field("extworker", description="Prefix of every Redis key we own.")
+    api_url: str = Field(
+        "http://127.0.0.1:8080", description="The HTTP API's address as clients reach it: file "
+        "`url`s and `thumbnail`s are built on it (workers put them in webhooks too).")
+    url_endpoint: str | None = Field(
+        None, description="Each account's URL endpoint, `{account}` standing for its id "
+        "(default: `API_URL/{account}`, served by `extworker api`). SDKs' `url_endpoint`.")
+    delivery_threads: int = Field(
+        2, ge=1, le=64, description="Derivatives (thumbnails, transformations) computed at once "
+        "per API process; the rest of the API never waits for them.")
+    delivery_queue: int = Field(
+        64, ge=1, description="Derivations waiting for a thread, at most: beyond, 503 with "
+        "Retry-After (delivery cannot pile up work it will never finish).")
+    delivery_max_age_s: int = Field(
+        60, ge=0, description="Cache-Control max-age of a file's plain URL (its bytes change "
+        "with a new version); versioned URLs (`?updatedAt=`) are immutable for a year.")
 
     queue_default: str = Field("default", description="Queue of the dispatch actor.")
     queue_extensions: str = Field(
@@ -276,6 +292,11 @@ class Settings(BaseSettings):
     def keys(self) -> Keys:
         """Every Redis key, under ``namespace`` (``worker.core.keys``)."""
         return Keys(self.namespace, self.intake_stream)
+
+    @property
+    def urls(self) -> Urls:
+        """Where clients fetch files (``worker.core.urls``)."""
+        return Urls(self.api_url, self.url_endpoint, self.public_url_base)
 
     @property
     def blob_root(self) -> str:

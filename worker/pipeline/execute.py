@@ -258,8 +258,8 @@ class Executor:
             ttl = {jk: self.settings.job_ttl_s}
             if uk in writes:
                 ttl[uk] = 400 * 24 * 3600  # a month's counter outlives the month
-            file_object = (
-                FileRecord.model_validate(writes[fk]).file_object() if fk in writes else None)
+            file_object = (FileRecord.model_validate(writes[fk]).file_object(self.settings.urls)
+                           if fk in writes else None)
             return Txn(writes=writes, result=(job, True, file_object), ttl=ttl)
 
         job, changed, file_object = self.kv.transact([jk, fk, uk], txn)  # type: ignore[misc]
@@ -281,7 +281,7 @@ class Executor:
         """Hand a final slot on, with the file object when it succeeded."""
         record = (self.files.get(doc.fileId) if doc.fileId and
                   doc.extensions[slot_name].status == "success" else None)
-        self._notify(doc, slot_name, record.file_object() if record else None)
+        self._notify(doc, slot_name, record.file_object(self.settings.urls) if record else None)
 
     def _notify(self, doc: JobDoc, slot_name: str, file_object: Any) -> None:
         """``notify`` is idempotent per (job, slot), and a redelivered message calls it

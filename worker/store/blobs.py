@@ -95,6 +95,33 @@ class BlobStore:
         with _store_call(key, "read"), self.fs.open(path, "rb") as fh:
             return fh.read()
 
+    def open_range(self, key: str, start: int = 0, end: int | None = None,
+                   chunk: int = 256 * 1024) -> Iterator[bytes]:
+        """The bytes ``start``..``end`` (inclusive; ``None``: to the end) at ``key``, as
+        chunks: what delivery streams, never the whole object in memory (an object store's
+        reads are ranged requests, at most ``chunk`` ahead). Opened here, so a missing key
+        is ``BlobNotFound`` before the first chunk is asked for."""
+        path = self._path(key)
+        with _store_call(key, "read"):
+            fh = self.fs.open(path, "rb") if self.renames else \
+                self.fs.open(path, "rb", block_size=chunk)
+            fh.seek(start)
+        return self._chunks(fh, key, start, end, chunk)
+
+    @staticmethod
+    def _chunks(fh: Any, key: str, start: int, end: int | None, chunk: int
+                ) -> Iterator[bytes]:
+        with fh:
+            left = None if end is None else end - start + 1
+            while left is None or left > 0:
+                with _store_call(key, "read"):
+                    data = fh.read(chunk if left is None else min(chunk, left))
+                if not data:
+                    return
+                if left is not None:
+                    left -= len(data)
+                yield data
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:

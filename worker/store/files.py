@@ -17,6 +17,7 @@ exactly as for a file that does not exist.
 from __future__ import annotations
 
 import logging
+import mimetypes
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,11 @@ class FileStore:
         """The record, or ``None`` if absent — or owned by another account than ``account``."""
         doc = self.kv.get(self.file_key(file_id))
         return owned(doc, account)
+
+    def by_path(self, account: str, file_path: str) -> FileRecord | None:
+        """The account's file at ``file_path`` (``/folder/name.jpg``), or ``None``."""
+        ref = self.kv.get(self.path_key(account, file_path))
+        return self.get(ref["fileId"], account) if ref else None
 
     def list(self, account: str, path: str = "", tag: str | None = None, skip: int = 0,
              limit: int = 100) -> list[FileRecord]:
@@ -166,7 +172,8 @@ class FileStore:
         return Prepared(
             upload=upload, name=name, folder=folder, blob_key=key, url=self.blobs.url(key),
             custom_metadata=custom, size=len(data),
-            mime=info.mime if info else "application/octet-stream",
+            mime=info.mime if info else (mimetypes.guess_type(name)[0]
+                                         or "application/octet-stream"),
             width=info.width if info else None, height=info.height if info else None,
             has_alpha=info.has_alpha if info else False, embedded=embedded,
             origin=f"{job_id}/upload")
@@ -237,9 +244,13 @@ class FileStore:
                        index_remove={self.index_key(account): [now.filePath]})
 
         blob_keys = self.kv.transact([fk, pk], txn)
-        for key in blob_keys or []:
+        if blob_keys is None:
+            return False
+        # Its derivatives too (thumbnails, transformations: delivery keeps them by fileId).
+        derived = [k for k, _ in self.blobs.keys(f"derived/{file_id}/")]
+        for key in [*blob_keys, *derived]:
             self.blobs.delete(key)
-        return blob_keys is not None
+        return True
 
     def upload_change(self, prepared: Prepared, account: str, file_path: str,
                       existing: FileRecord | None) -> tuple[FileRecord, Txn[None]]:

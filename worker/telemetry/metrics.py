@@ -88,6 +88,10 @@ API_REQUESTS = Counter("extworker_api_requests_total", _doc(
     "extworker_api_requests_total", "counter", ("method", "route", "status"),
     "HTTP API requests, by route template (never a file id) and status code."),
     ["method", "route", "status"])
+DERIVATIVES = Counter("extworker_derivatives_total", _doc(
+    "extworker_derivatives_total", "counter", ("outcome",),
+    "Derivatives (thumbnails, transformations) delivery needed: `computed` once per version "
+    "and transformation, `stored` when found in the blob store."), ["outcome"])
 API_SECONDS = Histogram("extworker_api_request_duration_seconds", _doc(
     "extworker_api_request_duration_seconds", "histogram", ("method", "route"),
     "HTTP API request latency, by route template."), ["method", "route"], buckets=_SECONDS)

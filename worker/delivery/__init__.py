@@ -1,0 +1,1 @@
+"""Delivery of files: URLs, signatures, transformations and their derivatives."""
