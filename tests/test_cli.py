@@ -154,13 +154,13 @@ def test_files_add_list_versions_metadata(settings, rclient, tmp_path, astronaut
     assert ls("--account", "someone-else") == []
 
     versions = json.loads(cli(settings, "files", "versions", added[0]["fileId"]).stdout)
-    assert [(v["name"], v["current"]) for v in versions] == [("Version 1", False),
-                                                             ("Version 2", True)]
+    assert [(v["versionInfo"]["name"], v["current"]) for v in versions] == [
+        ("Version 1", False), ("Version 2", True)]
     meta = json.loads(cli(settings, "files", "metadata", added[0]["fileId"]).stdout)
     assert meta["CaptionAbstract"] == "A witty caption" and meta["Keywords"] == [
         "ExifTool", "Test", "IPTC"]
     old = json.loads(cli(settings, "files", "metadata", added[0]["fileId"], "--version",
-                         versions[0]["id"]).stdout)
+                         versions[0]["versionInfo"]["id"]).stdout)
     assert old == meta  # same bytes, read again from the stored version
     proc = cli(settings, "files", "get", added[0]["fileId"], "--account", "other", check=False)
     assert proc.returncode == 1 and "file not found" in proc.stderr

@@ -162,7 +162,7 @@ def test_an_upload_records_its_embedded_metadata(runtime):
     rec = runtime.pipeline.get_file(doc["fileId"])
     assert rec.embeddedMetadata["CaptionAbstract"] == "A witty caption"
     assert rec.embeddedMetadata["Byline"] == "Phil Harvey"
-    assert rec.file_object(settings.urls)["embeddedMetadata"] == rec.embeddedMetadata
+    assert rec.file_object(runtime.settings.urls)["embeddedMetadata"] == rec.embeddedMetadata
 
 
 def test_a_cut_out_keeps_rights_and_description_and_reads_its_own(runtime, exiftool):

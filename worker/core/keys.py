@@ -73,6 +73,14 @@ class Keys:
         """Who reports a finished extension: a waiting client or the webhook."""
         return self._k("claim", _id(job_id), extension)
 
+    def derive_lock(self, blob_key: str) -> str:
+        """Held by the process computing a derivative (delivery's single flight)."""
+        return self._k("lock", "derive", blob_key)
+
+    def upload_token(self, account: str, token: str) -> str:
+        """A client-side upload token already used (each works once)."""
+        return self._k("uptoken", _id(account), token)
+
     def account_docs(self, kind: str, account: str) -> str:
         """One document per account of ``kind`` (``saved``: saved extensions, ``fields``:
         custom metadata fields, ``apikeys``: the account's API keys)."""

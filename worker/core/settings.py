@@ -55,7 +55,8 @@ class Settings(BaseSettings):
         description="fsspec URL of blob storage (default: `DATA_DIR/blobs` on local disk).",
     )
     public_url_base: str | None = Field(
-        None, description="If set, file `url`s are this base + the blob key (a CDN in front)."
+        None, description="A CDN in front of the blob store's root: a public, published "
+        "file's `url` is this base + its current version's blob key."
     )
     namespace: str = Field("extworker", description="Prefix of every Redis key we own.")
     api_url: str = Field(
@@ -68,8 +69,8 @@ class Settings(BaseSettings):
         2, ge=1, le=64, description="Derivatives (thumbnails, transformations) computed at once "
         "per API process; the rest of the API never waits for them.")
     delivery_queue: int = Field(
-        64, ge=1, description="Derivations waiting for a thread, at most: beyond, 503 with "
-        "Retry-After (delivery cannot pile up work it will never finish).")
+        64, ge=1, description="Derivations in progress or waiting per API process, at most: "
+        "beyond, 503 with Retry-After (delivery cannot pile up work it will never finish).")
     delivery_max_age_s: int = Field(
         60, ge=0, description="Cache-Control max-age of a file's plain URL (its bytes change "
         "with a new version); versioned URLs (`?updatedAt=`) are immutable for a year.")

@@ -15,11 +15,8 @@ the same bytes, so delivery marks it immutable.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import quote
-
-if TYPE_CHECKING:
-    from worker.core.records import FileRecord, StoredVersion
 
 THUMBNAIL = "n-ik_ml_thumbnail"
 # What delivery transforms (decoded by libvips from the bytes); SVG is an image but no
@@ -36,6 +33,9 @@ def epoch_ms(iso: str) -> int:
 
 
 class Urls:
+    """URLs of a file record (``worker.core.records.FileRecord``, duck-typed here: records
+    import this module)."""
+
     def __init__(self, api_url: str, url_endpoint: str | None = None,
                  public_url_base: str | None = None) -> None:
         self.api_url = api_url.rstrip("/")
@@ -50,17 +50,17 @@ class Urls:
         tr = f"/tr:{transformation}" if transformation else ""
         return self.endpoint(account) + tr + quote(file_path, safe=PATH_SAFE)
 
-    def file(self, record: FileRecord) -> str:
+    def file(self, record: Any) -> str:
         if self.public_url_base and not record.isPrivateFile and record.isPublished:
             return f"{self.public_url_base}/{quote(record.current.blobKey, safe=PATH_SAFE)}"
         return self.path(record.accountId, record.filePath)
 
-    def thumbnail(self, record: FileRecord) -> str | None:
+    def thumbnail(self, record: Any) -> str | None:
         if record.mime not in RASTER:
             return None
         return self.path(record.accountId, record.filePath, THUMBNAIL)
 
-    def version(self, record: FileRecord, version: StoredVersion) -> str:
+    def version(self, record: Any, version: Any) -> str:
         """A URL that always names this version's bytes."""
         return (self.path(record.accountId, record.filePath)
                 + f"?updatedAt={epoch_ms(version.createdAt)}")

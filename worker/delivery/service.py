@@ -200,7 +200,7 @@ class Delivery:
         found = self._stored(key, fmt, etag)
         if found is not None:
             return found
-        lock, token = f"{self.settings.namespace}:lock:{key}", uuid.uuid4().hex
+        lock, token = self.settings.keys.derive_lock(key), uuid.uuid4().hex
         deadline = time.monotonic() + LOCK_MS / 1000
         while self.redis is not None and not self.redis.set(lock, token, nx=True, px=LOCK_MS):
             time.sleep(0.05)  # another process computes it: wait for its result
