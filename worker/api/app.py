@@ -18,22 +18,20 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from worker.api.deps import Api
 from worker.api.errors import ApiError
 from worker.api.errors import error as _error
-from worker.api.limits import BodyError, bounded_route, json_field
+from worker.api.limits import BodyError, bounded_route
 from worker.api.routers import delivery as delivery_routes
-from worker.broker.client import report
+from worker.api.routers import uploads as upload_routes
 from worker.core.errors import PermanentError
-from worker.core.jobs import JobDoc
-from worker.core.records import FileRecord
 from worker.delivery.service import Delivery
 from worker.runtime import Runtime
 from worker.telemetry.metrics import API_REQUESTS, API_SECONDS, DERIVATIVES
@@ -81,7 +79,6 @@ def create_app(runtime: Runtime) -> FastAPI:
                   max_body_size=settings.api_max_body_bytes)
     # Before any route is declared: every JSON body is decoded within the limits.
     app.router.route_class = bounded_route(settings.api_max_body_bytes)
-    basic = HTTPBasic(auto_error=False)
 
     @app.middleware("http")
     async def guard_and_measure(request: Request, call_next: Any) -> Any:
@@ -128,124 +125,13 @@ def create_app(runtime: Runtime) -> FastAPI:
             parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
         return _error(400, "; ".join(parts) or "invalid request")
 
-    def account(creds: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> str:
-        if creds is None or not creds.username:
-            raise ApiError(401, "Your request does not contain private API key.")
-        found = keys.account_of(creds.username)
-        if found is None:
-            raise ApiError(401, "Your account cannot be authenticated.")
-        return found
+    api = Api(runtime, delivery)
+    Account = Annotated[str, Depends(api.account)]
+    owned, with_status, run_job = api.owned, api.with_status, api.run_job
 
-    Account = Annotated[str, Depends(account)]
-
-    def owned(file_id: str, acct: str) -> FileRecord:
-        record = pipeline.get_file(file_id, acct)
-        if record is None:
-            raise ApiError(404, f"The requested file does not exist: {file_id}")
-        return record
-
-    def with_status(record: FileRecord, doc: JobDoc | None) -> dict[str, Any]:
-        out = record.file_object(urls)
-        if doc is not None and doc.extensions:
-            out["extensionStatus"] = {n: s.status for n, s in doc.extensions.items()}
-        return out
-
-    def run_job(job: dict[str, Any]) -> JobDoc:
-        doc = pipeline.accept(job)
-        if doc is None:
-            stored = pipeline.get_job(job["jobId"])
-            raise ApiError(400, stored.error.message if stored and stored.error
-                           else "invalid request")
-        if doc.state == "rejected":
-            reason = doc.error.message if doc.error else "rejected"
-            raise ApiError(404 if doc.error and doc.error.code == "file_not_found" else 400,
-                           reason.removeprefix("invalid job: "))
-        return doc
+    app.include_router(upload_routes.router(api))
 
     # --- files ------------------------------------------------------------------
-
-    @app.post("/api/v1/files/upload")
-    def upload(
-        acct: Account,
-        file: Annotated[UploadFile | str, File(description="The bytes, a URL or base64.")],
-        fileName: Annotated[str, Form()],  # noqa: N803 - the hosted API's field names
-        useUniqueFileName: Annotated[bool, Form()] = True,  # noqa: N803
-        tags: Annotated[str | None, Form()] = None,
-        folder: Annotated[str, Form()] = "/",
-        isPrivateFile: Annotated[bool, Form()] = False,  # noqa: N803
-        isPublished: Annotated[bool, Form()] = True,  # noqa: N803
-        customCoordinates: Annotated[str | None, Form()] = None,  # noqa: N803
-        customMetadata: Annotated[str | None, Form()] = None,  # noqa: N803
-        description: Annotated[str | None, Form()] = None,
-        extensions: Annotated[str | None, Form()] = None,
-        webhookUrl: Annotated[str | None, Form()] = None,  # noqa: N803
-        overwriteFile: Annotated[bool, Form()] = True,  # noqa: N803
-        overwriteAITags: Annotated[bool, Form()] = True,  # noqa: N803
-        overwriteTags: Annotated[bool, Form()] = True,  # noqa: N803
-        overwriteCustomMetadata: Annotated[bool, Form()] = True,  # noqa: N803
-    ) -> dict[str, Any]:
-        """Upload a file (binary, a URL or base64), with extensions and a webhook."""
-        job_id = f"api-{uuid.uuid4().hex}"
-        up: dict[str, Any] = {
-            "fileName": fileName, "useUniqueFileName": useUniqueFileName, "folder": folder,
-            "isPrivateFile": isPrivateFile, "isPublished": isPublished,
-            "overwriteFile": overwriteFile, "overwriteAITags": overwriteAITags,
-            "overwriteTags": overwriteTags, "overwriteCustomMetadata": overwriteCustomMetadata,
-        }
-        for name, value in (("tags", tags), ("customCoordinates", customCoordinates),
-                            ("description", description)):
-            if value is not None:
-                up[name] = value
-        if customMetadata is not None:
-            up["customMetadata"] = json_field("customMetadata", customMetadata, dict,
-                                               settings.api_max_body_bytes)
-        # Every field is read before the file is stored: a bad one leaves no bytes behind.
-        wanted = (json_field("extensions", extensions, list, settings.api_max_body_bytes)
-                  if extensions else [])
-        if isinstance(file, str):
-            if file.startswith(("http://", "https://")):
-                up["url"] = file
-            else:
-                up["base64"] = file
-        else:
-            data = file.file.read(settings.upload_max_bytes + 1)
-            if len(data) > settings.upload_max_bytes:
-                raise ApiError(413, f"file: larger than {settings.upload_max_bytes} bytes")
-            key = f"incoming/{job_id}"
-            runtime.blobs.put(key, data)
-            up["blobKey"] = key
-        job: dict[str, Any] = {"jobId": job_id, "accountId": acct, "upload": up,
-                               "extensions": wanted}
-        if webhookUrl:
-            job["webhookUrl"] = webhookUrl
-        started, wait = time.monotonic(), settings.api_sync_wait_s
-        if wait:
-            job["syncUntil"] = time.time() + wait
-        try:
-            doc = run_job(job)
-        finally:
-            if "blobKey" in up:
-                runtime.blobs.delete(up["blobKey"])  # the file keeps its own copy
-        assert doc.fileId is not None
-        if wait and doc.extensions:
-            doc = sync_attempt(doc, started + wait)
-        out = with_status(owned(doc.fileId, acct), doc)
-        out["thumbnailUrl"] = out.get("thumbnail")
-        if wait and doc.extensions:
-            assert runtime.redis is not None
-            told = report(runtime.redis, settings, runtime.kv, job, doc,  # type: ignore[arg-type]
-                          list(doc.extensions), claim=True)
-            out["extensionStatus"] = told["extensionStatus"]
-        return out
-
-    def sync_attempt(doc: JobDoc, deadline: float) -> JobDoc:
-        """Wait for the job's extensions until ``deadline`` (monotonic)."""
-        while time.monotonic() < deadline - 0.05:
-            current = pipeline.get_job(doc.jobId) or doc
-            if current.finished:
-                return current
-            time.sleep(0.05)
-        return pipeline.get_job(doc.jobId) or doc
 
     @app.delete("/v1/files/{fileId}", status_code=204)
     def delete_file(acct: Account, fileId: str) -> None:  # noqa: N803
@@ -441,9 +327,11 @@ def _openapi(app: FastAPI, runtime: Runtime) -> dict[str, Any]:
         {"type": "object", "properties": {
             "extensions": ref, "webhookUrl": {"type": "string", "format": "uri"},
             "removeAITags": contract["properties"]["removeAITags"]}}]}
-    form = schemas["Body_upload_api_v1_files_upload_post"]["properties"]
-    form["extensions"] = {**form["extensions"], "contentMediaType": "application/json",
-                          "contentSchema": ref}
+    for body in ("Body_upload_api_v1_files_upload_post",
+                 "Body_upload_v2_api_v2_files_upload_post"):
+        form = schemas[body]["properties"]
+        form["extensions"] = {**form["extensions"], "contentMediaType": "application/json",
+                              "contentSchema": ref}
     saved = schemas["SavedBody"]["properties"]
     saved["config"] = {"anyOf": [{"$ref": "#/components/schemas/ExtensionConfig"},
                                  {"type": "null"}]}

@@ -222,8 +222,18 @@ class Delivery:
             if self.redis is not None:
                 self.redis.eval(_RELEASE, 1, lock, token)
 
-    def derived_keys(self, file_id: str) -> list[str]:
-        return [k for k, _ in self.blobs.keys(f"derived/{file_id}/")]
+    def warm(self, target: Target, fmt: str) -> None:
+        """Compute ``target``'s derivative now, on the pool, for the first request to find
+        (an upload's ``transformation.post``); a failure is the first request's to report."""
+        key, etag = self.derivative_key(target, fmt)
+
+        def run() -> None:
+            try:
+                self._derive(target, fmt, key, etag)
+            except Exception:  # noqa: BLE001 - the request that asks for it reports it
+                pass
+
+        self.pool.submit(run)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -12,6 +12,7 @@ All of an account's saved extensions are one document
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -22,6 +23,7 @@ from worker.core.settings import Settings
 from worker.store.kv import KV, AccountDocs, Txn
 
 MAX_SAVED = 100
+_ID = re.compile(r"^ext_[A-Za-z0-9_]{1,64}$")
 
 
 def validate_config(config: Any, contract: Contract) -> dict[str, Any]:
@@ -50,17 +52,24 @@ class SavedStore(AccountDocs):
         return self._doc(account).get(ext_id)
 
     def create(self, account: str, name: str, description: str, config: Any,
-               ) -> dict[str, Any]:
+               ext_id: str | None = None) -> dict[str, Any]:
+        """A new saved extension. ``ext_id``: keep an id it has elsewhere (moving saved
+        extensions from another deployment, so that the jobs naming them keep working)."""
         if not name.strip():
             raise PermanentError("name: must not be empty")
+        if ext_id is not None and not _ID.match(ext_id):
+            raise PermanentError("id: must be ext_ followed by 1-64 letters, digits or _")
         stored = validate_config(config, self.contract)
         now = now_iso()
-        item = {"id": "ext_" + uuid.uuid4().hex[:20], "name": name, "description": description,
-                "config": stored, "createdAt": now, "updatedAt": now}
+        item = {"id": ext_id or "ext_" + uuid.uuid4().hex[:20], "name": name,
+                "description": description, "config": stored, "createdAt": now, "updatedAt": now}
         key = self._key(account)
 
         def txn(cur: dict[str, Any]) -> Txn[None]:
             doc = cur[key] or {}
+            if item["id"] in doc:
+                raise PermanentError(f"id: a saved extension {item['id']} exists already",
+                                     code="exists")
             if len(doc) >= MAX_SAVED:
                 raise PermanentError(
                     f"account {account!r} already has {MAX_SAVED} saved extensions (the maximum)",

@@ -1,0 +1,83 @@
+"""What every router of the API shares: the account a request authenticates as, the
+account's files, and the job path (``Pipeline.accept``) that uploads and updates take.
+
+Built once in ``create_app`` over the process's ``Runtime`` and passed to each router.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from worker.api.errors import ApiError
+from worker.core.jobs import JobDoc
+from worker.core.records import FileRecord
+from worker.delivery.service import Delivery
+from worker.runtime import Runtime
+
+BASIC = HTTPBasic(auto_error=False)
+Credentials = Annotated[HTTPBasicCredentials | None, Depends(BASIC)]
+
+
+def new_job_id() -> str:
+    return f"api-{uuid.uuid4().hex}"
+
+
+class Api:
+    def __init__(self, runtime: Runtime, delivery: Delivery) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.pipeline = runtime.pipeline
+        self.keys = runtime.apikeys
+        self.urls = runtime.settings.urls
+        self.delivery = delivery
+
+    def account(self, creds: Credentials) -> str:
+        """The account of the private key sent as HTTP Basic's user name (a dependency)."""
+        if creds is None or not creds.username:
+            raise ApiError(401, "Your request does not contain private API key.")
+        found = self.keys.account_of(creds.username)
+        if found is None:
+            raise ApiError(401, "Your account cannot be authenticated.")
+        return found
+
+    def owned(self, file_id: str, acct: str) -> FileRecord:
+        record = self.pipeline.get_file(file_id, acct)
+        if record is None:
+            raise ApiError(404, f"The requested file does not exist: {file_id}")
+        return record
+
+    def file_out(self, record: FileRecord) -> dict[str, Any]:
+        return record.file_object(self.urls)
+
+    def with_status(self, record: FileRecord, doc: JobDoc | None) -> dict[str, Any]:
+        out = self.file_out(record)
+        if doc is not None and doc.extensions:
+            out["extensionStatus"] = {n: s.status for n, s in doc.extensions.items()}
+        return out
+
+    def run_job(self, job: dict[str, Any]) -> JobDoc:
+        """Accept a job as a published one would be; its refusal as a 4xx naming the field."""
+        doc = self.pipeline.accept(job)
+        if doc is None:
+            stored = self.pipeline.get_job(job["jobId"])
+            raise ApiError(400, stored.error.message if stored and stored.error
+                           else "invalid request")
+        if doc.state == "rejected":
+            reason = doc.error.message if doc.error else "rejected"
+            raise ApiError(404 if doc.error and doc.error.code == "file_not_found" else 400,
+                           reason.removeprefix("invalid job: "))
+        return doc
+
+    def sync_attempt(self, doc: JobDoc, deadline: float) -> JobDoc:
+        """Wait for the job's extensions until ``deadline`` (monotonic)."""
+        while time.monotonic() < deadline - 0.05:
+            current = self.pipeline.get_job(doc.jobId) or doc
+            if current.finished:
+                return current
+            time.sleep(0.05)
+        return self.pipeline.get_job(doc.jobId) or doc
