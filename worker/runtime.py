@@ -31,6 +31,7 @@ from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
 from worker.store.kv import KV, LocalKV, RedisKV
+from worker.store.library import Library
 from worker.store.metadata import ExifTool
 from worker.store.saved import SavedStore
 from worker.telemetry.logs import configure as configure_logging
@@ -91,6 +92,7 @@ class Runtime:
         self.saved = SavedStore(kv, settings, self.registry.contract)
         self.exiftool = ExifTool(settings.exiftool)
         self.files = FileStore(kv, self.blobs, settings, self.fields, self.exiftool)
+        self.library = Library(self.files)
         egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
         self.pipeline = Pipeline(settings, kv, self.blobs, self.registry, self.models,
                                  self.files, self.fields, self.saved, self.exiftool, egress,

@@ -30,6 +30,7 @@ from worker.api.errors import ApiError
 from worker.api.errors import error as _error
 from worker.api.limits import BodyError, bounded_route
 from worker.api.routers import delivery as delivery_routes
+from worker.api.routers import library as library_routes
 from worker.api.routers import uploads as upload_routes
 from worker.core.errors import PermanentError
 from worker.delivery.service import Delivery
@@ -37,18 +38,6 @@ from worker.runtime import Runtime
 from worker.telemetry.metrics import API_REQUESTS, API_SECONDS, DERIVATIVES
 
 access = logging.getLogger("worker.api.access")
-
-class TagsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    fileIds: list[str] = Field(..., min_length=1, max_length=50)
-    tags: list[str] = Field(..., min_length=1)
-
-
-class AITagsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    fileIds: list[str] = Field(..., min_length=1, max_length=50)
-    AITags: list[str] = Field(..., min_length=1)
-
 
 class SavedBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -115,7 +104,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(PermanentError)
     async def _permanent(request: Request, exc: PermanentError) -> JSONResponse:
-        return _error(404 if exc.code in ("not_found", "file_not_found") else 400, str(exc))
+        status = {"not_found": 404, "file_not_found": 404, "version_not_found": 404,
+                  "file_exists": 409}.get(exc.code, 400)
+        return _error(status, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,6 +121,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     owned, with_status, run_job = api.owned, api.with_status, api.run_job
 
     app.include_router(upload_routes.router(api))
+    app.include_router(library_routes.router(api, runtime.library))
 
     # --- files ------------------------------------------------------------------
 
@@ -186,35 +178,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/v1/files/{fileId}/metadata")
     def metadata(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
         return pipeline.files.metadata(owned(fileId, acct))
-
-    def bulk(acct: str, file_ids: list[str], update: dict[str, Any] | None,
-             remove_ai: list[str] | None) -> dict[str, Any]:
-        done = []
-        for fid in file_ids:
-            record = owned(fid, acct)
-            job: dict[str, Any] = {"jobId": f"api-{uuid.uuid4().hex}", "accountId": acct,
-                                   "fileId": fid, "origin": "update"}
-            if update is not None:
-                job["update"] = update(record) if callable(update) else update
-            if remove_ai is not None:
-                job["removeAITags"] = remove_ai
-            run_job(job)
-            done.append(fid)
-        return {"successfullyUpdatedFileIds": done}
-
-    @app.post("/v1/files/addTags")
-    def add_tags(acct: Account, body: TagsBody) -> dict[str, Any]:
-        return bulk(acct, body.fileIds, lambda r: {"tags": list(dict.fromkeys(
-            [*(r.tags or []), *body.tags]))}, None)  # type: ignore[arg-type]
-
-    @app.post("/v1/files/removeTags")
-    def remove_tags(acct: Account, body: TagsBody) -> dict[str, Any]:
-        return bulk(acct, body.fileIds, lambda r: {"tags": [
-            t for t in (r.tags or []) if t not in body.tags]}, None)  # type: ignore[arg-type]
-
-    @app.post("/v1/files/removeAITags")
-    def remove_ai_tags(acct: Account, body: AITagsBody) -> dict[str, Any]:
-        return bulk(acct, body.fileIds, None, body.AITags)
 
     # --- saved extensions ---------------------------------------------------------
 

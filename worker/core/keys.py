@@ -77,6 +77,10 @@ class Keys:
         """Held by the process computing a derivative (delivery's single flight)."""
         return self._k("lock", "derive", blob_key)
 
+    def bulk_job(self, account: str, job_id: str) -> str:
+        """A folder copy/move/rename job's status (the bulk jobs API)."""
+        return self._k("bulkjob", _id(account), job_id)
+
     def upload_token(self, account: str, token: str) -> str:
         """A client-side upload token already used (each works once)."""
         return self._k("uptoken", _id(account), token)

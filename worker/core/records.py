@@ -208,7 +208,9 @@ def _add_version(r: FileRecord, v: NewVersion, max_versions: int) -> None:
             f"{max_versions}); no new version was written",
             code="version_limit",
         )
-    n = len(r.versions) + 1
+    # One more than the highest: after a version is deleted, names stay unique.
+    n = max((int(sv.name.rsplit(" ", 1)[-1]) for sv in r.versions
+             if sv.name.rsplit(" ", 1)[-1].isdigit()), default=0) + 1
     sv = StoredVersion(
         id=new_id(), name=f"Version {n}", blobKey=v.blobKey, mime=v.mime, size=v.size,
         width=v.width, height=v.height, hasAlpha=v.hasAlpha, createdAt=now_iso(), origin=v.origin,

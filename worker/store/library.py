@@ -1,0 +1,303 @@
+"""An account's files as a media library: rename, move, copy, restore and delete versions,
+folders, and the bulk updates — each one transaction on the records it touches.
+
+* Paths: a file's path key, its record and the account's path index change together; a
+  destination that holds a file already is refused (``file_exists``), never overwritten.
+* Versions: restoring adds a new version with the restored one's bytes (history is kept;
+  ``?updatedAt=`` URLs keep naming what they named); a non-current version can be deleted,
+  its bytes removed once no version refers to them.
+* Copies get their own bytes (``uploads/copy-<fileId>/…``): deleting one never touches the
+  other's.
+* Bulk updates (``addTags``, ``removeTags``, ``removeAITags``, ``deleteByFileIds``) check
+  every id first and apply to all in one transaction: a file the account does not own makes
+  the call change nothing, and concurrent callers never lose each other's tags.
+* Folders are prefixes of paths; an empty folder is a marker (``/a/b/``) in the path index.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from worker.core.errors import PermanentError
+from worker.core.records import (
+    FileRecord,
+    NewVersion,
+    RecordPatch,
+    VersionInfo,
+    new_id,
+    now_iso,
+)
+from worker.store.files import FileStore, owned
+from worker.store.kv import DELETE, Txn
+from worker.store.uploads import normalise_folder, sanitize_file_name
+
+
+class NotOwned(PermanentError):
+    def __init__(self, what: str) -> None:
+        super().__init__(what, code="not_found")
+
+
+def _folder(path: str, field: str) -> str:
+    if not isinstance(path, str) or not path:
+        raise PermanentError(f"{field}: required", code="invalid_request")
+    return normalise_folder(path)
+
+
+class Library:
+    def __init__(self, files: FileStore) -> None:
+        self.files = files
+        self.kv = files.kv
+        self.blobs = files.blobs
+        self.settings = files.settings
+
+    # --- one file ---------------------------------------------------------------
+
+    def _at(self, account: str, file_path: str, field: str) -> FileRecord:
+        path = file_path if file_path.startswith("/") else "/" + file_path
+        record = self.files.by_path(account, path)
+        if record is None:
+            raise NotOwned(f"{field}: no file at {path}")
+        return record
+
+    def relocate(self, account: str, file_id: str, new_path: str) -> FileRecord:
+        """The file ``file_id`` at ``new_path`` (rename and move); ``file_exists`` if taken."""
+        files = self.files
+        fk = files.file_key(file_id)
+        record = owned(self.kv.get(fk), account)
+        if record is None:
+            raise NotOwned(f"file not found: {file_id}")
+        old_pk, new_pk = files.path_key(account, record.filePath), files.path_key(account,
+                                                                                  new_path)
+        index = files.index_key(account)
+
+        def txn(cur: dict[str, Any]) -> Txn[FileRecord]:
+            now = owned(cur[fk], account)
+            if now is None:
+                raise NotOwned(f"file not found: {file_id}")
+            if now.filePath == new_path:
+                return Txn(result=now)
+            if cur[new_pk] is not None:
+                raise PermanentError(f"a file already exists at {new_path} (nothing moved)",
+                                     code="file_exists")
+            moved = now.model_copy(update={"filePath": new_path,
+                                           "name": new_path.rsplit("/", 1)[1],
+                                           "updatedAt": now_iso()})
+            writes: dict[str, Any] = {fk: moved.model_dump(mode="json"),
+                                      new_pk: {"fileId": file_id}}
+            if (cur[old_pk] or {}).get("fileId") == file_id:
+                writes[old_pk] = DELETE
+            return Txn(writes=writes, result=moved, index_add={index: [new_path]},
+                       index_remove={index: [now.filePath]})
+
+        result = self.kv.transact([fk, old_pk, new_pk], txn)
+        assert result is not None
+        return result
+
+    def rename(self, account: str, file_path: str, new_name: str) -> FileRecord:
+        record = self._at(account, file_path, "filePath")
+        if not new_name or "/" in new_name:
+            raise PermanentError("newFileName: a name, without /", code="invalid_request")
+        folder = record.filePath.rsplit("/", 1)[0] + "/"
+        return self.relocate(account, record.fileId, folder + sanitize_file_name(new_name))
+
+    def move(self, account: str, source_file_path: str, destination: str) -> FileRecord:
+        record = self._at(account, source_file_path, "sourceFilePath")
+        folder = _folder(destination, "destinationPath")
+        return self.relocate(account, record.fileId, folder + record.name)
+
+    def copy(self, account: str, source_file_path: str, destination: str,
+             include_versions: bool = False) -> FileRecord:
+        """A new file (its own id and bytes) at ``destination`` + the source's name."""
+        source = self._at(account, source_file_path, "sourceFilePath")
+        folder = _folder(destination, "destinationPath")
+        return self._copy_to(account, source, folder + source.name, include_versions)
+
+    def _copy_to(self, account: str, source: FileRecord, path: str,
+                 include_versions: bool) -> FileRecord:
+        files = self.files
+        file_id = new_id()
+        versions = source.versions if include_versions else [source.current]
+        copied, written = [], []
+        try:
+            for n, v in enumerate(versions, 1):
+                key = f"uploads/copy-{file_id}/{new_id()}/{v.blobKey.rsplit('/', 1)[-1]}"
+                self.blobs.put(key, self.blobs.get(v.blobKey))
+                written.append(key)
+                copied.append(v.model_copy(update={
+                    "id": new_id(), "blobKey": key, "name": f"Version {n}",
+                    "origin": f"copy/{source.fileId}/{v.id}"}))
+            now = now_iso()
+            record = source.model_copy(update={
+                "fileId": file_id, "filePath": path, "name": path.rsplit("/", 1)[1],
+                "versions": copied, "createdAt": now, "updatedAt": now,
+                "versionInfo": VersionInfo(id=copied[-1].id, name=copied[-1].name),
+                "url": self.blobs.url(copied[-1].blobKey)}, deep=True)
+            fk, pk = files.file_key(file_id), files.path_key(account, path)
+
+            def txn(cur: dict[str, Any]) -> Txn[FileRecord]:
+                if cur[pk] is not None:
+                    raise PermanentError(f"a file already exists at {path} (nothing copied)",
+                                         code="file_exists")
+                return Txn(writes={fk: record.model_dump(mode="json"), pk: {"fileId": file_id}},
+                           index_add={files.index_key(account): [path]}, result=record)
+
+            result = self.kv.transact([fk, pk], txn)
+        except Exception:
+            for key in written:
+                self.blobs.delete(key)
+            raise
+        assert result is not None
+        return result
+
+    # --- versions ---------------------------------------------------------------
+
+    def restore(self, account: str, file_id: str, version_id: str) -> FileRecord:
+        """A new current version with the bytes of ``version_id``."""
+        record = self.files.get(file_id, account)
+        if record is None:
+            raise NotOwned(f"file not found: {file_id}")
+        v = next((v for v in record.versions if v.id == version_id), None)
+        if v is None:
+            raise NotOwned(f"The requested file version does not exist: {version_id}")
+        embedded = self.files.metadata(record, version_id) if \
+            self.settings.embedded_metadata else {}
+        patch = RecordPatch(new_version=NewVersion(
+            blobKey=v.blobKey, url=self.blobs.url(v.blobKey), mime=v.mime, size=v.size,
+            width=v.width, height=v.height, hasAlpha=v.hasAlpha,
+            origin=f"restore/{version_id}/{uuid.uuid4().hex}", embeddedMetadata=embedded))
+        return self._patch_one(account, file_id, patch)
+
+    def delete_version(self, account: str, file_id: str, version_id: str) -> None:
+        fk = self.files.file_key(file_id)
+
+        def txn(cur: dict[str, Any]) -> Txn[list[str]]:
+            record = owned(cur[fk], account)
+            if record is None:
+                raise NotOwned(f"file not found: {file_id}")
+            gone = next((v for v in record.versions if v.id == version_id), None)
+            if gone is None:
+                raise NotOwned(f"The requested file version does not exist: {version_id}")
+            if gone.id == record.versionInfo.id:
+                raise PermanentError("versionId: the current version cannot be deleted "
+                                     "(restore another one first)", code="invalid_request")
+            kept = [v for v in record.versions if v.id != version_id]
+            changed = record.model_copy(update={"versions": kept, "updatedAt": now_iso()})
+            unused = [] if any(v.blobKey == gone.blobKey for v in kept) else [gone.blobKey]
+            return Txn(writes={fk: changed.model_dump(mode="json")}, result=unused)
+
+        unused = self.kv.transact([fk], txn) or []
+        derived = [k for k, _ in self.blobs.keys(f"derived/{file_id}/{version_id}/")]
+        for key in [*unused, *derived]:
+            self.blobs.delete(key)
+
+    # --- many files -------------------------------------------------------------
+
+    def _patch_one(self, account: str, file_id: str, patch: RecordPatch) -> FileRecord:
+        out = self.patch_many(account, [file_id], lambda _r: patch)
+        return out[0]
+
+    def patch_many(self, account: str, file_ids: list[str],
+                   patch_for: Callable[[FileRecord], RecordPatch]) -> list[FileRecord]:
+        """Every file patched in one transaction, or none (``NotOwned`` naming the first
+        id the account does not own)."""
+        keys = [self.files.file_key(i) for i in dict.fromkeys(file_ids)]
+
+        def txn(cur: dict[str, Any]) -> Txn[list[FileRecord]]:
+            records = []
+            for fid, key in zip(dict.fromkeys(file_ids), keys, strict=True):
+                record = owned(cur[key], account)
+                if record is None:
+                    raise NotOwned(f"The requested file does not exist: {fid} (no file was "
+                                   "changed)")
+                records.append(patch_for(record).apply(record, self.settings.max_versions))
+            return Txn(writes={k: r.model_dump(mode="json") for k, r in
+                               zip(keys, records, strict=True)}, result=records)
+
+        result = self.kv.transact(keys, txn)
+        assert result is not None
+        return result
+
+    def delete_many(self, account: str, file_ids: list[str]) -> list[str]:
+        """Delete every file, having checked that the account owns each (else nothing)."""
+        unique = list(dict.fromkeys(file_ids))
+        docs = self.kv.get_many([self.files.file_key(i) for i in unique])
+        for fid, doc in zip(unique, docs, strict=True):
+            if owned(doc, account) is None:
+                raise NotOwned(f"The requested file does not exist: {fid} (no file was "
+                               "deleted)")
+        return [fid for fid in unique if self.files.delete(fid, account)]
+
+    # --- folders ----------------------------------------------------------------
+
+    def paths_under(self, account: str, folder: str) -> list[str]:
+        """Every path in the account's index under ``folder`` (files and folder markers)."""
+        out, offset = [], 0
+        while True:
+            page = self.kv.index_range(self.files.index_key(account), folder, offset, 500)
+            if not page:
+                return out
+            out += page
+            offset += len(page)
+
+    def create_folder(self, account: str, name: str, parent: str) -> str:
+        if not name or "/" in name.strip("/"):
+            raise PermanentError("folderName: a name, without /", code="invalid_request")
+        folder = _folder(_folder(parent, "parentFolderPath") + name, "folderName")
+        index = self.files.index_key(account)
+        self.kv.transact([], lambda _cur: Txn(index_add={index: [folder]}))
+        return folder
+
+    def delete_folder(self, account: str, folder_path: str) -> int:
+        """Every file under the folder, and the folder; ``NotOwned`` if there is none."""
+        folder = _folder(folder_path, "folderPath")
+        paths = self.paths_under(account, folder)
+        if not paths:
+            raise NotOwned(f"folderPath: no folder {folder}")
+        deleted = 0
+        for path in paths:
+            record = None if path.endswith("/") else self.files.by_path(account, path)
+            if record is not None and self.files.delete(record.fileId, account):
+                deleted += 1
+        index = self.files.index_key(account)
+        markers = [p for p in paths if p.endswith("/")]
+        if markers:
+            self.kv.transact([], lambda _cur: Txn(index_remove={index: markers}))
+        return deleted
+
+    def folder_move(self, account: str, source: str, destination: str, copy: bool,
+                    include_versions: bool = False, rename_to: str | None = None) -> int:
+        """Copy or move a folder (a bulk job's work; each file is one step, safe to run
+        again: a file already at its destination is left as it is)."""
+        src = _folder(source, "sourceFolderPath")
+        if rename_to is not None:
+            target = src.rstrip("/").rsplit("/", 1)[0] + "/" + sanitize_file_name(rename_to) + "/"
+        else:
+            dest = _folder(destination, "destinationPath")
+            target = dest + src.rstrip("/").rsplit("/", 1)[1] + "/"
+        if target.startswith(src):
+            raise PermanentError("destinationPath: inside the folder itself", code="invalid")
+        paths = self.paths_under(account, src)
+        if not paths:
+            raise NotOwned(f"sourceFolderPath: no folder {src}")
+        done = 0
+        index = self.files.index_key(account)
+        for path in paths:
+            new_path = target + path[len(src):]
+            if path.endswith("/"):
+                self.kv.transact([], lambda _c, p=new_path: Txn(index_add={index: [p]}))
+                continue
+            record = self.files.by_path(account, path)
+            if record is None or self.files.by_path(account, new_path) is not None:
+                continue
+            if copy:
+                self._copy_to(account, record, new_path, include_versions)
+            else:
+                self.relocate(account, record.fileId, new_path)
+            done += 1
+        self.kv.transact([], lambda _c: Txn(index_add={index: [target]}))
+        if not copy:
+            markers = [p for p in paths if p.endswith("/")] + [src]
+            self.kv.transact([], lambda _c: Txn(index_remove={index: markers}))
+        return done
