@@ -11,6 +11,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from worker.api.errors import ApiError
@@ -28,8 +29,11 @@ def new_job_id() -> str:
 
 
 class Api:
-    def __init__(self, runtime: Runtime, delivery: Delivery) -> None:
+    def __init__(self, runtime: Runtime, delivery: Delivery,
+                 route_class: type[APIRoute] = APIRoute) -> None:
+        """``route_class``: what every router's routes are (the bounded JSON decoder)."""
         self.runtime = runtime
+        self.route_class = route_class
         self.settings = runtime.settings
         self.pipeline = runtime.pipeline
         self.keys = runtime.apikeys

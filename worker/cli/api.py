@@ -22,6 +22,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from worker.telemetry.logs import configure
 
     configure(settings)  # JSON lines; the access log names routes, never keys
+    if args.workers > 1:
+        # Each process builds its own app from the environment; delivery's single flight
+        # spans them through Redis.
+        uvicorn.run("worker.api.asgi:app", factory=True, workers=args.workers,
+                    host=args.host, port=args.port, timeout_graceful_shutdown=30,
+                    log_level="warning")
+        return 0
     runtime = Runtime(settings, broker=build_broker(settings))
     uvicorn.run(create_app(runtime), host=args.host, port=args.port,
                 timeout_graceful_shutdown=30, log_level="warning")
@@ -54,6 +61,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ap = sub.add_parser("api", help="serve the HTTP API (the hosted API's shape)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes (each with its own derivation threads); default 1")
     ap.set_defaults(fn=cmd_api)
 
     kp = sub.add_parser("keys", help="private API keys of the HTTP API")
