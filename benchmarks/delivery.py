@@ -8,8 +8,9 @@ Both servers get the same JPEGs (scikit-image's sample photographs, enlarged to 
 pixels on the long edge — camera-sized, so decoding matters as it does in production) and
 the same requests: fit inside ``S``x``S`` with ``S`` different on every request, so that
 neither answers from a cache. thumbor (PyPI, its default Pillow engine, file loader, no
-result storage) runs with one process per core; extworker's API with one derivation thread
-per core (`extworker api --workers`, one derivation thread each). Both are pinned to the same CPUs. thumbor is installed into its own virtual
+result storage) runs with one process per core; extworker's API as one process with one
+derivation thread per core (``--workers``/``--threads`` change that). Both are pinned to
+the same CPUs, and measured in alternating rounds. thumbor is installed into its own virtual
 environment (``--thumbor-venv``, created on first use).
 
 Needs Redis (``EXTWORKER_REDIS_URL``, default 127.0.0.1:6379/0): the benchmark's keys are
