@@ -70,3 +70,13 @@ def test_blobs_benchmark():
         s3fs_rate, obstore_rate, ratio = float(r[2]), float(r[3]), float(r[4].rstrip("x"))
         assert s3fs_rate > 0 and obstore_rate > 0
         assert abs(ratio - obstore_rate / s3fs_rate) < 0.05 * ratio + 0.01
+
+
+def test_delivery_benchmark(redis_url, monkeypatch):
+    monkeypatch.setenv("EXTWORKER_REDIS_URL", redis_url)  # its keys: a namespace of its own
+    out = _run("benchmarks/delivery.py", "--requests", "4", "--rounds", "1", "--photos", "2",
+               "--side", "800")
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("extworker (", "thumbor "))]
+    assert len(rows) == 2 and all(float(r[-2]) > 0 and r[-1] == "0" for r in rows)
+    assert "ratio extworker/thumbor" in out and "first byte" in out

@@ -250,3 +250,22 @@ def test_deleting_a_file_removes_its_derivatives(client, api, settings, astronau
     ik.files.delete(up["fileId"])
     assert not list(blobs.keys(f"derived/{up['fileId']}/"))
     assert httpx.get(up["thumbnailUrl"]).status_code == 404
+
+
+def test_url_endpoints_and_a_public_base(runtime, astronaut):
+    from worker.core.urls import Urls
+
+    doc = runtime.pipeline.accept({"accountId": "acme", "upload": {
+        "fileName": "a b.jpg", "folder": "/x", "useUniqueFileName": False,
+        "base64": __import__("base64").b64encode(jpeg(astronaut)).decode()}})
+    record = runtime.pipeline.get_file(doc.fileId)
+    plain = Urls("http://api:8080/")
+    assert plain.file(record) == "http://api:8080/acme/x/a_b.jpg"
+    assert plain.thumbnail(record) == "http://api:8080/acme/tr:n-ik_ml_thumbnail/x/a_b.jpg"
+    per_account = Urls("http://api:8080", "https://{account}.media.example.com")
+    assert per_account.file(record) == "https://acme.media.example.com/x/a_b.jpg"
+    cdn = Urls("http://api:8080", None, "https://cdn.example.com/blobs/")
+    assert cdn.file(record) == f"https://cdn.example.com/blobs/{record.current.blobKey}"
+    private = record.model_copy(update={"isPrivateFile": True})
+    assert cdn.file(private) == "http://api:8080/acme/x/a_b.jpg"  # signed, through the API
+    assert plain.version(record, record.current).startswith(plain.file(record) + "?updatedAt=")

@@ -380,3 +380,17 @@ def test_a_read_write_many_volume_is_mounted_where_blobs_live():
                                     "persistentVolumeClaim": {"claimName": "media-rwx"}}]
         assert spec["containers"][0]["volumeMounts"] == [
             {"name": "blobs", "mountPath": "/var/lib/extworker/blobs"}]
+
+
+def test_every_pod_builds_file_urls_on_the_api_address_clients_reach():
+    docs = _render(BASE)
+    for kind, suffix in (("Deployment", "-api"), ("Deployment", "-cpu"), ("CronJob", "-doctor")):
+        _, env = _pod_env(docs, kind, suffix)
+        assert env["EXTWORKER_API_URL"]["value"] == "http://rel-extworker-api:80", suffix
+    tls = _render({**BASE, "api": {"ingress": {"enabled": True, "host": "media.example.com",
+                                                "tls": [{"hosts": ["media.example.com"]}]}}})
+    _, env = _pod_env(tls, "Deployment", "-cpu")
+    assert env["EXTWORKER_API_URL"]["value"] == "https://media.example.com"
+    given = _render({**BASE, "api": {"publicUrl": "https://cdn.example.com/media"}})
+    _, env = _pod_env(given, "Deployment", "-api")
+    assert env["EXTWORKER_API_URL"]["value"] == "https://cdn.example.com/media"

@@ -67,6 +67,16 @@ app.kubernetes.io/component: {{ .group }}
 {{/* Storage for every pod: EXTWORKER_BLOB_URL with the standard AWS configuration, and whether Redis must persist. */}}
 {{- define "extworker.storageEnv" -}}
 {{- $b := .Values.blobs -}}
+{{- $pub := .Values.api.publicUrl -}}
+{{- if not $pub }}
+{{- if and .Values.api.ingress.enabled .Values.api.ingress.host }}
+{{- $pub = printf "%s://%s" (ternary "https" "http" (gt (len .Values.api.ingress.tls) 0)) .Values.api.ingress.host -}}
+{{- else }}
+{{- $pub = printf "http://%s-api:%v" (include "extworker.fullname" .) .Values.api.service.port -}}
+{{- end }}
+{{- end }}
+- name: EXTWORKER_API_URL
+  value: {{ $pub | quote }}
 {{- if $b.url }}
 - name: EXTWORKER_BLOB_URL
   value: {{ $b.url | quote }}
