@@ -30,10 +30,10 @@ def new_job_id() -> str:
 
 class Api:
     def __init__(self, runtime: Runtime, delivery: Delivery,
-                 route_class: type[APIRoute] = APIRoute) -> None:
-        """``route_class``: what every router's routes are (the bounded JSON decoder)."""
+                 route_type: type[APIRoute] = APIRoute) -> None:
+        """``route_type``: what every router's routes are (the bounded JSON decoder)."""
         self.runtime = runtime
-        self.route_class = route_class
+        self.route_type = route_type
         self.settings = runtime.settings
         self.pipeline = runtime.pipeline
         self.keys = runtime.apikeys

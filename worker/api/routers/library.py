@@ -89,7 +89,7 @@ class FileIdsBody(_Body):
 
 
 def router(api: Api, library: Library) -> APIRouter:
-    r = APIRouter(route_class=api.route_class)
+    r = APIRouter(route_class=api.route_type)
     Account = Annotated[str, Depends(api.account)]
     kv, keys = library.kv, api.settings.keys
 

@@ -109,7 +109,7 @@ def _form_text(value: Any) -> str:
 
 
 def router(api: Api) -> APIRouter:
-    r = APIRouter(route_class=api.route_class)
+    r = APIRouter(route_class=api.route_type)
     settings, keys = api.settings, api.keys
     redis = api.runtime.redis
 
