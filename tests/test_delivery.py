@@ -269,3 +269,11 @@ def test_url_endpoints_and_a_public_base(runtime, astronaut):
     private = record.model_copy(update={"isPrivateFile": True})
     assert cdn.file(private) == "http://api:8080/acme/x/a_b.jpg"  # signed, through the API
     assert plain.version(record, record.current).startswith(plain.file(record) + "?updatedAt=")
+
+
+def test_an_account_cannot_take_a_name_the_api_serves(api):
+    from worker.core.errors import PermanentError
+
+    for name in ("v1", "api", "metrics"):
+        with pytest.raises(PermanentError, match="a path of the API"):
+            api[1].create(name)

@@ -117,24 +117,28 @@ def test_doctor_reports_and_fix_removes_orphaned_blobs_past_the_grace(settings, 
                                                                        astronaut):
     rt = RecordingRuntime(settings)
     doc = rt.pipeline.accept(_job("kept", jpeg(astronaut.resize((32, 32)))))
-    kept = rt.pipeline.get_file(doc.fileId).current.blobKey
+    record = rt.pipeline.get_file(doc.fileId)
+    kept = record.current.blobKey
+    # A thumbnail of the kept version (delivery's), and one of a file deleted meanwhile.
+    thumb = f"derived/{doc.fileId}/{record.current.id}/{'c' * 24}.jpg"
     old = ["uploads/crashed/0123456789ab/photo.jpg", f"{doc.fileId}/crashed-remove-bg.png",
-           "incoming/api-" + "ab" * 16]
-    for key in [*old, "uploads/in-flight/0123456789ab/a.jpg", "incoming/photo.jpg"]:
+           "incoming/api-" + "ab" * 16, f"derived/{'d' * 24}/{'e' * 24}/{'f' * 24}.jpg"]
+    for key in [*old, thumb, "uploads/in-flight/0123456789ab/a.jpg", "incoming/photo.jpg"]:
         rt.blobs.put(key, b"bytes")
     day_ago = time.time() - settings.blob_orphan_grace_s - 60
     root = settings.data_dir / "blobs"
-    for key in [*old, kept, "incoming/photo.jpg"]:
+    for key in [*old, kept, thumb, "incoming/photo.jpg"]:
         os.utime(root / key, (day_ago, day_ago))
     report = doctor.examine(rclient, settings, blobs=rt.blobs)
     # Old orphans reported; the in-flight one only counted; the record's bytes and a
     # publisher's own object (incoming/photo.jpg) never.
     assert sorted(b["key"] for b in report["blobs"]) == sorted(old)
-    assert report["counts"]["blobs"] == 3 and report["blobsRecent"] == 1
+    assert report["counts"]["blobs"] == 4 and report["blobsRecent"] == 1
     done = doctor.repair(rclient, settings, report, send=lambda *a: None,
                          wake_webhooks=lambda: None, dispatch=lambda j: None,
                          handoff=lambda *a: None, blobs=rt.blobs)
-    assert done["blobs"] == 3
+    assert done["blobs"] == 4
     remaining = {k for k, _ in rt.blobs.keys()}
-    assert remaining == {kept, "uploads/in-flight/0123456789ab/a.jpg", "incoming/photo.jpg"}
-    assert _referenced(rt) == {kept}
+    assert remaining == {kept, thumb, "uploads/in-flight/0123456789ab/a.jpg",
+                         "incoming/photo.jpg"}
+    assert _referenced(rt) == {kept, thumb.rsplit("/", 1)[0] + "/"}

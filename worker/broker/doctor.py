@@ -134,14 +134,20 @@ def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
 
 
 # What extworker itself writes in the blob store: uploads as prepared, versions under their
-# file's id, the API's incoming files. Anything else belongs to whoever wrote it.
-OWNED_BLOBS = re.compile(r"^(uploads/|[0-9a-f]{24}/|incoming/api-[0-9a-f]{32}$)")
+# file's id, the API's incoming files, delivery's derivatives. Anything else belongs to
+# whoever wrote it.
+OWNED_BLOBS = re.compile(r"^(uploads/|[0-9a-f]{24}/|incoming/api-[0-9a-f]{32}$|derived/)")
 
 
 def _referenced_blobs(client: redis.Redis, settings: Settings) -> set[str]:
-    """Every blob key a file record's version references."""
-    return {v.blobKey for record in _documents(client, settings.keys.file_pattern(), FileRecord)
-            for v in record.versions}
+    """Every blob key a file record's version references, and each version's derivatives'
+    folder (``derived/<fileId>/<versionId>/``): a derivative of a version that is gone (a
+    file deleted while one was being computed) is an orphan."""
+    out: set[str] = set()
+    for record in _documents(client, settings.keys.file_pattern(), FileRecord):
+        for v in record.versions:
+            out.update((v.blobKey, f"derived/{record.fileId}/{v.id}/"))
+    return out
 
 
 def orphan_blobs(client: redis.Redis, settings: Settings, blobs: BlobStore, now_ms: float,
@@ -154,7 +160,8 @@ def orphan_blobs(client: redis.Redis, settings: Settings, blobs: BlobStore, now_
     old: list[dict[str, Any]] = []
     recent = 0
     for key, modified in listed:
-        if key in referenced:
+        if key in referenced or (key.startswith("derived/")
+                                 and key.rsplit("/", 1)[0] + "/" in referenced):
             continue
         age_s = now_ms / 1000 - modified
         if age_s >= settings.blob_orphan_grace_s:

@@ -24,6 +24,9 @@ from worker.store.kv import DELETE, AccountDocs, Txn
 
 PREFIX = "private_"
 PUBLIC_PREFIX = "public_"
+# An account's files are served at /<account>/…: these would shadow the API's own paths.
+RESERVED_ACCOUNTS = frozenset({"api", "v1", "v2", "metrics", "healthz", "readyz", "docs",
+                               "redoc", "openapi.json", "console", "static"})
 _HIDDEN = ("digest", "publicDigest", "sealed")
 
 
@@ -47,6 +50,10 @@ class ApiKeys(AccountDocs):
     def create(self, account: str) -> dict[str, Any]:
         """A new key for ``account``: ``{"id", "key", "publicKey", "accountId",
         "createdAt"}`` (the only time the private key is shown)."""
+        if account in RESERVED_ACCOUNTS:
+            raise PermanentError(f"account: {account!r} is a path of the API (its files would "
+                                 f"be served at /{account}/…): choose another id",
+                                 code="invalid_request")
         key = PREFIX + secrets.token_urlsafe(32)
         public = PUBLIC_PREFIX + secrets.token_urlsafe(18)
         item = {"id": "key_" + digest(key)[:16], "accountId": account, "createdAt": now_iso(),
