@@ -15,15 +15,13 @@ follows from the worker that finishes it.
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worker.api.deps import Api
@@ -31,29 +29,18 @@ from worker.api.errors import ApiError
 from worker.api.errors import error as _error
 from worker.api.limits import BodyError, bounded_route
 from worker.api.routers import delivery as delivery_routes
+from worker.api.routers import fields as field_routes
+from worker.api.routers import files as file_routes
 from worker.api.routers import library as library_routes
+from worker.api.routers import saved as saved_routes
 from worker.api.routers import uploads as upload_routes
+from worker.api.routers import usage as usage_routes
 from worker.core.errors import PermanentError
 from worker.delivery.service import Delivery
 from worker.runtime import Runtime
 from worker.telemetry.metrics import API_REQUESTS, API_SECONDS, DERIVATIVES
 
 access = logging.getLogger("worker.api.access")
-
-class SavedBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    description: str | None = None
-    config: dict[str, Any] | None = None
-
-
-class FieldBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    label: str | None = None
-    description: str | None = None
-    schema_: dict[str, Any] | None = Field(None, alias="schema")
-
 
 class GuardAndMeasure:
     """Body limit (413), then a metric and a JSON access-log line per request: the route
@@ -96,9 +83,8 @@ class GuardAndMeasure:
 def create_app(runtime: Runtime) -> FastAPI:
     """The API over one process's ``Runtime`` (built with a broker, so dispatched work
     reaches the workers' queues)."""
-    settings, pipeline = runtime.settings, runtime.pipeline
+    settings = runtime.settings
     keys = runtime.apikeys
-    urls = settings.urls
     delivery = Delivery(settings, runtime.blobs, runtime.files, keys, runtime.redis,
                         on_derive=lambda outcome: DERIVATIVES.labels(outcome).inc())
     # max_body_size: Starlette's body limit, which also stops a body streamed without a
@@ -140,133 +126,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         return _error(400, "; ".join(parts) or "invalid request")
 
     api = Api(runtime, delivery, app.router.route_class)
-    Account = Annotated[str, Depends(api.account)]
-    owned, with_status, run_job = api.owned, api.with_status, api.run_job
 
     app.include_router(upload_routes.router(api))
     app.include_router(library_routes.router(api, runtime.library))
-
-    # --- files ------------------------------------------------------------------
-
-    @app.delete("/v1/files/{fileId}", status_code=204)
-    def delete_file(acct: Account, fileId: str) -> None:  # noqa: N803
-        if not pipeline.files.delete(fileId, acct):
-            raise ApiError(404, f"The requested file does not exist: {fileId}")
-
-    @app.get("/v1/files/{fileId}/details")
-    def details(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
-        return owned(fileId, acct).file_object(urls)
-
-    @app.patch("/v1/files/{fileId}/details")
-    def update(acct: Account, fileId: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
-        owned(fileId, acct)
-        fields = {k: body[k] for k in ("tags", "customMetadata", "description",
-                                       "customCoordinates") if k in body}
-        unknown = set(body) - set(fields) - {"extensions", "removeAITags", "webhookUrl"}
-        if unknown:
-            raise ApiError(400, f"{sorted(unknown)[0]}: not a field of Update File Details")
-        job: dict[str, Any] = {"jobId": f"api-{uuid.uuid4().hex}", "accountId": acct,
-                               "fileId": fileId, "origin": "update",
-                               "extensions": body.get("extensions") or []}
-        if fields:
-            job["update"] = fields
-        for k in ("removeAITags", "webhookUrl"):
-            if body.get(k) is not None:
-                job[k] = body[k]
-        if not fields and not job["extensions"] and "removeAITags" not in job:
-            return owned(fileId, acct).file_object(urls)
-        doc = run_job(job)
-        return with_status(owned(fileId, acct), doc)
-
-    @app.get("/v1/files")
-    def list_files(acct: Account, path: str = "", tags: str | None = None,
-                   skip: Annotated[int, Query(ge=0)] = 0,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict[str, Any]]:
-        tag = tags.split(",")[0].strip() if tags else None
-        return [r.file_object(urls) for r in pipeline.files.list(
-            acct, path=path, tag=tag, skip=skip, limit=limit)]
-
-    @app.get("/v1/files/{fileId}/versions")
-    def versions(acct: Account, fileId: str) -> list[dict[str, Any]]:  # noqa: N803
-        record = owned(fileId, acct)
-        return [record.version_object(v.id, urls) for v in record.versions]
-
-    @app.get("/v1/files/{fileId}/versions/{versionId}")
-    def version(acct: Account, fileId: str, versionId: str) -> dict[str, Any]:  # noqa: N803
-        record = owned(fileId, acct)
-        if versionId not in {v.id for v in record.versions}:
-            raise ApiError(404, f"The requested file version does not exist: {versionId}")
-        return record.version_object(versionId, urls)
-
-    @app.get("/v1/files/{fileId}/metadata")
-    def metadata(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
-        return pipeline.files.metadata(owned(fileId, acct))
-
-    # --- saved extensions ---------------------------------------------------------
-
-    saved = runtime.saved
-
-    @app.post("/v1/saved-extensions")
-    def create_saved(acct: Account, body: SavedBody) -> dict[str, Any]:
-        if body.name is None or body.config is None:
-            raise ApiError(400, "name and config are required")
-        return saved.create(acct, body.name, body.description or "", body.config)
-
-    @app.get("/v1/saved-extensions")
-    def list_saved(acct: Account) -> list[dict[str, Any]]:
-        return saved.list(acct)
-
-    @app.get("/v1/saved-extensions/{ext_id}")
-    def get_saved(acct: Account, ext_id: str) -> dict[str, Any]:
-        item = saved.get(acct, ext_id)
-        if item is None:
-            raise ApiError(404, f"saved extension not found: {ext_id}")
-        return item
-
-    @app.patch("/v1/saved-extensions/{ext_id}")
-    def update_saved(acct: Account, ext_id: str, body: SavedBody) -> dict[str, Any]:
-        return saved.update(acct, ext_id, name=body.name, description=body.description,
-                            config=body.config)
-
-    @app.delete("/v1/saved-extensions/{ext_id}", status_code=204)
-    def delete_saved(acct: Account, ext_id: str) -> None:
-        if not saved.delete(acct, ext_id):
-            raise ApiError(404, f"saved extension not found: {ext_id}")
-
-    # --- custom metadata fields -----------------------------------------------------
-
-    fields = runtime.fields
-
-    def field_out(f: Any) -> dict[str, Any]:
-        return {"id": f.name, **f.public()}
-
-    @app.post("/v1/customMetadataFields", status_code=201)
-    def create_field(acct: Account, body: FieldBody) -> dict[str, Any]:
-        raw = body.model_dump(by_alias=True, exclude_none=True)
-        raw.pop("description", None)
-        return field_out(fields.create(acct, raw))
-
-    @app.get("/v1/customMetadataFields")
-    def list_fields(acct: Account) -> list[dict[str, Any]]:
-        return [field_out(f) for f in fields.all(acct).values()]
-
-    @app.patch("/v1/customMetadataFields/{field_id}")
-    def update_field(acct: Account, field_id: str, body: FieldBody) -> dict[str, Any]:
-        return field_out(fields.update(acct, field_id, label=body.label, schema=body.schema_))
-
-    @app.delete("/v1/customMetadataFields/{field_id}")
-    def delete_field(acct: Account, field_id: str) -> dict[str, Any]:
-        if not fields.delete(acct, field_id):
-            raise ApiError(404, f"custom metadata field not found: {field_id}")
-        return {}
-
-    # --- usage -----------------------------------------------------------------------
-
-    @app.get("/v1/extworker/usage")
-    def usage(acct: Account, month: Annotated[str | None, Query(
-            pattern=r"^\d{4}-\d{2}$")] = None) -> dict[str, Any]:
-        """Extension units of the key's account in one month (``YYYY-MM``, default now)."""
-        return pipeline.usage(acct, month)
+    app.include_router(file_routes.router(api))
+    app.include_router(saved_routes.router(api))
+    app.include_router(field_routes.router(api))
+    app.include_router(usage_routes.router(api))
 
     app.openapi = lambda: _openapi(app, runtime)  # type: ignore[method-assign]
 

@@ -1,0 +1,76 @@
+"""Files: details (get, Update File Details), list, versions, embedded metadata, delete."""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
+# `Account` (bound to this app's key store) lives in router()'s scope.
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from worker.api.deps import Api
+from worker.api.errors import ApiError
+
+
+def router(api: Api) -> APIRouter:
+    r = APIRouter(route_class=api.route_type)
+    Account = Annotated[str, Depends(api.account)]
+    pipeline, urls = api.pipeline, api.urls
+    owned, with_status, run_job = api.owned, api.with_status, api.run_job
+    # --- files ------------------------------------------------------------------
+
+    @r.delete("/v1/files/{fileId}", status_code=204)
+    def delete_file(acct: Account, fileId: str) -> None:  # noqa: N803
+        if not pipeline.files.delete(fileId, acct):
+            raise ApiError(404, f"The requested file does not exist: {fileId}")
+
+    @r.get("/v1/files/{fileId}/details")
+    def details(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
+        return owned(fileId, acct).file_object(urls)
+
+    @r.patch("/v1/files/{fileId}/details")
+    def update(acct: Account, fileId: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+        owned(fileId, acct)
+        fields = {k: body[k] for k in ("tags", "customMetadata", "description",
+                                       "customCoordinates") if k in body}
+        unknown = set(body) - set(fields) - {"extensions", "removeAITags", "webhookUrl"}
+        if unknown:
+            raise ApiError(400, f"{sorted(unknown)[0]}: not a field of Update File Details")
+        job: dict[str, Any] = {"jobId": f"api-{uuid.uuid4().hex}", "accountId": acct,
+                               "fileId": fileId, "origin": "update",
+                               "extensions": body.get("extensions") or []}
+        if fields:
+            job["update"] = fields
+        for k in ("removeAITags", "webhookUrl"):
+            if body.get(k) is not None:
+                job[k] = body[k]
+        if not fields and not job["extensions"] and "removeAITags" not in job:
+            return owned(fileId, acct).file_object(urls)
+        doc = run_job(job)
+        return with_status(owned(fileId, acct), doc)
+
+    @r.get("/v1/files")
+    def list_files(acct: Account, path: str = "", tags: str | None = None,
+                   skip: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict[str, Any]]:
+        tag = tags.split(",")[0].strip() if tags else None
+        return [r.file_object(urls) for r in pipeline.files.list(
+            acct, path=path, tag=tag, skip=skip, limit=limit)]
+
+    @r.get("/v1/files/{fileId}/versions")
+    def versions(acct: Account, fileId: str) -> list[dict[str, Any]]:  # noqa: N803
+        record = owned(fileId, acct)
+        return [record.version_object(v.id, urls) for v in record.versions]
+
+    @r.get("/v1/files/{fileId}/versions/{versionId}")
+    def version(acct: Account, fileId: str, versionId: str) -> dict[str, Any]:  # noqa: N803
+        record = owned(fileId, acct)
+        if versionId not in {v.id for v in record.versions}:
+            raise ApiError(404, f"The requested file version does not exist: {versionId}")
+        return record.version_object(versionId, urls)
+
+    @r.get("/v1/files/{fileId}/metadata")
+    def metadata(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
+        return pipeline.files.metadata(owned(fileId, acct))
+
+    return r
