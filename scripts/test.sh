@@ -16,5 +16,8 @@ pip install -e ".[all]"
 # ExifTool reads embeddedMetadata: the metadata tests need it.
 . scripts/exiftool.sh
 need_exiftool scripts/test.sh "" || exit 1
+# The console's browser tests: Playwright (the test extra) driving Debian's Chromium.
+. scripts/browser.sh
+need_chromium scripts/test.sh || exit 1
 "$VENV/bin/ruff" check .
 exec "$VENV/bin/python" -m pytest -q "$@"

@@ -20,10 +20,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from worker.api import console
 from worker.api.deps import Api
 from worker.api.errors import ApiError
 from worker.api.errors import error as _error
@@ -149,6 +150,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         except Exception as e:
             return JSONResponse({"ready": False, "reason": f"redis: {e}"}, status_code=503)
         return JSONResponse({"ready": True})
+
+    if runtime.webhooks is not None:  # the console needs Redis (sessions, webhooks)
+        app.include_router(console.router(api, runtime.library, runtime.webhooks))
+
+        @app.exception_handler(console.SignIn)
+        async def _sign_in(request: Request, exc: Exception) -> Response:
+            base = request.scope.get("root_path", "").rstrip("/") + "/console"
+            return RedirectResponse(base + "/login", status_code=303)
 
     # Last: /<account>/<filePath> would otherwise shadow the routes above.
     app.include_router(delivery_routes.router(delivery))

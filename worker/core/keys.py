@@ -77,6 +77,14 @@ class Keys:
         """Held by the process computing a derivative (delivery's single flight)."""
         return self._k("lock", "derive", blob_key)
 
+    def console_session(self, session_id: str) -> str:
+        """A signed-in console session (its account)."""
+        return self._k("console", "session", session_id)
+
+    def console_cookie_key(self) -> str:
+        """What console session cookies are signed with (made once, shared by every pod)."""
+        return self._k("console", "cookie-key")
+
     def bulk_job(self, account: str, job_id: str) -> str:
         """A folder copy/move/rename job's status (the bulk jobs API)."""
         return self._k("bulkjob", _id(account), job_id)

@@ -108,9 +108,111 @@ def _form_text(value: Any) -> str:
     return str(value)
 
 
+class Uploader:
+    """An upload's bytes and fields through the job path (``Pipeline.accept``)."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def upload(self, acct: str, file: UploadFile | str, pre: Chain | None, post: list[Chain],
+               fields: tuple[str, ...], webhook_url: str | None, extensions: str | None,
+               given: dict[str, Any]) -> dict[str, Any]:
+        """One upload through the job path, as both upload routes and the console make it."""
+        api, settings = self.api, self.api.settings
+        job_id = new_job_id()
+        up: dict[str, Any] = {k: v for k, v in given.items()
+                              if v is not None and k != "customMetadata"}
+        if given["customMetadata"] is not None:
+            up["customMetadata"] = json_field("customMetadata", given["customMetadata"], dict,
+                                              settings.api_max_body_bytes)
+        # Every field is read before the file is stored: a bad one leaves no bytes behind.
+        wanted = (json_field("extensions", extensions, list, settings.api_max_body_bytes)
+                  if extensions else [])
+        data: bytes | None = None
+        if isinstance(file, str):
+            if file.startswith(("http://", "https://")):
+                if pre is not None:
+                    raise ApiError(400, "transformation.pre: applies to uploaded bytes; a url "
+                                   "upload is fetched by the workers (send the bytes)")
+                up["url"] = file
+            elif pre is None:
+                up["base64"] = file
+            else:
+                try:
+                    data = base64.b64decode(file.split(",", 1)[-1], validate=True)
+                except (binascii.Error, ValueError):
+                    raise ApiError(400, "file: not a URL and not base64") from None
+        else:
+            data = file.file.read(settings.upload_max_bytes + 1)
+        if data is not None:
+            if len(data) > settings.upload_max_bytes:
+                raise ApiError(413, f"file: larger than {settings.upload_max_bytes} bytes")
+            if pre is not None:
+                data = self._pre(data, pre)
+            key = f"incoming/{job_id}"
+            api.runtime.blobs.put(key, data)
+            up["blobKey"] = key
+        job: dict[str, Any] = {"jobId": job_id, "accountId": acct, "upload": up,
+                               "extensions": wanted}
+        if webhook_url:
+            job["webhookUrl"] = webhook_url
+        started, wait = time.monotonic(), settings.api_sync_wait_s
+        if wait:
+            job["syncUntil"] = time.time() + wait
+        try:
+            doc = api.run_job(job)
+        finally:
+            if "blobKey" in up:
+                api.runtime.blobs.delete(up["blobKey"])  # the file keeps its own copy
+        assert doc.fileId is not None
+        if wait and doc.extensions:
+            doc = api.sync_attempt(doc, started + wait)
+        record = api.owned(doc.fileId, acct)
+        for chain in post:
+            target = Target(record, record.current, chain, False, None)
+            api.delivery.warm(target, output_format(chain, record.mime, False))
+        out = api.with_status(record, doc)
+        if wait and doc.extensions:
+            assert api.runtime.redis is not None
+            told = report(api.runtime.redis, settings, api.runtime.kv, job, doc,  # type: ignore[arg-type]
+                          list(doc.extensions), claim=True)
+            out["extensionStatus"] = told["extensionStatus"]
+        return self.shaped(out, record, fields)
+
+    def _pre(self, data: bytes, chain: Chain) -> bytes:
+        from worker.core.imaging import probe
+
+        info = probe(data)
+        if info is None:
+            raise ApiError(400, "transformation.pre: applies to images only")
+        try:
+            return render(data, chain, output_format(chain, info.mime, False),
+                          self.api.settings.max_image_pixels).data
+        except TransformError as e:
+            raise ApiError(400, f"transformation.pre: {e}") from None
+
+    def shaped(self, out: dict[str, Any], record: Any, fields: tuple[str, ...]
+               ) -> dict[str, Any]:
+        out["thumbnailUrl"] = out.get("thumbnail")
+        for name in OPTIONAL_FIELDS:
+            if name not in fields:
+                out.pop(name, None)
+        if "metadata" in fields:
+            out["metadata"] = {"height": record.height, "width": record.width,
+                               "size": record.size, "format": record.mime.split("/")[-1],
+                               "hasTransparency": record.hasAlpha,
+                               "exif": record.embeddedMetadata}
+        if "selectedFieldsSchema" in fields:
+            defined = self.api.runtime.fields.all(record.accountId)
+            out["selectedFieldsSchema"] = {k: defined[k].public().get("schema")
+                                           for k in record.customMetadata if k in defined}
+        return out
+
+
 def router(api: Api) -> APIRouter:
     r = APIRouter(route_class=api.route_type)
     settings, keys = api.settings, api.keys
+    uploader = Uploader(api)
     redis = api.runtime.redis
 
     def use_token_once(account: str, token: str, expire: float) -> None:
@@ -226,7 +328,7 @@ def router(api: Api) -> APIRouter:
                 raise ApiError(400, "checks: not supported by this deployment")
             fields = response_fields(responseFields)
             pre, post = upload_transformation(transformation, settings.api_max_body_bytes)
-            return do_upload(acct, file, pre, post, fields, webhookUrl, extensions, {
+            return uploader.upload(acct, file, pre, post, fields, webhookUrl, extensions, {
                 "fileName": fileName, "useUniqueFileName": useUniqueFileName,
                 "folder": folder, "isPrivateFile": isPrivateFile, "isPublished": isPublished,
                 "overwriteFile": overwriteFile, "overwriteAITags": overwriteAITags,
@@ -235,97 +337,6 @@ def router(api: Api) -> APIRouter:
                 "customCoordinates": customCoordinates, "description": description,
                 "customMetadata": customMetadata})
         return upload
-
-    def do_upload(acct: str, file: UploadFile | str, pre: Chain | None, post: list[Chain],
-                  fields: tuple[str, ...], webhook_url: str | None, extensions: str | None,
-                  given: dict[str, Any]) -> dict[str, Any]:
-        job_id = new_job_id()
-        up: dict[str, Any] = {k: v for k, v in given.items()
-                              if v is not None and k != "customMetadata"}
-        if given["customMetadata"] is not None:
-            up["customMetadata"] = json_field("customMetadata", given["customMetadata"], dict,
-                                              settings.api_max_body_bytes)
-        # Every field is read before the file is stored: a bad one leaves no bytes behind.
-        wanted = (json_field("extensions", extensions, list, settings.api_max_body_bytes)
-                  if extensions else [])
-        data: bytes | None = None
-        if isinstance(file, str):
-            if file.startswith(("http://", "https://")):
-                if pre is not None:
-                    raise ApiError(400, "transformation.pre: applies to uploaded bytes; a url "
-                                   "upload is fetched by the workers (send the bytes)")
-                up["url"] = file
-            elif pre is None:
-                up["base64"] = file
-            else:
-                try:
-                    data = base64.b64decode(file.split(",", 1)[-1], validate=True)
-                except (binascii.Error, ValueError):
-                    raise ApiError(400, "file: not a URL and not base64") from None
-        else:
-            data = file.file.read(settings.upload_max_bytes + 1)
-        if data is not None:
-            if len(data) > settings.upload_max_bytes:
-                raise ApiError(413, f"file: larger than {settings.upload_max_bytes} bytes")
-            if pre is not None:
-                data = _pre(data, pre, given["fileName"])
-            key = f"incoming/{job_id}"
-            api.runtime.blobs.put(key, data)
-            up["blobKey"] = key
-        job: dict[str, Any] = {"jobId": job_id, "accountId": acct, "upload": up,
-                               "extensions": wanted}
-        if webhook_url:
-            job["webhookUrl"] = webhook_url
-        started, wait = time.monotonic(), settings.api_sync_wait_s
-        if wait:
-            job["syncUntil"] = time.time() + wait
-        try:
-            doc = api.run_job(job)
-        finally:
-            if "blobKey" in up:
-                api.runtime.blobs.delete(up["blobKey"])  # the file keeps its own copy
-        assert doc.fileId is not None
-        if wait and doc.extensions:
-            doc = api.sync_attempt(doc, started + wait)
-        record = api.owned(doc.fileId, acct)
-        for chain in post:
-            target = Target(record, record.current, chain, False, None)
-            api.delivery.warm(target, output_format(chain, record.mime, False))
-        out = api.with_status(record, doc)
-        if wait and doc.extensions:
-            assert api.runtime.redis is not None
-            told = report(api.runtime.redis, settings, api.runtime.kv, job, doc,  # type: ignore[arg-type]
-                          list(doc.extensions), claim=True)
-            out["extensionStatus"] = told["extensionStatus"]
-        return shaped(out, record, fields)
-
-    def _pre(data: bytes, chain: Chain, name: str) -> bytes:
-        from worker.core.imaging import probe
-
-        info = probe(data)
-        if info is None:
-            raise ApiError(400, "transformation.pre: applies to images only")
-        try:
-            return render(data, chain, output_format(chain, info.mime, False),
-                          settings.max_image_pixels).data
-        except TransformError as e:
-            raise ApiError(400, f"transformation.pre: {e}") from None
-
-    def shaped(out: dict[str, Any], record: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-        out["thumbnailUrl"] = out.get("thumbnail")
-        for name in OPTIONAL_FIELDS:
-            if name not in fields:
-                out.pop(name, None)
-        if "metadata" in fields:
-            out["metadata"] = {"height": record.height, "width": record.width,
-                               "size": record.size, "format": record.mime.split("/")[-1],
-                               "hasTransparency": record.hasAlpha,
-                               "exif": record.embeddedMetadata}
-        if "selectedFieldsSchema" in fields:
-            defined = api.runtime.fields.all(record.accountId)
-            out["selectedFieldsSchema"] = {k: defined[k].public().get("schema")
-                                           for k in record.customMetadata if k in defined}
-        return out
 
     r.add_api_route("/api/v1/files/upload", endpoint(False), methods=["POST"],
                     name="upload", summary="Upload file")

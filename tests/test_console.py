@@ -1,0 +1,213 @@
+"""The console in a real browser: Playwright driving Debian's Chromium against a real
+``extworker api`` (and, for the extensions, a real ``extworker serve``) on real Redis.
+
+Screenshots of every page go to ``.data/artifacts/console/`` (the run's artefacts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Server, jpeg, wait_until
+from tests.receiver import Receiver, Reply
+from tests.test_api import _serve_api
+
+CHROMIUM = "/usr/bin/chromium"
+ARTEFACTS = Path(__file__).resolve().parent.parent / ".data" / "artifacts" / "console"
+
+
+@pytest.fixture
+def api(settings, rclient):
+    yield from _serve_api(settings, rclient)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _shot(page, name):
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / f"{name}.png"), full_page=True)
+
+
+def _photos(tmp_path, astronaut):
+    out = []
+    for i, angle in enumerate((0, 90, 180)):
+        path = tmp_path / f"photo-{i}.jpg"
+        path.write_bytes(jpeg(astronaut.rotate(angle)))
+        out.append(str(path))
+    return out
+
+
+def _loaded(images) -> bool:
+    """Every image decoded by the browser (read as DOM properties: the console's CSP
+    allows no eval, so no page-side predicate)."""
+    handles = images.element_handles()
+    return bool(handles) and all(h.get_property("complete").json_value()
+                                 and h.get_property("naturalWidth").json_value() > 0
+                                 for h in handles)
+
+
+def _sign_in(page, base, key):
+    page.goto(f"{base}/console/")
+    assert page.url.endswith("/console/login")  # not signed in: the sign-in form
+    page.get_by_label("Private API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/console/")
+
+
+def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path, astronaut):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    other = keys.create("globex")["key"]
+    theirs = httpx.post(f"{base}/api/v1/files/upload", auth=(other, ""),
+                        data={"fileName": "theirs.jpg"},
+                        files={"file": ("theirs.jpg", jpeg(astronaut), "image/jpeg")}).json()
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    # A wrong key: refused, said so.
+    page.goto(f"{base}/console/login")
+    page.get_by_label("Private API key").fill("private_wrong")
+    page.get_by_role("button", name="Sign in").click()
+    assert "does not sign in" in page.get_by_role("alert").inner_text()
+    _shot(page, "login")
+    _sign_in(page, base, key)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "extworker_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and key not in cookie["value"]
+
+    # Saved extensions: a bad configuration is named on its field; a good one is listed.
+    page.goto(f"{base}/console/saved")
+    page.get_by_label("Name").fill("tags")
+    page.get_by_label("Configuration (JSON)").fill('{"name": "google-auto-tagging", '
+                                                   '"maxTags": "many"}')
+    page.get_by_role("button", name="Save").click()
+    assert "maxTags" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Configuration (JSON)").fill('{"name": "aws-auto-tagging", '
+                                                   '"minConfidence": 0, "maxTags": 3}')
+    page.get_by_role("button", name="Save").click()
+    assert page.get_by_role("status").inner_text() == "Saved tags."
+    saved_id = page.locator("td code").first.inner_text()
+    assert saved_id.startswith("ext_")
+    _shot(page, "saved-extensions")
+
+    # Upload three real photos with the saved extension chosen under Settings.
+    page.goto(f"{base}/console/upload")
+    page.get_by_label("Files (or drop them here)").set_input_files(_photos(tmp_path, astronaut))
+    page.get_by_label("Folder").fill("/console")
+    page.get_by_label("tags", exact=True).check()
+    page.get_by_role("button", name="Upload").click()
+    results = page.locator("ul.results li")
+    assert results.count() == 3
+    assert all(f"saved-extension:{saved_id}: pending" in results.nth(i).inner_text()
+               for i in range(3))
+    _shot(page, "upload")
+
+    # The library: the folder, three thumbnails that load, search by name.
+    page.goto(f"{base}/console/?path=/console/")
+    tiles = page.locator("li.tile")
+    assert tiles.count() == 3
+    wait_until(lambda: _loaded(page.locator("li.tile img")), 20, "the thumbnails")
+    _shot(page, "library")
+    page.get_by_label("Name").fill("photo-1")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("li.tile").count() == 1
+    page.goto(f"{base}/console/")
+    assert page.get_by_role("link", name="/console/").count() == 1  # the folder tree
+
+    # A file: its versions and details; a tag with <script> is text, never run.
+    page.goto(f"{base}/console/?path=/console/")
+    page.locator("li.tile a").first.click()
+    page.wait_for_url("**/console/files/*")
+    file_url = page.url
+    page.get_by_label("Tags (comma-separated)").fill("red, <script>alert(1)</script>")
+    page.get_by_role("button", name="Save").click()
+    assert page.locator("li.tag").nth(1).inner_text() == "<script>alert(1)</script>"
+    assert dialogs == []
+    _shot(page, "file")
+
+    # Select all three → Apply saved extensions.
+    page.goto(f"{base}/console/?path=/console/")
+    page.get_by_label("Select all").check()
+    page.get_by_label("Apply saved extensions").select_option(saved_id)
+    page.get_by_role("button", name="Apply").click()
+    assert page.get_by_role("status").inner_text() == "Applied to 3 files."
+
+    # Another account's file by URL: 404. A cross-site POST with the session: refused.
+    assert page.goto(f"{base}/console/files/{theirs['fileId']}").status == 404
+    jar = {"extworker_console": cookie["value"]}
+    forged = httpx.post(f"{base}/console/saved/{saved_id}/delete", cookies=jar,
+                        headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
+    assert forged.status_code == 403
+    assert httpx.post(f"{base}/console/saved/{saved_id}/delete", cookies=jar,
+                      headers={"Origin": "https://evil.example"}).status_code == 403
+    page.goto(f"{base}/console/saved")
+    assert saved_id in page.content()  # still there
+
+    for name in ("webhooks", "usage"):
+        assert page.goto(f"{base}/console/{name}").status == 200
+        _shot(page, name)
+    page.goto(file_url)
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/console/login")
+    assert httpx.get(f"{base}/console/", cookies=jar, follow_redirects=False
+                     ).status_code == 303  # the session is gone server-side too
+
+
+@pytest.mark.slow
+def test_console_watch_extensions_and_redeliver_webhooks(settings, api, browser, tmp_path,
+                                                         astronaut):
+    settings.webhook_delays_s = [0, 1]  # two attempts, a second apart: exhausted quickly
+    base, keys = api
+    key = keys.create("acme")["key"]
+    httpx.post(f"{base}/v1/saved-extensions", auth=(key, ""), json={
+        "name": "cut-out", "description": "remove the background",
+        "config": {"name": "remove-bg"}}).raise_for_status()
+    failing = {"on": True}  # until told otherwise
+    recv = Receiver(lambda n: Reply(500) if failing["on"] else Reply())
+    worker = Server(settings, tmp_path / "worker.log",
+                    env={"EXTWORKER_WEBHOOK_DELAYS_S": "[0, 1]"})
+    try:
+        page = browser.new_page()
+        _sign_in(page, base, key)
+        page.goto(f"{base}/console/upload")
+        page.get_by_label("Files (or drop them here)").set_input_files(
+            _photos(tmp_path, astronaut))
+        page.get_by_label("Folder").fill("/cut")
+        page.get_by_label("Webhook URL (optional)").fill(recv.url)
+        page.get_by_label("cut-out").check()
+        page.get_by_role("button", name="Upload").click()
+        # Live status, without a reload, until each is final.
+        statuses = page.locator("[data-status-for]")
+        wait_until(lambda: statuses.count() == 3 and all(
+            "success" in t for t in statuses.all_inner_texts()), 180,
+            "every extension final, shown without a reload")
+        page.locator("ul.results a").first.click()
+        versions = page.locator("li.version img")
+        assert versions.count() == 2  # the cut-out beside its original
+        wait_until(lambda: _loaded(versions), 20, "both versions shown")
+        _shot(page, "file-cut-out")
+        # The receiver fails: every delivery ends exhausted; redeliver all → delivered.
+        wait_until(lambda: len(recv.requests) >= 6, 60, "two attempts of three deliveries")
+        page.goto(f"{base}/console/webhooks")
+        wait_until(lambda: page.reload() and page.locator("td.delivery-status").all_inner_texts()
+                   == ["exhausted"] * 3, 60, "exhausted deliveries")
+        _shot(page, "webhooks")
+        failing["on"] = False
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Redeliver all exhausted").click()
+        assert "Redelivering 3" in page.get_by_role("status").inner_text()
+        wait_until(lambda: page.reload() and page.locator("td.delivery-status").all_inner_texts()
+                   == ["delivered"] * 3, 60, "delivered after redelivery")
+    finally:
+        worker.stop()
+        recv.close()

@@ -1,0 +1,389 @@
+"""The console (``/console``): the hosted dashboard's flows over the same services the API
+routes call — the media library, upload with saved extensions, a file's versions and
+details, saved extensions, webhooks, usage — server-rendered (Jinja2, autoescaped) with one
+small script of our own; every asset ships in the package (works air-gapped).
+
+Safety: sign-in with an account's private key, then a session cookie (``session``); every
+page and action scoped to that account (another account's file is a 404); unsafe methods
+only from the console's own origin; answers carry a CSP that allows only the console's own
+script and style, and images from the delivery origins.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
+
+import json
+import uuid
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from worker.api.console.session import COOKIE, TTL_S, Sessions, same_origin
+from worker.api.deps import Api, new_job_id
+from worker.api.errors import ApiError
+from worker.api.routers.uploads import DEFAULT_FIELDS, Uploader
+from worker.core.errors import PermanentError
+from worker.core.records import FileRecord, RecordPatch
+from worker.core.urls import RASTER
+from worker.delivery.service import NO_EXPIRY, signature
+from worker.store.library import Library
+
+PAGE = 48
+SCAN_LIMIT = 5000  # records a search reads at most per page asked for
+_STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+
+
+class SignIn(Exception):
+    """Not signed in: pages redirect to the sign-in form."""
+
+
+def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
+    r = APIRouter(prefix="/console", include_in_schema=False)
+    assert api.runtime.redis is not None
+    sessions = Sessions(api.runtime.redis, api.settings.keys)
+    env = Environment(loader=PackageLoader("worker.api.console", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    uploader = Uploader(api)
+    files, saved, keys = api.runtime.files, api.runtime.saved, api.keys
+
+    def base_of(request: Request) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + "/console"
+
+    def csp() -> str:
+        origins = {urlsplit(api.urls.endpoint("x")).netloc}
+        if api.urls.public_url_base:
+            origins.add(urlsplit(api.urls.public_url_base).netloc)
+        imgs = " ".join(f"http://{o} https://{o}" for o in sorted(origins))
+        return (f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
+                f"data: {imgs}; connect-src 'self'; form-action 'self'; frame-ancestors "
+                "'none'; base-uri 'none'")
+
+    def page(request: Request, name: str, account: str | None, status: int = 200,
+             **ctx: Any) -> HTMLResponse:
+        html = env.get_template(name).render(base=base_of(request), account=account,
+                                             message=request.query_params.get("message"),
+                                             **ctx)
+        return HTMLResponse(html, status_code=status, headers={
+            "Content-Security-Policy": csp(), "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin", "Cache-Control": "no-store"})
+
+    def back(request: Request, to: str, message: str | None = None) -> RedirectResponse:
+        target = base_of(request) + to
+        if message:
+            target += ("&" if "?" in target else "?") + urlencode({"message": message})
+        return RedirectResponse(target, status_code=303)
+
+    def account(request: Request) -> str:
+        """The session's account (a dependency); unsafe methods from elsewhere: 403."""
+        if request.method not in ("GET", "HEAD") and not same_origin(
+                request.headers, request.headers.get("host", "")):
+            raise ApiError(403, "cross-site request refused")
+        found = sessions.account(request.cookies.get(COOKIE))
+        if found is None:
+            raise SignIn()
+        return found
+
+    Account = Annotated[str, Depends(account)]
+
+    def signed(record: FileRecord, url: str) -> str:
+        """``url`` as the SDKs sign it, for a private file the console shows its owner."""
+        if not record.isPrivateFile:
+            return url
+        endpoint = api.urls.endpoint(record.accountId)
+        signing = keys.signing_keys(record.accountId)
+        if not signing or not url.startswith(endpoint + "/"):
+            return url
+        sig = signature(signing[0], url[len(endpoint) + 1:], NO_EXPIRY)
+        return url + ("&" if "?" in url else "?") + f"ik-s={sig}"
+
+    def owned(file_id: str, acct: str) -> FileRecord:
+        record = files.get(file_id, acct)
+        if record is None:
+            raise ApiError(404, f"The requested file does not exist: {file_id}")
+        return record
+
+    # --- sign-in ------------------------------------------------------------------
+
+    @r.get("/login")
+    def login_form(request: Request) -> HTMLResponse:
+        return page(request, "login.html", None)
+
+    @r.post("/login")
+    def login(request: Request, key: Annotated[str, Form()]) -> Response:
+        if not same_origin(request.headers, request.headers.get("host", "")):
+            raise ApiError(403, "cross-site request refused")
+        acct = keys.account_of(key.strip())
+        if acct is None:
+            return page(request, "login.html", None, status=401,
+                        error="That key does not sign in to any account.")
+        response = back(request, "/")
+        secure = request.url.scheme == "https" or \
+            request.headers.get("x-forwarded-proto") == "https"
+        response.set_cookie(COOKIE, sessions.start(acct), max_age=TTL_S, httponly=True,
+                            samesite="lax", secure=secure, path=base_of(request))
+        return response
+
+    @r.post("/logout")
+    def logout(request: Request, acct: Account) -> Response:
+        sessions.end(request.cookies.get(COOKIE))
+        response = back(request, "/login")
+        response.delete_cookie(COOKIE, path=base_of(request))
+        return response
+
+    @r.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in _STATIC:
+            raise ApiError(404, "no such asset")
+        data = resources.files("worker.api.console").joinpath("static", name).read_bytes()
+        return Response(data, media_type=_STATIC[name],
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+    # --- the media library -----------------------------------------------------------
+
+    @r.get("")
+    @r.get("/")
+    def library_page(request: Request, acct: Account, path: str = "/", q: str = "",
+                     tag: str = "", aitag: str = "", page_no: int = 1) -> HTMLResponse:
+        page_no = max(1, int(request.query_params.get("page", page_no) or 1))
+        folder = path if path.endswith("/") else path + "/"
+        wanted = page_no * PAGE + 1
+        found, scanned, offset = [], 0, 0
+        if not (q or aitag):  # a page of the index (and of list()'s tag filter): no scan
+            found = [None] * ((page_no - 1) * PAGE) + files.list(
+                acct, path=folder, skip=(page_no - 1) * PAGE, limit=PAGE + 1,
+                tag=tag.strip() or None)
+            scanned = SCAN_LIMIT * page_no
+        while len(found) < wanted and scanned < SCAN_LIMIT * page_no:
+            batch = files.list(acct, path=folder, skip=offset, limit=500,
+                               tag=tag.strip() or None)
+            if not batch:
+                break
+            offset += len(batch)
+            scanned += len(batch)
+            for rec in batch:
+                if q and q.lower() not in rec.name.lower():
+                    continue
+                if aitag and not any(aitag.lower() == t.name.lower() for t in rec.AITags or []):
+                    continue
+                found.append(rec)
+            if tag.strip():
+                break  # list() already filtered and paged by tag
+        shown = found[(page_no - 1) * PAGE:page_no * PAGE]
+        sub = sorted({p[len(folder):].split("/", 1)[0] for p in library.paths_under(
+            acct, folder)[:SCAN_LIMIT] if "/" in p[len(folder):]})
+        params = {"path": folder, "q": q, "tag": tag, "aitag": aitag}
+        here = "/?" + urlencode({**params, "page": page_no})
+        return page(request, "library.html", acct, path=folder, q=q, tag=tag, aitag=aitag,
+                    folders=[folder + s + "/" for s in sub], here=here,
+                    parent=(folder.rstrip("/").rsplit("/", 1)[0] + "/") if folder != "/"
+                    else None,
+                    saved=saved.list(acct), page=page_no, more=len(found) > page_no * PAGE,
+                    prev=base_of(request) + "/?" + urlencode({**params, "page": page_no - 1}),
+                    next=base_of(request) + "/?" + urlencode({**params, "page": page_no + 1}),
+                    files=[{**rec.file_object(api.urls), "thumb": signed(
+                        rec, api.urls.thumbnail(rec)) if rec.mime in RASTER else None}
+                        for rec in shown])
+
+    @r.post("/apply")
+    def apply_saved(request: Request, acct: Account,
+                    fileId: Annotated[list[str] | None, Form()] = None,  # noqa: N803
+                    saved_ids: Annotated[list[str] | None, Form(alias="saved")] = None,
+                    back_to: Annotated[str, Form(alias="back")] = "/",
+                    webhookUrl: Annotated[str, Form()] = "") -> Response:  # noqa: N803
+        if not fileId or not saved_ids:
+            return back(request, back_to if back_to.startswith("/") else "/",
+                        "Select files and at least one saved extension.")
+        extensions = [{"name": "saved-extension", "id": s} for s in saved_ids]
+        for fid in fileId:
+            owned(fid, acct)
+        for fid in fileId:
+            job = {"jobId": new_job_id(), "accountId": acct, "fileId": fid,
+                   "origin": "update", "extensions": extensions}
+            if webhookUrl:
+                job["webhookUrl"] = webhookUrl
+            api.run_job(job)
+        return back(request, back_to if back_to.startswith("/") else "/",
+                    f"Applied to {len(fileId)} files.")
+
+    @r.get("/status/{file_id}")
+    def status(acct: Account, file_id: str) -> JSONResponse:
+        return JSONResponse(owned(file_id, acct).extensionStatus)
+
+    # --- one file -----------------------------------------------------------------------
+
+    @r.get("/files/{file_id}")
+    def file_page(request: Request, acct: Account, file_id: str) -> HTMLResponse:
+        record = owned(file_id, acct)
+        versions = []
+        for v in record.versions:
+            obj = record.version_object(v.id, api.urls)
+            versions.append({**obj, "url": signed(record, obj["url"]),
+                             "image": v.mime in RASTER})
+        return page(request, "file.html", acct, f=record.file_object(api.urls),
+                    versions=versions)
+
+    @r.post("/files/{file_id}/details")
+    def save_details(request: Request, acct: Account, file_id: str,
+                     tags: Annotated[str, Form()] = "",
+                     description: Annotated[str, Form()] = "") -> Response:
+        owned(file_id, acct)
+        wanted = [t.strip() for t in tags.split(",") if t.strip()]
+        library.patch_many(acct, [file_id], lambda _r: RecordPatch(
+            replace_tags=wanted, set_fields={"description": description or None}))
+        return back(request, f"/files/{file_id}", "Saved.")
+
+    @r.post("/files/{file_id}/restore/{version_id}")
+    def restore(request: Request, acct: Account, file_id: str, version_id: str) -> Response:
+        library.restore(acct, file_id, version_id)
+        return back(request, f"/files/{file_id}", "Restored as a new version.")
+
+    # --- upload -------------------------------------------------------------------------
+
+    @r.get("/upload")
+    def upload_form(request: Request, acct: Account) -> HTMLResponse:
+        return page(request, "upload.html", acct, saved=saved.list(acct), results=None)
+
+    @r.post("/upload")
+    def upload(request: Request, acct: Account,
+               uploads: Annotated[list[UploadFile], File(alias="files")],
+               folder: Annotated[str, Form()] = "/", tags: Annotated[str, Form()] = "",
+               webhookUrl: Annotated[str, Form()] = "",  # noqa: N803
+               saved_ids: Annotated[list[str] | None, Form(alias="saved")] = None
+               ) -> HTMLResponse:
+        extensions = json.dumps([{"name": "saved-extension", "id": s}
+                                 for s in saved_ids or []])
+        results = []
+        for up in uploads:
+            name = up.filename or f"upload-{uuid.uuid4().hex[:8]}"
+            try:
+                out = uploader.upload(acct, up, None, [], DEFAULT_FIELDS, webhookUrl or None,
+                                      extensions, {
+                    "fileName": name, "useUniqueFileName": True, "folder": folder or "/",
+                    "isPrivateFile": False, "isPublished": True, "overwriteFile": True,
+                    "overwriteAITags": True, "overwriteTags": True,
+                    "overwriteCustomMetadata": True, "tags": tags or None,
+                    "customCoordinates": None, "description": None, "customMetadata": None})
+                results.append({"fileId": out["fileId"], "name": out["name"],
+                                "extensionStatus": out.get("extensionStatus", {})})
+            except (ApiError, PermanentError) as e:
+                results.append({"fileId": None, "name": name,
+                                "error": getattr(e, "message", str(e))})
+        return page(request, "upload.html", acct, saved=saved.list(acct), results=results)
+
+    # --- saved extensions -----------------------------------------------------------------
+
+    def saved_page(request: Request, acct: str, editing: dict[str, Any] | None = None,
+                   form: dict[str, str] | None = None, error: str | None = None,
+                   status_code: int = 200) -> HTMLResponse:
+        form = form or ({"name": editing["name"], "description": editing["description"],
+                         "config": json.dumps(editing["config"], indent=2)} if editing
+                        else {"name": "", "description": "", "config": ""})
+        return page(request, "saved.html", acct, status=status_code, saved=saved.list(acct),
+                    editing=editing, form=form, form_error=error)
+
+    @r.get("/saved")
+    def saved_list(request: Request, acct: Account) -> HTMLResponse:
+        return saved_page(request, acct)
+
+    def _config(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PermanentError(f"config: not JSON ({e.msg}, line {e.lineno})") from None
+
+    @r.post("/saved")
+    def saved_create(request: Request, acct: Account, name: Annotated[str, Form()],
+                     config: Annotated[str, Form()],
+                     description: Annotated[str, Form()] = "") -> Response:
+        form = {"name": name, "description": description, "config": config}
+        try:
+            saved.create(acct, name, description, _config(config))
+        except PermanentError as e:
+            return saved_page(request, acct, form=form, error=str(e), status_code=400)
+        return back(request, "/saved", f"Saved {name}.")
+
+    @r.get("/saved/{ext_id}")
+    def saved_edit(request: Request, acct: Account, ext_id: str) -> HTMLResponse:
+        item = saved.get(acct, ext_id)
+        if item is None:
+            raise ApiError(404, f"saved extension not found: {ext_id}")
+        return saved_page(request, acct, editing=item)
+
+    @r.post("/saved/{ext_id}")
+    def saved_update(request: Request, acct: Account, ext_id: str,
+                     name: Annotated[str, Form()], config: Annotated[str, Form()],
+                     description: Annotated[str, Form()] = "") -> Response:
+        item = saved.get(acct, ext_id)
+        if item is None:
+            raise ApiError(404, f"saved extension not found: {ext_id}")
+        try:
+            saved.update(acct, ext_id, name=name, description=description,
+                         config=_config(config))
+        except PermanentError as e:
+            return saved_page(request, acct, editing=item, error=str(e), status_code=400,
+                              form={"name": name, "description": description,
+                                    "config": config})
+        return back(request, "/saved", f"Saved {name}.")
+
+    @r.post("/saved/{ext_id}/delete")
+    def saved_delete(request: Request, acct: Account, ext_id: str) -> Response:
+        if not saved.delete(acct, ext_id):
+            raise ApiError(404, f"saved extension not found: {ext_id}")
+        return back(request, "/saved", "Deleted.")
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def mine(acct: str, status: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for d in webhooks.store.list(status=status, limit=500):
+            if d.get("accountId") != acct:
+                continue
+            if d.get("status") == "pending" and d.get("nextAt"):
+                d["next"] = datetime.fromtimestamp(d["nextAt"] / 1000, UTC).isoformat(
+                    timespec="seconds")
+            out.append(d)
+        return out
+
+    @r.get("/webhooks")
+    def webhooks_page(request: Request, acct: Account) -> HTMLResponse:
+        return page(request, "webhooks.html", acct, deliveries=mine(acct)[:200],
+                    secret=webhooks.secrets.current(acct))
+
+    @r.post("/webhooks/{delivery_id}/redeliver")
+    def redeliver(request: Request, acct: Account, delivery_id: str) -> Response:
+        doc = webhooks.store.get(delivery_id)
+        if doc is None or doc.get("accountId") != acct:
+            raise ApiError(404, f"no delivery {delivery_id}")
+        webhooks.redeliver(delivery_id)
+        return back(request, "/webhooks", f"Redelivering {delivery_id}.")
+
+    @r.post("/webhooks/redeliver-exhausted")
+    def redeliver_exhausted(request: Request, acct: Account) -> Response:
+        done = 0
+        for d in mine(acct, "exhausted"):
+            webhooks.redeliver(d["id"])
+            done += 1
+        return back(request, "/webhooks", f"Redelivering {done} exhausted deliveries.")
+
+    @r.post("/webhooks/rotate")
+    def rotate(request: Request, acct: Account) -> Response:
+        webhooks.secrets.rotate(acct)
+        return back(request, "/webhooks", "Rotated: the previous secret stays valid for the "
+                    "grace period.")
+
+    # --- usage ------------------------------------------------------------------------------
+
+    @r.get("/usage")
+    def usage(request: Request, acct: Account) -> HTMLResponse:
+        month = request.query_params.get("month")
+        used = api.pipeline.usage(acct, month)
+        per = sorted((used.get("extensions") or {}).items(), key=lambda kv: -kv[1])
+        return page(request, "usage.html", acct, month=used.get("month", month or ""),
+                    usage=used, per_extension=per, top=max([v for _, v in per] or [1]),
+                    quota=api.settings.quota_for(acct))
+
+    return r
