@@ -115,7 +115,7 @@ def test_the_official_sdk_works_against_extworker(settings, rclient, api, astron
 
         # Versions.
         versions = client.files.versions.list(up.file_id)
-        assert [v.to_dict()["name"] for v in versions] == ["Version 1", "Version 2"]
+        assert [v.version_info.name for v in versions] == ["Version 1", "Version 2"]
 
         # Refusals: wrong key (401), another account's file (404), a bad request (400).
         with pytest.raises(AuthenticationError):
