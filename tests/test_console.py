@@ -142,6 +142,26 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     page.get_by_role("button", name="Apply").click()
     assert page.get_by_role("status").inner_text() == "Applied to 3 files."
 
+    # Jobs: the uploads and the apply are there, newest first; a failed extension's error,
+    # and Retry (a new job); the file's own history.
+    file_id = file_url.rsplit("/", 1)[1]
+    httpx.patch(f"{base}/v1/files/{file_id}/details", auth=(key, ""), json={
+        "extensions": [{"name": "saved-extension", "id": "ext_gone"}]}).raise_for_status()
+    page.goto(f"{base}/console/jobs?state=failed")
+    rows = page.locator("tbody tr")
+    assert rows.count() == 1 and "saved-extension:ext_gone: failed" in rows.first.inner_text()
+    rows.first.get_by_role("link").first.click()
+    assert "saved_extension_not_found" in page.content()
+    _shot(page, "job")
+    page.get_by_role("button", name="Retry saved-extension:ext_gone").click()
+    assert page.get_by_role("status").inner_text() == \
+        "Retrying saved-extension:ext_gone as a new job."
+    page.goto(f"{base}/console/jobs")
+    assert page.locator("tbody tr").count() == 3 + 3 + 2  # uploads, applies, update, retry
+    _shot(page, "jobs")
+    page.goto(file_url)
+    assert page.get_by_role("region", name="Job history").locator("tr").count() == 4
+
     # Another account's file by URL: 404. A cross-site POST with the session: refused.
     assert page.goto(f"{base}/console/files/{theirs['fileId']}").status == 404
     jar = {"extworker_console": cookie["value"]}

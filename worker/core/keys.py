@@ -77,6 +77,14 @@ class Keys:
         """Held by the process computing a derivative (delivery's single flight)."""
         return self._k("lock", "derive", blob_key)
 
+    def job_index(self, account: str) -> str:
+        """An account's jobs, newest first (members ``<inverted ms>|<jobId>``)."""
+        return self._k("jobs", _id(account))
+
+    def file_jobs(self, file_id: str) -> str:
+        """A file's jobs, newest first (members ``<inverted ms>|<jobId>``)."""
+        return self._k("filejobs", _id(file_id))
+
     def console_session(self, session_id: str) -> str:
         """A signed-in console session (its account)."""
         return self._k("console", "session", session_id)

@@ -30,6 +30,7 @@ from worker.core.fetch import fetch
 from worker.core.jobs import JobDoc, Slot
 from worker.core.records import ErrorInfo, RecordPatch, now_iso
 from worker.core.settings import Settings
+from worker.core.urls import epoch_ms
 from worker.store.blobs import BlobStore
 from worker.store.files import PATH_ATTEMPTS, FileStore, PathTaken, Prepared, owned
 from worker.store.kv import KV, Txn
@@ -45,6 +46,11 @@ def queue_name(settings: Settings, resource_class: str) -> str:
     """The queue of an extension's resource class (``extensions``, ``default``, or its own)."""
     return {"extensions": settings.queue_extensions,
             "default": settings.queue_default}.get(resource_class, resource_class)
+
+
+def job_member(doc: JobDoc) -> str:
+    """A job's member in the history indexes: byte order is newest first."""
+    return f"{10 ** 13 - epoch_ms(doc.createdAt):013d}|{doc.jobId}"
 
 
 class Dispatcher:
@@ -250,7 +256,12 @@ class Dispatcher:
                 record = patch.apply(record, self.settings.max_versions)
                 writes[keys.file(record.fileId)] = record.model_dump(mode="json")
             writes[jk] = doc.to_json()
-            return Txn(writes=writes, result=("new", doc), ttl=ttl, index_add=upload.index_add)
+            # The account's and the file's job history (console, `jobs`): newest first.
+            member = job_member(doc)
+            index_add = {**upload.index_add, keys.job_index(account): [member]}
+            if doc.fileId:
+                index_add[keys.file_jobs(doc.fileId)] = [member]
+            return Txn(writes=writes, result=("new", doc), ttl=ttl, index_add=index_add)
 
         return self.kv.transact(watched, txn)  # type: ignore[return-value]
 

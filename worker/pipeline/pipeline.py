@@ -27,7 +27,7 @@ from worker.store import metering
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
-from worker.store.kv import KV
+from worker.store.kv import KV, Txn
 from worker.store.metadata import ExifTool
 from worker.store.saved import SavedStore
 
@@ -92,6 +92,21 @@ class Pipeline:
     def get_job(self, job_id: str) -> JobDoc | None:
         raw = self.kv.get(self.settings.keys.job(job_id))
         return None if raw is None else JobDoc.model_validate(raw)
+
+    def jobs(self, account: str, offset: int = 0, count: int = 50,
+             file_id: str | None = None) -> list[JobDoc]:
+        """The account's (or one file's) jobs, newest first, from the history index; jobs
+        whose documents have expired (``EXTWORKER_JOB_TTL_S``) leave the index as they are
+        met."""
+        keys = self.settings.keys
+        index = keys.file_jobs(file_id) if file_id else keys.job_index(account)
+        members = self.kv.index_range(index, "", offset, count)
+        docs = self.kv.get_many([keys.job(m.split("|", 1)[1]) for m in members])
+        gone = [m for m, d in zip(members, docs, strict=True) if d is None]
+        if gone:
+            self.kv.transact([], lambda _cur: Txn(index_remove={index: gone}))
+        out = [JobDoc.model_validate(d) for d in docs if d is not None]
+        return [j for j in out if j.accountId == account]
 
     def usage(self, account: str, month: str | None = None) -> dict[str, Any]:
         month = month or metering.month_of()

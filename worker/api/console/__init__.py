@@ -224,7 +224,8 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
             versions.append({**obj, "url": signed(record, obj["url"]),
                              "image": v.mime in RASTER})
         return page(request, "file.html", acct, f=record.file_object(api.urls),
-                    versions=versions)
+                    versions=versions, history=api.pipeline.jobs(acct, count=20,
+                                                                 file_id=file_id))
 
     @r.post("/files/{file_id}/details")
     def save_details(request: Request, acct: Account, file_id: str,
@@ -334,6 +335,67 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
         if not saved.delete(acct, ext_id):
             raise ApiError(404, f"saved extension not found: {ext_id}")
         return back(request, "/saved", "Deleted.")
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    @r.get("/jobs")
+    def jobs_page(request: Request, acct: Account, state: str = "", extension: str = "",
+                  hours: int | None = None) -> HTMLResponse:
+        page_no = max(1, int(request.query_params.get("page") or 1))
+        since = (datetime.now(UTC).timestamp() - hours * 3600) if hours else None
+        shown, offset, wanted = [], 0, page_no * PAGE + 1
+        while len(shown) < wanted and offset < SCAN_LIMIT * page_no:
+            batch = api.pipeline.jobs(acct, offset=offset, count=200)
+            if not batch:
+                break
+            offset += 200
+            for j in batch:
+                if since is not None and datetime.fromisoformat(
+                        j.createdAt.replace("Z", "+00:00")).timestamp() < since:
+                    offset = SCAN_LIMIT * page_no  # newest first: nothing older is wanted
+                    break
+                if extension and not any(extension in n for n in j.extensions):
+                    continue
+                if state and not any(sl.status == state for sl in j.extensions.values()):
+                    continue
+                shown.append(j)
+        params = {"state": state, "extension": extension, "hours": hours or ""}
+        return page(request, "jobs.html", acct, jobs=shown[(page_no - 1) * PAGE:page_no * PAGE],
+                    state=state, extension=extension, hours=hours, page=page_no,
+                    more=len(shown) > page_no * PAGE,
+                    prev=base_of(request) + "/jobs?" + urlencode({**params, "page": page_no - 1}),
+                    next=base_of(request) + "/jobs?" + urlencode({**params, "page": page_no + 1}))
+
+    def my_job(acct: str, job_id: str) -> Any:
+        job = api.pipeline.get_job(job_id)
+        if job is None or job.accountId != acct:
+            raise ApiError(404, f"no job {job_id}")
+        return job
+
+    @r.get("/jobs/{job_id}")
+    def job_page(request: Request, acct: Account, job_id: str) -> HTMLResponse:
+        job = my_job(acct, job_id)
+        started = datetime.fromisoformat(job.createdAt.replace("Z", "+00:00"))
+        seconds = {n: round((datetime.fromisoformat(sl.finishedAt.replace("Z", "+00:00"))
+                             - started).total_seconds(), 2)
+                   for n, sl in job.extensions.items() if sl.finishedAt}
+        return page(request, "job.html", acct, job=job, seconds=seconds,
+                    document=json.dumps(job.to_json(), indent=2, default=str))
+
+    @r.post("/jobs/{job_id}/retry/{slot}")
+    def retry(request: Request, acct: Account, job_id: str, slot: str) -> Response:
+        job = my_job(acct, job_id)
+        sl = job.extensions.get(slot)
+        if sl is None or sl.status != "failed" or not job.fileId:
+            raise ApiError(400, f"{slot}: only a failed extension of a file can be retried")
+        ext = ({"name": "saved-extension", "id": sl.saved["id"]} if sl.saved
+               else {"name": sl.extension, **(sl.config or {})})
+        again = {"jobId": new_job_id(), "accountId": acct, "fileId": job.fileId,
+                 "origin": "update", "extensions": [ext]}
+        if job.webhookUrl:
+            again["webhookUrl"] = job.webhookUrl
+        doc = api.run_job(again)
+        return back(request, f"/jobs/{doc.jobId}", f"Retrying {slot} as a new job.")
 
     # --- webhooks ---------------------------------------------------------------------------
 
