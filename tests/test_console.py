@@ -135,6 +135,26 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     assert dialogs == []
     _shot(page, "file")
 
+    # Custom metadata: a field made on its page (a bad schema named), then the file's form
+    # built from it; a value the schema refuses is shown on that field.
+    page.goto(f"{base}/console/fields")
+    page.get_by_label("Name").fill("price")
+    page.get_by_label("Label").fill("Price")
+    page.get_by_label("Schema (JSON)").fill('{"type": "Money"}')
+    page.get_by_role("button", name="Save field").click()
+    assert "type" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Schema (JSON)").fill('{"type": "Number", "minValue": 0}')
+    page.get_by_role("button", name="Save field").click()
+    assert page.get_by_role("status").inner_text() == "Saved field price."
+    page.goto(file_url)
+    page.get_by_label("Price").fill("-5")
+    page.get_by_role("button", name="Save metadata").click()
+    assert "price" in page.locator("#cm-price-error").inner_text()
+    page.get_by_label("Price").fill("12.5")
+    page.get_by_role("button", name="Save metadata").click()
+    assert page.get_by_role("status").inner_text() == "Metadata saved."
+    assert page.get_by_label("Price").input_value() == "12.5"
+
     # Select all three → Apply saved extensions.
     page.goto(f"{base}/console/?path=/console/")
     page.get_by_label("Select all").check()
@@ -157,10 +177,11 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     assert page.get_by_role("status").inner_text() == \
         "Retrying saved-extension:ext_gone as a new job."
     page.goto(f"{base}/console/jobs")
-    assert page.locator("tbody tr").count() == 3 + 3 + 2  # uploads, applies, update, retry
+    # uploads, applies, the metadata update, the failing update, the retry
+    assert page.locator("tbody tr").count() == 3 + 3 + 1 + 2
     _shot(page, "jobs")
     page.goto(file_url)
-    assert page.get_by_role("region", name="Job history").locator("tr").count() == 4
+    assert page.get_by_role("region", name="Job history").locator("tr").count() == 5
 
     # Another account's file by URL: 404. A cross-site POST with the session: refused.
     assert page.goto(f"{base}/console/files/{theirs['fileId']}").status == 404

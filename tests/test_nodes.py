@@ -131,7 +131,7 @@ def test_an_api_and_two_workers_sharing_only_redis_and_the_bucket(
 
         # 5. Versions, each readable from the bucket.
         versions = client.files.versions.list(by_bytes.file_id)
-        assert [v.to_dict()["name"] for v in versions] == ["Version 1", "Version 2"]
+        assert [v.version_info.name for v in versions] == ["Version 1", "Version 2"]
         stored = {o["Key"].removeprefix(f"{prefix}/") for page in
                   s3.get_paginator("list_objects_v2").paginate(Bucket="extworker",
                                                                Prefix=f"{prefix}/")

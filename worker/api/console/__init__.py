@@ -37,6 +37,21 @@ SCAN_LIMIT = 5000  # records a search reads at most per page asked for
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 
 
+def _typed(value: str, field: Any) -> Any:
+    """A form's text as the field's type wants it (the store then checks it)."""
+    kind = field.schema_.type
+    if kind == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # the store names the field and says why
+        return int(number) if number.is_integer() else number
+    if kind == "Boolean":
+        return {"true": True, "false": False}.get(value, value)
+    options = field.schema_.selectOptions or []
+    return next((o for o in options if str(o) == value), value)
+
+
 class SignIn(Exception):
     """Not signed in: pages redirect to the sign-in form."""
 
@@ -215,17 +230,54 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
 
     # --- one file -----------------------------------------------------------------------
 
-    @r.get("/files/{file_id}")
-    def file_page(request: Request, acct: Account, file_id: str) -> HTMLResponse:
+    def file_view(request: Request, acct: str, file_id: str,
+                  meta_errors: dict[str, str] | None = None, status_code: int = 200
+                  ) -> HTMLResponse:
         record = owned(file_id, acct)
         versions = []
         for v in record.versions:
             obj = record.version_object(v.id, api.urls)
             versions.append({**obj, "url": signed(record, obj["url"]),
                              "image": v.mime in RASTER})
-        return page(request, "file.html", acct, f=record.file_object(api.urls),
-                    versions=versions, history=api.pipeline.jobs(acct, count=20,
-                                                                 file_id=file_id))
+        return page(request, "file.html", acct, status=status_code,
+                    f=record.file_object(api.urls), versions=versions,
+                    history=api.pipeline.jobs(acct, count=20, file_id=file_id),
+                    meta_fields=[f.public() for f in api.runtime.fields.all(acct).values()],
+                    meta_errors=meta_errors or {})
+
+    @r.get("/files/{file_id}")
+    def file_page(request: Request, acct: Account, file_id: str) -> HTMLResponse:
+        return file_view(request, acct, file_id)
+
+    @r.post("/files/{file_id}/metadata")
+    async def save_metadata(request: Request, acct: Account, file_id: str) -> Response:
+        form = await request.form()
+        defined = api.runtime.fields.all(acct)
+        values: dict[str, Any] = {}
+        for name, field in defined.items():
+            kind = field.schema_.type
+            given = [str(v) for v in form.getlist(f"cm.{name}")]
+            if kind == "MultiSelect":
+                values[name] = [_typed(v, field) for v in given] or None
+            elif not given or given[0] == "":
+                values[name] = None
+            else:
+                values[name] = _typed(given[0], field)
+        try:
+            from starlette.concurrency import run_in_threadpool
+
+            await run_in_threadpool(api.run_job, {
+                "jobId": new_job_id(), "accountId": acct, "fileId": file_id,
+                "origin": "update", "update": {"customMetadata": values}})
+        except ApiError as e:
+            # "update.customMetadata.<field>: …": shown on that field.
+            head = e.message.split(":", 1)[0]
+            name = head.rsplit(".", 1)[-1] if head.startswith("update.customMetadata.") else ""
+            from starlette.concurrency import run_in_threadpool as pool
+
+            return await pool(file_view, request, acct, file_id,
+                              {name or next(iter(defined), ""): e.message}, 400)
+        return back(request, f"/files/{file_id}", "Metadata saved.")
 
     @r.post("/files/{file_id}/details")
     def save_details(request: Request, acct: Account, file_id: str,
@@ -241,6 +293,70 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
     def restore(request: Request, acct: Account, file_id: str, version_id: str) -> Response:
         library.restore(acct, file_id, version_id)
         return back(request, f"/files/{file_id}", "Restored as a new version.")
+
+    # --- custom metadata fields ---------------------------------------------------------------
+
+    fields_store = api.runtime.fields
+
+    def fields_page(request: Request, acct: str, editing: dict[str, Any] | None = None,
+                    form: dict[str, str] | None = None, error: str | None = None,
+                    status_code: int = 200) -> HTMLResponse:
+        form = form or ({"name": editing["name"], "label": editing["label"],
+                         "schema": json.dumps(editing["schema"])} if editing
+                        else {"name": "", "label": "", "schema": '{"type": "Text"}'})
+        return page(request, "fields.html", acct, status=status_code,
+                    fields=[f.public() for f in fields_store.all(acct).values()],
+                    editing=editing, form=form, form_error=error)
+
+    def _schema(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PermanentError(f"schema: not JSON ({e.msg}, line {e.lineno})") from None
+
+    @r.get("/fields")
+    def fields_list(request: Request, acct: Account) -> HTMLResponse:
+        return fields_page(request, acct)
+
+    @r.post("/fields")
+    def fields_create(request: Request, acct: Account, name: Annotated[str, Form()],
+                      label: Annotated[str, Form()],
+                      schema_text: Annotated[str, Form(alias="schema")]) -> Response:
+        form = {"name": name, "label": label, "schema": schema_text}
+        try:
+            fields_store.create(acct, {"name": name, "label": label,
+                                       "schema": _schema(schema_text)})
+        except (PermanentError, ValueError) as e:
+            return fields_page(request, acct, form=form, error=str(e), status_code=400)
+        return back(request, "/fields", f"Saved field {name}.")
+
+    @r.get("/fields/{name}")
+    def fields_edit(request: Request, acct: Account, name: str) -> HTMLResponse:
+        found = fields_store.all(acct).get(name)
+        if found is None:
+            raise ApiError(404, f"custom metadata field not found: {name}")
+        return fields_page(request, acct, editing=found.public())
+
+    @r.post("/fields/{name}")
+    def fields_update(request: Request, acct: Account, name: str,
+                      label: Annotated[str, Form()],
+                      schema_text: Annotated[str, Form(alias="schema")]) -> Response:
+        found = fields_store.all(acct).get(name)
+        if found is None:
+            raise ApiError(404, f"custom metadata field not found: {name}")
+        try:
+            fields_store.update(acct, name, label=label, schema=_schema(schema_text))
+        except (PermanentError, ValueError) as e:
+            return fields_page(request, acct, editing=found.public(), error=str(e),
+                               form={"name": name, "label": label, "schema": schema_text},
+                               status_code=400)
+        return back(request, "/fields", f"Saved field {name}.")
+
+    @r.post("/fields/{name}/delete")
+    def fields_delete(request: Request, acct: Account, name: str) -> Response:
+        if not fields_store.delete(acct, name):
+            raise ApiError(404, f"custom metadata field not found: {name}")
+        return back(request, "/fields", "Deleted.")
 
     # --- upload -------------------------------------------------------------------------
 
