@@ -162,12 +162,39 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     page.get_by_role("button", name="Apply").click()
     assert page.get_by_role("status").inner_text() == "Applied to 3 files."
 
+    # Ad-hoc extensions on one file; a parameter out of range fails, named, on the file page.
+    page.goto(f"{base}/console/?path=/console/")
+    assert not page.get_by_label("Select all").is_checked()
+    page.locator("li.tile input[type=checkbox]").first.check()
+    page.get_by_label("aws-auto-tagging").check()
+    page.get_by_label("maxTags").fill("99")
+    page.get_by_role("button", name="Apply").click()  # the browser holds it: max is 30
+    assert page.locator("#t-max:invalid").count() == 1
+    # …and sent anyway, the extension fails naming the parameter (on the file page).
+    sent = httpx.post(f"{base}/console/apply", cookies={"extworker_console": cookie["value"]},
+                      headers={"Sec-Fetch-Site": "same-origin"}, data={
+                          "fileId": file_url.rsplit("/", 1)[1], "adhoc": "aws-auto-tagging",
+                          "t_max": "99", "back": "/"})
+    assert sent.status_code == 303
+    page.goto(file_url)
+    row = page.get_by_role("region", name="Extensions").locator("tr", has_text="aws-auto")
+    assert "failed" in row.inner_text() and "maxTags" in row.inner_text()
+    page.goto(f"{base}/console/?path=/console/")
+    page.locator("li.tile input[type=checkbox]").first.check()
+    page.get_by_label("aws-auto-tagging").check()
+    page.get_by_label("maxTags").fill("3")
+    page.get_by_role("button", name="Apply").click()
+    assert page.get_by_role("status").inner_text() == "Applied to 1 files."
+    page.goto(file_url)
+    assert "pending" in page.get_by_role("region", name="Extensions").locator(
+        "tr", has_text="aws-auto").inner_text()
+
     # Jobs: the uploads and the apply are there, newest first; a failed extension's error,
     # and Retry (a new job); the file's own history.
     file_id = file_url.rsplit("/", 1)[1]
     httpx.patch(f"{base}/v1/files/{file_id}/details", auth=(key, ""), json={
         "extensions": [{"name": "saved-extension", "id": "ext_gone"}]}).raise_for_status()
-    page.goto(f"{base}/console/jobs?state=failed")
+    page.goto(f"{base}/console/jobs?state=failed&extension=ext_gone")
     rows = page.locator("tbody tr")
     assert rows.count() == 1 and "saved-extension:ext_gone: failed" in rows.first.inner_text()
     rows.first.get_by_role("link").first.click()
@@ -177,11 +204,11 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     assert page.get_by_role("status").inner_text() == \
         "Retrying saved-extension:ext_gone as a new job."
     page.goto(f"{base}/console/jobs")
-    # uploads, applies, the metadata update, the failing update, the retry
-    assert page.locator("tbody tr").count() == 3 + 3 + 1 + 2
+    # uploads, applies, the metadata update, two ad-hoc runs, the failing update, the retry
+    assert page.locator("tbody tr").count() == 3 + 3 + 1 + 2 + 2
     _shot(page, "jobs")
     page.goto(file_url)
-    assert page.get_by_role("region", name="Job history").locator("tr").count() == 5
+    assert page.get_by_role("region", name="Job history").locator("tr").count() == 7
 
     # Another account's file by URL: 404. A cross-site POST with the session: refused.
     assert page.goto(f"{base}/console/files/{theirs['fileId']}").status == 404

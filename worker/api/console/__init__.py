@@ -52,6 +52,14 @@ def _typed(value: str, field: Any) -> Any:
     return next((o for o in options if str(o) == value), value)
 
 
+def _number(text: str) -> Any:
+    try:
+        value = float(text)
+    except ValueError:
+        return text  # the contract names the parameter and says why
+    return int(value) if value.is_integer() else value
+
+
 class SignIn(Exception):
     """Not signed in: pages redirect to the sign-in form."""
 
@@ -207,12 +215,29 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
     def apply_saved(request: Request, acct: Account,
                     fileId: Annotated[list[str] | None, Form()] = None,  # noqa: N803
                     saved_ids: Annotated[list[str] | None, Form(alias="saved")] = None,
+                    adhoc: Annotated[list[str] | None, Form()] = None,
+                    rb_shadow: Annotated[str, Form()] = "", rb_semi: Annotated[str, Form()] = "",
+                    rb_bg: Annotated[str, Form()] = "", t_min: Annotated[str, Form()] = "70",
+                    t_max: Annotated[str, Form()] = "5",
                     back_to: Annotated[str, Form(alias="back")] = "/",
                     webhookUrl: Annotated[str, Form()] = "") -> Response:  # noqa: N803
-        if not fileId or not saved_ids:
+        extensions: list[dict[str, Any]] = [{"name": "saved-extension", "id": s}
+                                            for s in saved_ids or []]
+        for name in adhoc or []:
+            if name == "remove-bg":
+                options: dict[str, Any] = {"add_shadow": bool(rb_shadow),
+                                           "semitransparency": bool(rb_semi)}
+                if rb_bg.strip():
+                    options["bg_color"] = rb_bg.strip()
+                extensions.append({"name": name, "options": options})
+            elif name.endswith("-auto-tagging"):
+                extensions.append({"name": name, "minConfidence": _number(t_min),
+                                   "maxTags": _number(t_max)})
+            else:
+                extensions.append({"name": name})
+        if not fileId or not extensions:
             return back(request, back_to if back_to.startswith("/") else "/",
-                        "Select files and at least one saved extension.")
-        extensions = [{"name": "saved-extension", "id": s} for s in saved_ids]
+                        "Select files and at least one extension.")
         for fid in fileId:
             owned(fid, acct)
         for fid in fileId:
@@ -220,7 +245,11 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
                    "origin": "update", "extensions": extensions}
             if webhookUrl:
                 job["webhookUrl"] = webhookUrl
-            api.run_job(job)
+            try:
+                api.run_job(job)
+            except ApiError as e:  # the contract's refusal, naming the parameter
+                return back(request, back_to if back_to.startswith("/") else "/",
+                            f"Not applied: {e.message}")
         return back(request, back_to if back_to.startswith("/") else "/",
                     f"Applied to {len(fileId)} files.")
 
