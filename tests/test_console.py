@@ -106,8 +106,12 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     page.get_by_label("Folder").fill("/console")
     page.get_by_label("tags", exact=True).check()
     page.get_by_role("button", name="Upload").click()
+    # One request per file, each with its progress bar, results linking to each file.
     results = page.locator("ul.results li")
-    assert results.count() == 3
+    wait_until(lambda: page.locator("ul.results li a").count() == 3, 20, "three uploads")
+    assert page.locator("ul.results progress").count() == 3
+    assert {b.get_attribute("value") for b in page.locator("ul.results progress").all()} \
+        == {"100"}
     assert all(f"saved-extension:{saved_id}: pending" in results.nth(i).inner_text()
                for i in range(3))
     _shot(page, "upload")

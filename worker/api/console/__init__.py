@@ -399,7 +399,7 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
                folder: Annotated[str, Form()] = "/", tags: Annotated[str, Form()] = "",
                webhookUrl: Annotated[str, Form()] = "",  # noqa: N803
                saved_ids: Annotated[list[str] | None, Form(alias="saved")] = None
-               ) -> HTMLResponse:
+               ) -> Response:
         extensions = json.dumps([{"name": "saved-extension", "id": s}
                                  for s in saved_ids or []])
         results = []
@@ -418,6 +418,8 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
             except (ApiError, PermanentError) as e:
                 results.append({"fileId": None, "name": name,
                                 "error": getattr(e, "message", str(e))})
+        if request.headers.get("x-console-upload") == "1":  # the page's script, per file
+            return JSONResponse(results)
         return page(request, "upload.html", acct, saved=saved.list(acct), results=results)
 
     # --- saved extensions -----------------------------------------------------------------

@@ -1,7 +1,11 @@
 // The console's only script: select-all, confirmations, drag and drop onto the file input,
-// and live status until every extension is final. No framework, nothing fetched elsewhere.
+// uploads with a progress bar per file, and live status until every extension is final.
+// No framework, nothing fetched from elsewhere.
 (function () {
   "use strict";
+  var base = document.querySelector("link[rel=stylesheet]").getAttribute("href")
+    .replace(/\/static\/console\.css$/, "");
+
   document.querySelectorAll("[data-select-all]").forEach(function (box) {
     box.addEventListener("change", function () {
       document.querySelectorAll("#selection input[name=fileId]").forEach(function (c) {
@@ -22,12 +26,18 @@
       e.preventDefault(); zone.classList.remove("over"); input.files = e.dataTransfer.files;
     });
   });
-  var pending = Array.prototype.filter.call(document.querySelectorAll("[data-status-for]"),
-    function (el) { return el.textContent.indexOf("pending") !== -1; });
-  var base = document.querySelector("link[rel=stylesheet]").getAttribute("href").replace(/\/static\/console\.css$/, "");
+
+  // Live status: every [data-status-for] that still says "pending" is asked again each second.
+  var pending = [];
+  var polling = false;
+  function watch(el) {
+    if (el.textContent.indexOf("pending") === -1) { return; }
+    pending.push(el);
+    if (!polling) { polling = true; window.setTimeout(poll, 1000); }
+  }
   function poll() {
     pending = pending.filter(function (el) { return el.textContent.indexOf("pending") !== -1; });
-    if (!pending.length) { return; }
+    if (!pending.length) { polling = false; return; }
     pending.forEach(function (el) {
       fetch(base + "/status/" + encodeURIComponent(el.getAttribute("data-status-for")),
             {credentials: "same-origin"})
@@ -39,5 +49,58 @@
     });
     window.setTimeout(poll, 1000);
   }
-  window.setTimeout(poll, 1000);
+  document.querySelectorAll("[data-status-for]").forEach(watch);
+
+  // Uploads: one request per file, each with its own progress bar; results link to the file.
+  var form = document.getElementById("upload-form");
+  if (form) {
+    form.addEventListener("submit", function (e) {
+      var input = form.querySelector("input[type=file]");
+      if (!input.files.length || !window.FormData) { return; }
+      e.preventDefault();
+      var list = document.querySelector("ul.results");
+      if (!list) {
+        var h = document.createElement("h2"); h.textContent = "Uploaded";
+        list = document.createElement("ul"); list.className = "results";
+        form.after(h); h.after(list);
+      }
+      Array.prototype.forEach.call(input.files, function (file) {
+        var item = document.createElement("li");
+        var label = document.createElement("span"); label.textContent = file.name + " ";
+        var bar = document.createElement("progress"); bar.max = 100; bar.value = 0;
+        bar.setAttribute("aria-label", "Uploading " + file.name);
+        item.append(label, bar); list.append(item);
+        var data = new FormData(form);
+        data.delete("files"); data.append("files", file, file.name);
+        var xhr = new XMLHttpRequest();
+        xhr.open("POST", form.action);
+        xhr.setRequestHeader("X-Console-Upload", "1");
+        xhr.upload.onprogress = function (ev) {
+          if (ev.lengthComputable) { bar.value = Math.round(100 * ev.loaded / ev.total); }
+        };
+        xhr.onload = function () {
+          bar.value = 100;
+          var r = null;
+          try { r = JSON.parse(xhr.responseText)[0]; } catch (err) { r = null; }
+          label.textContent = "";
+          if (xhr.status === 200 && r && r.fileId) {
+            var a = document.createElement("a");
+            a.href = base + "/files/" + encodeURIComponent(r.fileId); a.textContent = r.name;
+            var st = document.createElement("span"); st.className = "status";
+            st.setAttribute("data-status-for", r.fileId);
+            st.textContent = Object.keys(r.extensionStatus).map(function (k) {
+              return k + ": " + r.extensionStatus[k]; }).join(" ");
+            label.append(a, " ", st);
+            watch(st);
+          } else {
+            var err = document.createElement("span"); err.className = "error";
+            err.textContent = file.name + ": " + ((r && r.error) || ("HTTP " + xhr.status));
+            label.append(err);
+          }
+        };
+        xhr.onerror = function () { label.textContent = file.name + ": the upload failed"; };
+        xhr.send(data);
+      });
+    });
+  }
 }());
