@@ -5,6 +5,7 @@ Screenshots of every page go to ``.data/artifacts/console/`` (the run's artefact
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -268,6 +269,12 @@ def test_console_watch_extensions_and_redeliver_webhooks(settings, api, browser,
         assert versions.count() == 2  # the cut-out beside its original
         wait_until(lambda: _loaded(versions), 20, "both versions shown")
         _shot(page, "file-cut-out")
+        # Usage: the month's units, and today's bar of the chart per day.
+        page.goto(f"{base}/console/usage")
+        assert "Units used: 390" in page.locator("main p").first.inner_text()
+        today = datetime.now(UTC).strftime("%Y-%m-%d")
+        assert page.locator("rect.day title", has_text=f"{today}: 390 units").count() == 1
+        _shot(page, "usage")
         # The receiver fails: every delivery ends exhausted; redeliver all → delivered.
         wait_until(lambda: len(recv.requests) >= 6, 60, "two attempts of three deliveries")
         page.goto(f"{base}/console/webhooks")

@@ -1,7 +1,8 @@
 """Extension units: a per-account counter for the current month, and quotas.
 
 The counter is a document ``<ns>:units:<account>:<YYYY-MM>`` =
-``{"total": n, "extensions": {name: n}}``. It is only ever changed inside the
+``{"total": n, "extensions": {name: n}, "days": {"DD": {name: n}}}`` (``days``: since this
+version; a month counted before has none for its earlier days). It is only ever changed inside the
 same transaction that marks an extension ``success`` on its job document, and
 that transition happens once per (job, extension), so a redelivered message
 can never charge twice.
@@ -31,9 +32,14 @@ def check_quota(usage: dict[str, Any] | None, units: int, quota: int | None) -> 
         raise QuotaExceeded()
 
 
-def charged(usage: dict[str, Any] | None, extension: str, units: int) -> dict[str, Any]:
-    """The usage document after charging ``units`` for ``extension``."""
+def charged(usage: dict[str, Any] | None, extension: str, units: int,
+            now: datetime | None = None) -> dict[str, Any]:
+    """The usage document after charging ``units`` for ``extension`` (today)."""
     doc = usage or empty_usage()
     ext = dict(doc["extensions"])
     ext[extension] = ext.get(extension, 0) + units
-    return {"total": doc["total"] + units, "extensions": ext}
+    day = (now or datetime.now(UTC)).strftime("%d")
+    days = {d: dict(v) for d, v in (doc.get("days") or {}).items()}
+    days.setdefault(day, {})
+    days[day][extension] = days[day].get(extension, 0) + units
+    return {"total": doc["total"] + units, "extensions": ext, "days": days}
