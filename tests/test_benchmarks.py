@@ -80,3 +80,11 @@ def test_delivery_benchmark(redis_url, monkeypatch):
             if line.startswith(("extworker (", "thumbor "))]
     assert len(rows) == 2 and all(float(r[-2]) > 0 and r[-1] == "0" for r in rows)
     assert "ratio extworker/thumbor" in out and "first byte" in out
+
+
+def test_console_benchmark(redis_url, monkeypatch):
+    monkeypatch.setenv("EXTWORKER_REDIS_URL", redis_url)  # its keys: a namespace of its own
+    out = _run("benchmarks/console.py", "--files", "300", "--rounds", "1")
+    rows = [line for line in out.splitlines() if line.startswith("library, first page")]
+    assert len(rows) == 1 and float(rows[0].split()[-1]) > 0
+    assert int(rows[0].split()[-3]) > 1000  # 48 tiles of HTML

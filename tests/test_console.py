@@ -290,3 +290,52 @@ def test_console_watch_extensions_and_redeliver_webhooks(settings, api, browser,
     finally:
         worker.stop()
         recv.close()
+
+
+def test_console_behind_a_url_prefix(settings, rclient, astronaut):
+    """An ingress serving the API under /media, stripping the prefix on the way in
+    (uvicorn --root-path /media): every link, form, asset and cookie of the console carries
+    the prefix. The requests below are what the ingress forwards (no prefix)."""
+    import threading
+
+    import uvicorn
+
+    from tests.conftest import _free_port
+    from worker.api.app import create_app
+    from worker.broker.actors import build_broker
+    from worker.runtime import Runtime
+
+    port = _free_port()
+    settings.api_url = f"http://127.0.0.1:{port}/media"
+    runtime = Runtime(settings, broker=build_broker(settings))
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
+                                           root_path="/media", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 20, "the API listening", every=0.05)
+    try:
+        key = runtime.apikeys.create("acme")["key"]
+        base = f"http://127.0.0.1:{port}/media"  # what clients see
+        forwarded = f"http://127.0.0.1:{port}"  # what the ingress sends on
+        http = httpx.Client(base_url=forwarded, headers={"Sec-Fetch-Site": "same-origin"})
+        login = http.get("/console/")
+        assert login.status_code == 303 and login.headers["location"] == "/media/console/login"
+        form = http.get("/console/login").text
+        assert 'action="/media/console/login"' in form
+        assert 'href="/media/console/static/console.css"' in form
+        assert http.get("/console/static/console.js").status_code == 200
+        signed = http.post("/console/login", data={"key": key})
+        assert signed.status_code == 303 and signed.headers["location"] == "/media/console/"
+        assert "Path=/media/console" in signed.headers["set-cookie"]
+        # (the browser sends it under /media/console; the forwarded request has no prefix)
+        http.cookies.set("extworker_console", signed.cookies["extworker_console"])
+        up = httpx.post(f"{forwarded}/api/v1/files/upload", auth=(key, ""), data={
+            "fileName": "p.jpg"}, files={"file": ("p.jpg", jpeg(astronaut), "image/jpeg")}).json()
+        assert up["thumbnailUrl"].startswith(f"{base}/acme/tr:")
+        assert httpx.get(up["thumbnailUrl"].replace(base, forwarded)).status_code == 200
+        library = http.get("/console/").text
+        assert f'href="/media/console/files/{up["fileId"]}"' in library
+        assert f'src="{base}/acme/tr:n-ik_ml_thumbnail/' in library
+    finally:
+        server.should_exit = True
+        thread.join(10)
