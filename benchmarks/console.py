@@ -17,9 +17,9 @@ import json
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import threading
-import sys
 import time
 import uuid
 from pathlib import Path
