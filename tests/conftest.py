@@ -457,3 +457,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     total_ids = sum(i for _, i, _ in DUPLICATES)
     total = sum(e for _, _, e in DUPLICATES)
     terminalreporter.write_line(f"all faults: {total} duplicates in {total_ids} webhook-ids")
+
+
+@pytest.fixture
+def api(settings: Settings, rclient: redis.Redis) -> Iterator[tuple[str, object]]:
+    """``extworker api``'s app on a free port, in this process (uvicorn in a thread):
+    ``(its base URL, its API key store)``. File URLs in its answers point at it."""
+    import uvicorn
+
+    from worker.api.app import create_app
+    from worker.broker.actors import build_broker
+
+    port = _free_port()
+    settings.api_url = f"http://127.0.0.1:{port}"
+    runtime = Runtime(settings, broker=build_broker(settings))
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 20, "the API listening", every=0.05)
+    yield f"http://127.0.0.1:{port}", runtime.apikeys
+    server.should_exit = True
+    thread.join(10)

@@ -12,43 +12,17 @@ wrong key, another account's file and bad requests are each a clean 4xx.
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from imagekitio import AuthenticationError, BadRequestError, ImageKit, NotFoundError
 
-from tests.conftest import Server, _free_port, jpeg, wait_until
+from tests.conftest import Server, jpeg, wait_until
 from tests.receiver import Receiver
 from webhooks.deliverer import Webhooks
-from worker.api.app import create_app
-from worker.broker.actors import build_broker
-from worker.runtime import Runtime
 from worker.store.apikeys import ApiKeys
 from worker.store.kv import RedisKV
-
-
-def _serve_api(settings, rclient):
-    """``extworker api``'s app on a free port, in this process (uvicorn in a thread)."""
-    port = _free_port()
-    settings.api_url = f"http://127.0.0.1:{port}"  # the URLs in file objects: this server
-    runtime = Runtime(settings, broker=build_broker(settings))
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 20, "the API listening", every=0.05)
-    yield f"http://127.0.0.1:{port}", runtime.apikeys
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture
-def api(settings, rclient):
-    yield from _serve_api(settings, rclient)
-
 
 _wait = wait_until
 
@@ -197,9 +171,14 @@ def test_limits_metrics_access_log_and_delete(settings, api, rclient, caplog, as
 
 
 @pytest.fixture
-def sync_api(settings, rclient):
+def sync_settings(settings):
     settings.api_sync_wait_s = 30
-    yield from _serve_api(settings, rclient)
+    return settings
+
+
+@pytest.fixture
+def sync_api(sync_settings, api):
+    return api
 
 
 @pytest.mark.slow

@@ -13,15 +13,10 @@ import pytest
 
 from tests.conftest import Server, jpeg, wait_until
 from tests.receiver import Receiver, Reply
-from tests.test_api import _serve_api
 
 CHROMIUM = "/usr/bin/chromium"
 ARTEFACTS = Path(__file__).resolve().parent.parent / ".data" / "artifacts" / "console"
 
-
-@pytest.fixture
-def api(settings, rclient):
-    yield from _serve_api(settings, rclient)
 
 
 @pytest.fixture

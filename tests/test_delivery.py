@@ -16,12 +16,6 @@ from imagekitio.lib.helper import _get_signature
 from PIL import Image
 
 from tests.conftest import jpeg
-from tests.test_api import _serve_api
-
-
-@pytest.fixture
-def api(settings, rclient):
-    yield from _serve_api(settings, rclient)
 
 
 @pytest.fixture

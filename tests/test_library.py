@@ -12,12 +12,6 @@ import pytest
 from imagekitio import BadRequestError, ConflictError, ImageKit, NotFoundError
 
 from tests.conftest import jpeg, wait_until
-from tests.test_api import _serve_api
-
-
-@pytest.fixture
-def api(settings, rclient):
-    yield from _serve_api(settings, rclient)
 
 
 @pytest.fixture

@@ -18,12 +18,6 @@ from imagekitio import BadRequestError, ImageKit
 from PIL import Image
 
 from tests.conftest import jpeg, wait_until
-from tests.test_api import _serve_api
-
-
-@pytest.fixture
-def api(settings, rclient):
-    yield from _serve_api(settings, rclient)
 
 
 @pytest.fixture

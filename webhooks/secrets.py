@@ -99,13 +99,16 @@ class SecretStore:
     def _open(self, stored: str) -> str:
         if stored.startswith("whsec_"):
             return stored  # written without a SECRET_KEY
+        return self._decrypt(stored, "webhook secrets are", "secrets")
+
+    def _decrypt(self, stored: str, encrypted: str, what: str) -> str:
         fernet = self.fernet
         if fernet is None:
-            raise RuntimeError("webhook secrets are encrypted: set EXTWORKER_SECRET_KEY")
+            raise RuntimeError(f"{encrypted} encrypted: set EXTWORKER_SECRET_KEY")
         try:
             return fernet.decrypt(stored.encode()).decode()
         except InvalidToken:
-            raise RuntimeError("EXTWORKER_SECRET_KEY does not decrypt the stored secrets") from None
+            raise RuntimeError(f"EXTWORKER_SECRET_KEY does not decrypt the stored {what}") from None
 
     def seal(self, text: str) -> str:
         """``text`` as stored at rest: Fernet-encrypted with the first key, or — without
@@ -116,13 +119,7 @@ class SecretStore:
         """What ``seal`` stored; ``RuntimeError`` if no key given here opens it."""
         if stored.startswith("plain:"):
             return stored[len("plain:"):]
-        fernet = self.fernet
-        if fernet is None:
-            raise RuntimeError("this value is encrypted: set EXTWORKER_SECRET_KEY")
-        try:
-            return fernet.decrypt(stored.encode()).decode()
-        except InvalidToken:
-            raise RuntimeError("EXTWORKER_SECRET_KEY does not decrypt the stored value") from None
+        return self._decrypt(stored, "this value is", "value")
 
     def _stale(self, stored: str | None) -> bool:
         """Whether ``stored`` was encrypted with another key than the first."""
