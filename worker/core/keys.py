@@ -77,6 +77,11 @@ class Keys:
         """Held by the process computing a derivative (delivery's single flight)."""
         return self._k("lock", "derive", blob_key)
 
+    def folder_index(self, account: str) -> str:
+        """An account's folders (``/a/``, ``/a/b/``): every folder a file was ever put in,
+        and the empty ones made with the folder API."""
+        return self._k("folders", _id(account))
+
     def job_index(self, account: str) -> str:
         """An account's jobs, newest first (members ``<inverted ms>|<jobId>``)."""
         return self._k("jobs", _id(account))

@@ -84,6 +84,14 @@ class FileStore:
     def index_key(self, account: str) -> str:
         return self.settings.keys.file_index(account)
 
+    def folder_key(self, account: str) -> str:
+        return self.settings.keys.folder_index(account)
+
+    def placed(self, account: str, file_path: str) -> dict[str, list[str]]:
+        """The index entries a file at ``file_path`` makes: its path, and its folders."""
+        return {self.index_key(account): [file_path],
+                self.folder_key(account): ancestors(file_path)}
+
     # --- reading --------------------------------------------------------------
 
     def get(self, file_id: str, account: str | None = None) -> FileRecord | None:
@@ -266,8 +274,7 @@ class FileStore:
                 self.file_key(record.fileId): record.model_dump(mode="json"),
                 self.path_key(account, file_path): {"fileId": record.fileId},
             }
-            return record, Txn(writes=writes,
-                               index_add={self.index_key(account): [file_path]})
+            return record, Txn(writes=writes, index_add=self.placed(account, file_path))
         if not up.overwriteFile:
             raise PermanentError(
                 f"upload.fileName: a file already exists at {file_path} and overwriteFile is "
@@ -312,6 +319,12 @@ class FileStore:
         if "description" in given:
             patch.set_fields["description"] = update.description
         return patch
+
+
+def ancestors(file_path: str) -> list[str]:
+    """``/a/b/c.jpg`` → ``["/a/", "/a/b/"]``."""
+    parts = file_path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1)]
 
 
 def owned(doc: dict[str, Any] | None, account: str | None) -> FileRecord | None:

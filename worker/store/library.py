@@ -11,7 +11,9 @@ folders, and the bulk updates — each one transaction on the records it touches
 * Bulk updates (``addTags``, ``removeTags``, ``removeAITags``, ``deleteByFileIds``) check
   every id first and apply to all in one transaction: a file the account does not own makes
   the call change nothing, and concurrent callers never lose each other's tags.
-* Folders are prefixes of paths; an empty folder is a marker (``/a/b/``) in the path index.
+* Folders: every folder a file is put in, and each one the folder API makes, is in the
+  account's folder index (``/a/``, ``/a/b/``) — listing subfolders costs the number of
+  folders, not of files.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from worker.core.records import (
     new_id,
     now_iso,
 )
-from worker.store.files import FileStore, owned
+from worker.store.files import FileStore, ancestors, owned
 from worker.store.kv import DELETE, Txn
 from worker.store.uploads import normalise_folder, sanitize_file_name
 
@@ -88,7 +90,7 @@ class Library:
                                       new_pk: {"fileId": file_id}}
             if (cur[old_pk] or {}).get("fileId") == file_id:
                 writes[old_pk] = DELETE
-            return Txn(writes=writes, result=moved, index_add={index: [new_path]},
+            return Txn(writes=writes, result=moved, index_add=files.placed(account, new_path),
                        index_remove={index: [now.filePath]})
 
         result = self.kv.transact([fk, old_pk, new_pk], txn)
@@ -141,7 +143,7 @@ class Library:
                     raise PermanentError(f"a file already exists at {path} (nothing copied)",
                                          code="file_exists")
                 return Txn(writes={fk: record.model_dump(mode="json"), pk: {"fileId": file_id}},
-                           index_add={files.index_key(account): [path]}, result=record)
+                           index_add=files.placed(account, path), result=record)
 
             result = self.kv.transact([fk, pk], txn)
         except Exception:
@@ -231,39 +233,63 @@ class Library:
 
     # --- folders ----------------------------------------------------------------
 
-    def paths_under(self, account: str, folder: str) -> list[str]:
-        """Every path in the account's index under ``folder`` (files and folder markers)."""
+    def _all(self, index: str, prefix: str) -> list[str]:
         out, offset = [], 0
         while True:
-            page = self.kv.index_range(self.files.index_key(account), folder, offset, 500)
+            page = self.kv.index_range(index, prefix, offset, 500)
             if not page:
                 return out
             out += page
             offset += len(page)
 
+    def paths_under(self, account: str, folder: str) -> list[str]:
+        """Every file path under ``folder`` (a listing: folder operations, not pages)."""
+        return self._all(self.files.index_key(account), folder)
+
+    def folders_under(self, account: str, folder: str) -> list[str]:
+        """Every folder under ``folder`` (``folder`` itself included when it is one)."""
+        return self._all(self.files.folder_key(account), folder)
+
+    def subfolders(self, account: str, folder: str, limit: int = 500) -> list[str]:
+        """The folders directly in ``folder``: read from the folder index, so the cost is
+        the number of folders below it, never the number of files."""
+        depth = folder.count("/")
+        out: list[str] = []
+        offset = 0
+        while len(out) < limit:
+            page = self.kv.index_range(self.files.folder_key(account), folder, offset, 500)
+            if not page:
+                break
+            offset += len(page)
+            out += [f for f in page if f.count("/") == depth + 1]
+        return out[:limit]
+
+    def exists(self, account: str, folder: str) -> bool:
+        return bool(self.kv.index_range(self.files.folder_key(account), folder, 0, 1)
+                    or self.kv.index_range(self.files.index_key(account), folder, 0, 1))
+
     def create_folder(self, account: str, name: str, parent: str) -> str:
         if not name or "/" in name.strip("/"):
             raise PermanentError("folderName: a name, without /", code="invalid_request")
         folder = _folder(_folder(parent, "parentFolderPath") + name, "folderName")
-        index = self.files.index_key(account)
-        self.kv.transact([], lambda _cur: Txn(index_add={index: [folder]}))
+        index = self.files.folder_key(account)
+        self.kv.transact([], lambda _cur: Txn(index_add={index: ancestors(folder + "x")}))
         return folder
 
     def delete_folder(self, account: str, folder_path: str) -> int:
         """Every file under the folder, and the folder; ``NotOwned`` if there is none."""
         folder = _folder(folder_path, "folderPath")
-        paths = self.paths_under(account, folder)
-        if not paths:
+        if not self.exists(account, folder):
             raise NotOwned(f"folderPath: no folder {folder}")
         deleted = 0
-        for path in paths:
-            record = None if path.endswith("/") else self.files.by_path(account, path)
+        for path in self.paths_under(account, folder):
+            record = self.files.by_path(account, path)
             if record is not None and self.files.delete(record.fileId, account):
                 deleted += 1
-        index = self.files.index_key(account)
-        markers = [p for p in paths if p.endswith("/")]
-        if markers:
-            self.kv.transact([], lambda _cur: Txn(index_remove={index: markers}))
+        gone = self.folders_under(account, folder)
+        index = self.files.folder_key(account)
+        if gone:
+            self.kv.transact([], lambda _cur: Txn(index_remove={index: gone}))
         return deleted
 
     def folder_move(self, account: str, source: str, destination: str, copy: bool,
@@ -278,16 +304,16 @@ class Library:
             target = dest + src.rstrip("/").rsplit("/", 1)[1] + "/"
         if target.startswith(src):
             raise PermanentError("destinationPath: inside the folder itself", code="invalid")
-        paths = self.paths_under(account, src)
-        if not paths:
+        if not self.exists(account, src):
             raise NotOwned(f"sourceFolderPath: no folder {src}")
+        folders = self.folders_under(account, src)
+        index = self.files.folder_key(account)
+        made = sorted({a for f in folders for a in ancestors(target + f[len(src):] + "x")}
+                      | set(ancestors(target + "x")))
+        self.kv.transact([], lambda _c: Txn(index_add={index: made}))
         done = 0
-        index = self.files.index_key(account)
-        for path in paths:
+        for path in self.paths_under(account, src):
             new_path = target + path[len(src):]
-            if path.endswith("/"):
-                self.kv.transact([], lambda _c, p=new_path: Txn(index_add={index: [p]}))
-                continue
             record = self.files.by_path(account, path)
             if record is None or self.files.by_path(account, new_path) is not None:
                 continue
@@ -296,8 +322,6 @@ class Library:
             else:
                 self.relocate(account, record.fileId, new_path)
             done += 1
-        self.kv.transact([], lambda _c: Txn(index_add={index: [target]}))
-        if not copy:
-            markers = [p for p in paths if p.endswith("/")] + [src]
-            self.kv.transact([], lambda _c: Txn(index_remove={index: markers}))
+        if not copy and folders:
+            self.kv.transact([], lambda _c: Txn(index_remove={index: folders}))
         return done

@@ -197,12 +197,11 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
             if tag.strip():
                 break  # list() already filtered and paged by tag
         shown = found[(page_no - 1) * PAGE:page_no * PAGE]
-        sub = sorted({p[len(folder):].split("/", 1)[0] for p in library.paths_under(
-            acct, folder)[:SCAN_LIMIT] if "/" in p[len(folder):]})
+        sub = library.subfolders(acct, folder)
         params = {"path": folder, "q": q, "tag": tag, "aitag": aitag}
         here = "/?" + urlencode({**params, "page": page_no})
         return page(request, "library.html", acct, path=folder, q=q, tag=tag, aitag=aitag,
-                    folders=[folder + s + "/" for s in sub], here=here,
+                    folders=sub, here=here,
                     parent=(folder.rstrip("/").rsplit("/", 1)[0] + "/") if folder != "/"
                     else None,
                     saved=saved.list(acct), page=page_no, more=len(found) > page_no * PAGE,

@@ -181,7 +181,7 @@ def router(api: Api, library: Library) -> APIRouter:
         from worker.store.library import _folder
 
         folder = _folder(path, field)
-        if not library.paths_under(acct, folder):
+        if not library.exists(acct, folder):
             raise ApiError(404, f"{field}: no folder {folder}")
 
     @r.post("/v1/bulkJobs/copyFolder")
