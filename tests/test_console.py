@@ -282,6 +282,19 @@ def test_console_watch_extensions_and_redeliver_webhooks(settings, api, browser,
         assert "Redelivering 3" in page.get_by_role("status").inner_text()
         wait_until(lambda: page.reload() and page.locator("td.delivery-status").all_inner_texts()
                    == ["delivered"] * 3, 60, "delivered after redelivery")
+        # One delivery again, on its own: a new series under the same webhook-id.
+        first_id = page.locator("tr[data-delivery]").first.get_attribute("data-delivery")
+        page.locator("tr[data-delivery]").first.get_by_role("button", name="Redeliver").click()
+        assert page.get_by_role("status").inner_text() == f"Redelivering {first_id}."
+        wait_until(lambda: len([r for r in recv.requests if {
+            k.lower(): v for k, v in r.headers.items()}.get("webhook-id") == first_id]) >= 4,
+            30, "the single redelivery (2 failed, 1 after all, 1 now)")
+        # The signing secret, rotated (after a confirmation): a new one is shown.
+        before = page.locator("#secret").inner_text()
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Rotate").click()
+        assert "Rotated" in page.get_by_role("status").inner_text()
+        assert page.locator("#secret").inner_text() not in ("", before)
     finally:
         worker.stop()
         recv.close()
