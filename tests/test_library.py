@@ -12,6 +12,7 @@ import pytest
 from imagekitio import BadRequestError, ConflictError, ImageKit, NotFoundError
 
 from tests.conftest import jpeg, wait_until
+from worker.store.kv import Txn
 
 
 @pytest.fixture
@@ -157,3 +158,18 @@ def test_bulk_tag_updates_are_one_transaction(ik, api, astronaut):
         ik.files.bulk.add_tags(file_ids=[other_file, theirs], tags=["new"])
     assert "new" not in ik.files.get(other_file).to_dict()["tags"]
     assert other.files.get(theirs).to_dict()["tags"] is None
+
+
+def test_folders_of_files_stored_before_the_folder_index_are_backfilled(runtime, astronaut):
+    files, library = runtime.files, runtime.library
+    for path in ("/a/b/one.jpg", "/a/two.jpg", "/c/three.jpg", "/top.jpg"):
+        folder, name = path.rsplit("/", 1)
+        runtime.pipeline.add_file(jpeg(astronaut.resize((16, 16))), name, folder or "/",
+                                  account="acme", useUniqueFileName=False)
+    # As an earlier version left it: paths indexed, no folder index.
+    runtime.kv.transact([], lambda _c: Txn(index_remove={files.folder_key("acme"): [
+        "/a/", "/a/b/", "/c/"]}))
+    assert library.folders_under("acme", "/") == []
+    assert library.subfolders("acme", "/") == ["/a/", "/c/"]
+    assert library.subfolders("acme", "/a/") == ["/a/b/"]
+    assert library.backfill_folders("acme") == 0  # once

@@ -250,9 +250,23 @@ class Library:
         """Every folder under ``folder`` (``folder`` itself included when it is one)."""
         return self._all(self.files.folder_key(account), folder)
 
+    def backfill_folders(self, account: str) -> int:
+        """Folders of files stored before the folder index existed: when the account has
+        files but no folder at all, every file path's folders are added, once (a read of
+        the path index, 500 at a time). How many folders were added."""
+        files, folders = self.files.index_key(account), self.files.folder_key(account)
+        if self.kv.index_range(folders, "", 0, 1) or not self.kv.index_range(files, "", 0, 1):
+            return 0
+        found = sorted({a for path in self._all(files, "") for a in ancestors(path)})
+        for i in range(0, len(found), 500):
+            batch = found[i:i + 500]
+            self.kv.transact([], lambda _c, b=batch: Txn(index_add={folders: b}))
+        return len(found)
+
     def subfolders(self, account: str, folder: str, limit: int = 500) -> list[str]:
         """The folders directly in ``folder``: read from the folder index, so the cost is
         the number of folders below it, never the number of files."""
+        self.backfill_folders(account)
         depth = folder.count("/")
         out: list[str] = []
         offset = 0
