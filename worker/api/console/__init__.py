@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from worker.api.console.session import COOKIE, TTL_S, Sessions, same_origin
 from worker.api.deps import Api, new_job_id
@@ -293,8 +294,6 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
             else:
                 values[name] = _typed(given[0], field)
         try:
-            from starlette.concurrency import run_in_threadpool
-
             await run_in_threadpool(api.run_job, {
                 "jobId": new_job_id(), "accountId": acct, "fileId": file_id,
                 "origin": "update", "update": {"customMetadata": values}})
@@ -302,10 +301,8 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
             # "update.customMetadata.<field>: …": shown on that field.
             head = e.message.split(":", 1)[0]
             name = head.rsplit(".", 1)[-1] if head.startswith("update.customMetadata.") else ""
-            from starlette.concurrency import run_in_threadpool as pool
-
-            return await pool(file_view, request, acct, file_id,
-                              {name or next(iter(defined), ""): e.message}, 400)
+            return await run_in_threadpool(file_view, request, acct, file_id,
+                                           {name or next(iter(defined), ""): e.message}, 400)
         return back(request, f"/files/{file_id}", "Metadata saved.")
 
     @r.post("/files/{file_id}/details")
