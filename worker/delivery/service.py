@@ -28,11 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from worker.core.errors import BlobNotFound
 from worker.core.records import FileRecord, StoredVersion
 from worker.core.settings import Settings
 from worker.core.urls import RASTER, epoch_ms
 from worker.delivery.render import output_format, render
-from worker.delivery.transform import Chain, TransformError, parse
+from worker.delivery.transform import FORMATS, Chain, TransformError, parse
 from worker.store.apikeys import ApiKeys
 from worker.store.blobs import BlobStore
 from worker.store.files import FileStore
@@ -189,12 +190,12 @@ class Delivery:
         return Derived(shared.key, shared.size, shared.mime, shared.etag, False, shared.data)
 
     def _stored(self, key: str, fmt: str, etag: str) -> Derived | None:
-        from worker.delivery.transform import FORMATS
-
-        if not self.blobs.exists(key):
+        try:
+            size = self.blobs.size(key)  # one call: its size, or that there is none
+        except BlobNotFound:
             return None
         self.on_derive("stored")
-        return Derived(key, self.blobs.size(key), FORMATS[fmt], etag, False, None)
+        return Derived(key, size, FORMATS[fmt], etag, False, None)
 
     def _derive(self, target: Target, fmt: str, key: str, etag: str) -> Derived:
         found = self._stored(key, fmt, etag)

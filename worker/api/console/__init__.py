@@ -175,29 +175,24 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
                      tag: str = "", aitag: str = "", page_no: int = 1) -> HTMLResponse:
         page_no = max(1, int(request.query_params.get("page", page_no) or 1))
         folder = path if path.endswith("/") else path + "/"
-        wanted = page_no * PAGE + 1
-        found, scanned, offset = [], 0, 0
-        if not (q or aitag):  # a page of the index (and of list()'s tag filter): no scan
-            found = [None] * ((page_no - 1) * PAGE) + files.list(
-                acct, path=folder, skip=(page_no - 1) * PAGE, limit=PAGE + 1,
-                tag=tag.strip() or None)
-            scanned = SCAN_LIMIT * page_no
-        while len(found) < wanted and scanned < SCAN_LIMIT * page_no:
-            batch = files.list(acct, path=folder, skip=offset, limit=500,
-                               tag=tag.strip() or None)
-            if not batch:
-                break
-            offset += len(batch)
-            scanned += len(batch)
-            for rec in batch:
-                if q and q.lower() not in rec.name.lower():
-                    continue
-                if aitag and not any(aitag.lower() == t.name.lower() for t in rec.AITags or []):
-                    continue
-                found.append(rec)
-            if tag.strip():
-                break  # list() already filtered and paged by tag
-        shown = found[(page_no - 1) * PAGE:page_no * PAGE]
+        if not (q or aitag):  # a page of the path index (list() filters tags): no scan
+            page_files = files.list(acct, path=folder, skip=(page_no - 1) * PAGE,
+                                    limit=PAGE + 1, tag=tag.strip() or None)
+            shown, more = page_files[:PAGE], len(page_files) > PAGE
+        else:  # name or AI tag: read records until the page is full, within a bound
+            found: list[FileRecord] = []
+            offset, wanted = 0, page_no * PAGE + 1
+            while len(found) < wanted and offset < SCAN_LIMIT * page_no:
+                batch = files.list(acct, path=folder, skip=offset, limit=500,
+                                   tag=tag.strip() or None)
+                if not batch:
+                    break
+                offset += len(batch)
+                found += [rec for rec in batch
+                          if (not q or q.lower() in rec.name.lower())
+                          and (not aitag or any(aitag.lower() == t.name.lower()
+                                                for t in rec.AITags or []))]
+            shown, more = found[(page_no - 1) * PAGE:page_no * PAGE], len(found) > page_no * PAGE
         sub = library.subfolders(acct, folder)
         params = {"path": folder, "q": q, "tag": tag, "aitag": aitag}
         here = "/?" + urlencode({**params, "page": page_no})
@@ -205,7 +200,7 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
                     folders=sub, here=here,
                     parent=(folder.rstrip("/").rsplit("/", 1)[0] + "/") if folder != "/"
                     else None,
-                    saved=saved.list(acct), page=page_no, more=len(found) > page_no * PAGE,
+                    saved=saved.list(acct), page=page_no, more=more,
                     prev=base_of(request) + "/?" + urlencode({**params, "page": page_no - 1}),
                     next=base_of(request) + "/?" + urlencode({**params, "page": page_no + 1}),
                     files=[{**rec.file_object(api.urls), "thumb": signed(
