@@ -479,3 +479,33 @@ def api(settings: Settings, rclient: redis.Redis) -> Iterator[tuple[str, object]
     yield f"http://127.0.0.1:{port}", runtime.apikeys
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test run (127.0.0.1:5432, or EXTWORKER_TEST_PG_URL's
+    server), dropped after."""
+    import uuid
+
+    import psycopg
+
+    server = os.environ.get("EXTWORKER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+    name = f"extworker_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{server}/{name}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pgkv(pg_url: str) -> Iterator[object]:
+    """The PostgreSQL document store on this run's database, emptied for each test."""
+    from worker.store.pgkv import PostgresKV
+
+    kv = PostgresKV(pg_url, max_size=60)
+    with kv.pool.connection() as conn:
+        conn.execute("TRUNCATE extworker_docs, extworker_index")
+        conn.commit()
+    yield kv
+    kv.close()

@@ -29,9 +29,18 @@ def _patch_in(kv, key: str, patch: RecordPatch, max_versions: int = 100) -> None
     kv.transact([key], fn)
 
 
-@pytest.mark.parametrize("backend", ["redis", "local"])
-def test_fifty_concurrent_patches_none_lost(backend, rclient, tmp_path):
-    kv = RedisKV(rclient) if backend == "redis" else LocalKV(tmp_path / "kv")
+def _kv(backend, rclient, tmp_path, request):
+    if backend == "postgres":
+        return request.getfixturevalue("pgkv")
+    return RedisKV(rclient) if backend == "redis" else LocalKV(tmp_path / "kv")
+
+
+BACKENDS = ["redis", "local", "postgres"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fifty_concurrent_patches_none_lost(backend, rclient, tmp_path, request):
+    kv = _kv(backend, rclient, tmp_path, request)
     key = "extworker:file:f1"
     kv.transact([key], lambda cur: Txn(writes={key: _record().model_dump(mode="json")}))
 
@@ -104,9 +113,9 @@ def test_a_failed_model_load_leaves_nothing_in_the_cache():
     assert list(cache._used) == ["remove-bg:ok"]
 
 
-@pytest.mark.parametrize("backend", ["redis", "local"])
-def test_index_pages_by_prefix_in_byte_order_and_deletes(backend, rclient, tmp_path):
-    kv = RedisKV(rclient) if backend == "redis" else LocalKV(tmp_path / "kv")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_index_pages_by_prefix_in_byte_order_and_deletes(backend, rclient, tmp_path, request):
+    kv = _kv(backend, rclient, tmp_path, request)
     idx = "extworker:files:acme"
     members = ["/b/z.jpg", "/a/ä.jpg", "/a/b.jpg", "/a/B.jpg", "/c.jpg"]
     kv.transact([], lambda cur: Txn(index_add={idx: members}, writes={"k1": 1, "k2": 2}))
@@ -162,3 +171,48 @@ def test_local_kv_patches_from_two_processes_none_lost(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0]
     rec = FileRecord.model_validate(kv.get("extworker:file:f1"))
     assert sorted(rec.tags or []) == sorted(f"tag{i}" for i in range(50))
+
+
+def test_postgres_store_honours_ttls_migrates_once_and_keeps_all_or_nothing(pgkv, pg_url):
+    import time
+
+    from worker.store.pgkv import SCHEMA_VERSION, PostgresKV
+
+    pgkv.transact([], lambda cur: Txn(writes={"a": {"x": 1}, "b": [1]}, ttl={"b": 1}))
+    assert pgkv.get_many(["a", "b"]) == [{"x": 1}, [1]]
+    time.sleep(1.2)
+    assert pgkv.get("b") is None and pgkv.get("a") == {"x": 1}
+
+    with pytest.raises(PermanentError):
+        pgkv.transact(["a"], lambda cur: (_ for _ in ()).throw(PermanentError("no")))
+    assert pgkv.get("a") == {"x": 1}
+    # A second store on the same database: the schema is there, nothing runs twice.
+    again = PostgresKV(pg_url)
+    assert again.migrate() == SCHEMA_VERSION
+    with again.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM extworker_schema").fetchone()[0] == 1
+    again.close()
+
+
+def test_a_job_runs_end_to_end_on_the_postgres_store(settings, rclient, pg_url, astronaut,
+                                                     pgkv):
+    """EXTWORKER_STORE_URL=postgresql://…: upload, the extension's outcome, units and the
+    file listing all land in PostgreSQL; Redis holds none of the store's keys."""
+    import base64
+
+    from tests.conftest import RecordingRuntime, jpeg
+
+    settings.store_url = pg_url
+    rt = RecordingRuntime(settings)
+    doc = rt.pipeline.accept({"jobId": "pg-1", "accountId": "acme", "upload": {
+        "fileName": "a.jpg", "base64": base64.b64encode(jpeg(astronaut)).decode()},
+        "extensions": [{"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 2}]})
+    (queue, job_id, slot) = rt.queued[0]
+    rt.pipeline.execute(job_id, slot)
+    record = rt.pipeline.get_file(doc.fileId, "acme")
+    assert record.extensionStatus == {"aws-auto-tagging": "success"} and record.AITags
+    assert [r.fileId for r in rt.files.list("acme")] == [doc.fileId]
+    assert rt.pipeline.usage("acme")["total"] == settings.unit_cost("aws-auto-tagging")
+    assert pgkv.get(settings.keys.file(doc.fileId))["fileId"] == doc.fileId
+    assert list(rclient.scan_iter(f"{settings.namespace}:file:*")) == []
+    assert list(rclient.scan_iter(f"{settings.namespace}:job:*")) == []

@@ -64,7 +64,13 @@ class Runtime:
             kv = LocalKV(settings.data_dir / "embedded")
         else:
             self.redis = redis.Redis.from_url(settings.redis_url)
-            kv = RedisKV(self.redis, settings.redis_outage_wait_s)
+            if settings.store_url and settings.store_url.startswith(("postgresql://",
+                                                                     "postgres://")):
+                from worker.store.pgkv import PostgresKV
+
+                kv = PostgresKV(settings.store_url)
+            else:
+                kv = RedisKV(self.redis, settings.redis_outage_wait_s)
         self.kv = kv
         self.blobs = BlobStore(settings.blob_root, settings.public_url_base)
         self.registry = Registry.discover(settings.extra_extensions)

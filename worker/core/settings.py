@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis for the broker, records, units and jobs."
     )
+    store_url: str | None = Field(
+        None, description="Where records, jobs, units, saved extensions and fields live: "
+        "`postgresql://…` (the `pg` extra); default: Redis (`REDIS_URL`). The broker's queues, "
+        "claims, leases and webhooks stay in Redis either way.")
     redis_outage_wait_s: float = Field(
         30.0, ge=0, description="How long a worker waits for Redis to come back (a restart, a "
         "failover) before it hands the message to dramatiq's retries."
