@@ -236,9 +236,6 @@ class Delivery:
 
         self.pool.submit(run)
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
 
 def rel_after_account(raw_path: str, root_path: str = "") -> str:
     """The raw (still percent-encoded) path after ``/<account>/`` — what the SDK signed

@@ -278,6 +278,14 @@ class Library:
             out += [f for f in page if f.count("/") == depth + 1]
         return out[:limit]
 
+    def require_folder(self, account: str, path: str, field: str) -> str:
+        """The folder ``path`` names, normalised; ``NotOwned`` naming ``field`` if the
+        account has no such folder."""
+        folder = _folder(path, field)
+        if not self.exists(account, folder):
+            raise NotOwned(f"{field}: no folder {folder}")
+        return folder
+
     def exists(self, account: str, folder: str) -> bool:
         return bool(self.kv.index_range(self.files.folder_key(account), folder, 0, 1)
                     or self.kv.index_range(self.files.index_key(account), folder, 0, 1))
@@ -292,9 +300,7 @@ class Library:
 
     def delete_folder(self, account: str, folder_path: str) -> int:
         """Every file under the folder, and the folder; ``NotOwned`` if there is none."""
-        folder = _folder(folder_path, "folderPath")
-        if not self.exists(account, folder):
-            raise NotOwned(f"folderPath: no folder {folder}")
+        folder = self.require_folder(account, folder_path, "folderPath")
         deleted = 0
         for path in self.paths_under(account, folder):
             record = self.files.by_path(account, path)
@@ -318,8 +324,7 @@ class Library:
             target = dest + src.rstrip("/").rsplit("/", 1)[1] + "/"
         if target.startswith(src):
             raise PermanentError("destinationPath: inside the folder itself", code="invalid")
-        if not self.exists(account, src):
-            raise NotOwned(f"sourceFolderPath: no folder {src}")
+        self.require_folder(account, src, "sourceFolderPath")
         folders = self.folders_under(account, src)
         index = self.files.folder_key(account)
         made = sorted({a for f in folders for a in ancestors(target + f[len(src):] + "x")}

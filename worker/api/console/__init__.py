@@ -39,27 +39,23 @@ SCAN_LIMIT = 5000  # records a search reads at most per page asked for
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 
 
-def _typed(value: str, field: Any) -> Any:
-    """A form's text as the field's type wants it (the store then checks it)."""
-    kind = field.schema_.type
-    if kind == "Number":
-        try:
-            number = float(value)
-        except ValueError:
-            return value  # the store names the field and says why
-        return int(number) if number.is_integer() else number
-    if kind == "Boolean":
-        return {"true": True, "false": False}.get(value, value)
-    options = field.schema_.selectOptions or []
-    return next((o for o in options if str(o) == value), value)
-
-
 def _number(text: str) -> Any:
     try:
         value = float(text)
     except ValueError:
-        return text  # the contract names the parameter and says why
+        return text  # the contract (or the field store) names it and says why
     return int(value) if value.is_integer() else value
+
+
+def _typed(value: str, field: Any) -> Any:
+    """A form's text as the field's type wants it (the store then checks it)."""
+    kind = field.schema_.type
+    if kind == "Number":
+        return _number(value)
+    if kind == "Boolean":
+        return {"true": True, "false": False}.get(value, value)
+    options = field.schema_.selectOptions or []
+    return next((o for o in options if str(o) == value), value)
 
 
 class SignIn(Exception):

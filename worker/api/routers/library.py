@@ -177,29 +177,22 @@ def router(api: Api, library: Library) -> APIRouter:
         threading.Thread(target=run, name=f"bulkjob-{job_id}", daemon=True).start()
         return {"jobId": job_id}
 
-    def _check_source(acct: str, path: str, field: str) -> None:
-        from worker.store.library import _folder
-
-        folder = _folder(path, field)
-        if not library.exists(acct, folder):
-            raise ApiError(404, f"{field}: no folder {folder}")
-
     @r.post("/v1/bulkJobs/copyFolder")
     def copy_folder(acct: Account, body: FolderCopyBody) -> dict[str, Any]:
-        _check_source(acct, body.sourceFolderPath, "sourceFolderPath")
+        library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
         return bulk_job(acct, "COPY_FOLDER", lambda: library.folder_move(
             acct, body.sourceFolderPath, body.destinationPath, copy=True,
             include_versions=body.includeVersions))
 
     @r.post("/v1/bulkJobs/moveFolder")
     def move_folder(acct: Account, body: FolderMoveBody) -> dict[str, Any]:
-        _check_source(acct, body.sourceFolderPath, "sourceFolderPath")
+        library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
         return bulk_job(acct, "MOVE_FOLDER", lambda: library.folder_move(
             acct, body.sourceFolderPath, body.destinationPath, copy=False))
 
     @r.post("/v1/bulkJobs/renameFolder")
     def rename_folder(acct: Account, body: FolderRenameBody) -> dict[str, Any]:
-        _check_source(acct, body.folderPath, "folderPath")
+        library.require_folder(acct, body.folderPath, "folderPath")
         return bulk_job(acct, "RENAME_FOLDER", lambda: library.folder_move(
             acct, body.folderPath, "/", copy=False, rename_to=body.newFolderName))
 
