@@ -119,7 +119,9 @@ def test_under_sustained_load_its_batches_stay_full_and_no_call_starves(tmp_path
     worst, wrong = sustained(lambda x: client.call("remove-bg:fast", "infer", x), threads=12,
                              seconds=3.0)
     assert not wrong
-    assert max(worst) < 0.3, sorted(worst)[-3:]  # 3 batches a cycle
+    # 3 batches a cycle (60 ms); 10 cycles of slack for a loaded 2-core CI machine (seen:
+    # 0.33 s there) — the starvation this guards against waited for the whole 3 s run.
+    assert max(worst) < 0.6, sorted(worst)[-3:]
     sizes = list(model.batcher.batches)
     assert sum(sizes) / len(sizes) >= 3.5, sizes[-20:]
 
