@@ -36,8 +36,8 @@ def test_v2_upload_through_the_sdk(acme, astronaut):
     up = ik.beta.v2.files.upload(file=jpeg(astronaut), file_name="v2.jpg", folder="/v2",
                                  tags=["a", "b"]).to_dict()
     assert up["filePath"].startswith("/v2/v2") and up["tags"] == ["a", "b"]
-    assert httpx.get(up["url"]).status_code == 200
-    assert up["thumbnailUrl"] and httpx.get(up["thumbnailUrl"]).status_code == 200
+    assert httpx.get(up["url"], timeout=30).status_code == 200
+    assert up["thumbnailUrl"] and httpx.get(up["thumbnailUrl"], timeout=30).status_code == 200
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
