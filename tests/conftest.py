@@ -3,6 +3,7 @@ real photos from scikit-image, and a real ``extworker serve`` subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -481,10 +482,10 @@ def api(settings: Settings, rclient: redis.Redis) -> Iterator[tuple[str, object]
     thread.join(10)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL database of this test run (127.0.0.1:5432, or EXTWORKER_TEST_PG_URL's
-    server), dropped after."""
+@contextlib.contextmanager
+def _pg_database() -> Iterator[str]:
+    """A new PostgreSQL database (127.0.0.1:5432, or EXTWORKER_TEST_PG_URL's server),
+    dropped after."""
     import uuid
 
     import psycopg
@@ -493,17 +494,35 @@ def pg_url() -> Iterator[str]:
     name = f"extworker_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{server}/{name}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """This test run's PostgreSQL database."""
+    with _pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A database of its own, empty, for one test (migrations)."""
+    with _pg_database() as url:
+        yield url
 
 
 @pytest.fixture
 def pgkv(pg_url: str) -> Iterator[object]:
     """The PostgreSQL document store on this run's database, emptied for each test."""
+    from worker.core.keys import Keys
     from worker.store.pgkv import PostgresKV
+    from worker.store.search import FileColumns
 
-    kv = PostgresKV(pg_url, max_size=60)
+    kv = PostgresKV(pg_url, FileColumns(Keys("extworker").file("")), max_size=60)
     with kv.pool.connection() as conn:
         conn.execute("TRUNCATE extworker_docs, extworker_index")
         conn.commit()

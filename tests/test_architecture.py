@@ -149,8 +149,8 @@ def test_no_id_can_build_a_key_of_another_meaning():
     for name, method in inspect.getmembers(k, inspect.ismethod):
         # Not keys of their own: a SCAN pattern, and where earlier versions kept the salt
         # (account kdf-salt's key, by definition: the salt is moved away from it).
-        if name.startswith("_") or name in ("job_pattern", "file_pattern",
-                                                    "webhook_kdf_salt_before"):
+        if name.startswith("_") or name in ("job_pattern", "file_pattern", "pattern",
+                                            "is_store_key", "webhook_kdf_salt_before"):
             continue
         params = list(inspect.signature(method).parameters)
         builders += 1
@@ -165,6 +165,25 @@ def test_no_id_can_build_a_key_of_another_meaning():
     # The very collision this guards against, and escaping that keeps ordinary names.
     assert k.webhook_secret("kdf-salt") != k.webhook_kdf_salt()
     assert k.job("a:b") == "ns:job:a:b" and k.path("a:b", "/c:d") == "ns:path:a%3Ab:/c:d"
+
+
+def test_the_document_stores_keys_are_told_from_redis_own():
+    """``extworker store copy`` moves the store's keys and nothing else: every key the
+    stores write is one, none of Redis's own (claims, locks, sessions, webhooks) is."""
+    from worker.core.keys import Keys
+
+    k = Keys("ns", "intake")
+    store = [k.job("j"), k.file("f"), k.path("a", "/x.jpg"), k.file_index("a"),
+             k.units("a", "2026-12"), k.folder_index("a"), k.job_index("a"),
+             k.file_jobs("f"), k.bulk_job("a", "j"), k.account_docs("saved", "a"),
+             k.account_docs("fields", "a"), k.account_docs("apikeys", "a"), k.api_key("d")]
+    redis_own = [k.claim("j", "e"), k.derive_lock("b"), k.console_session("s"),
+                 k.console_cookie_key(), k.upload_token("a", "t"), k.intake(),
+                 k.models_loaded("w"), k.doctor_report(), k.webhook_delivery("d"),
+                 k.webhook_due(), k.webhook_secret("a"), k.webhook_kdf_salt(),
+                 "other:file:f", "dramatiq:default"]
+    assert [key for key in store if not k.is_store_key(key)] == []
+    assert [key for key in redis_own if k.is_store_key(key)] == []
 
 
 def test_redis_keys_are_built_in_one_module_and_keep_their_names():

@@ -187,11 +187,50 @@ def test_postgres_store_honours_ttls_migrates_once_and_keeps_all_or_nothing(pgkv
         pgkv.transact(["a"], lambda cur: (_ for _ in ()).throw(PermanentError("no")))
     assert pgkv.get("a") == {"x": 1}
     # A second store on the same database: the schema is there, nothing runs twice.
-    again = PostgresKV(pg_url)
+    again = PostgresKV(pg_url, pgkv.files)
     assert again.migrate() == SCHEMA_VERSION
     with again.pool.connection() as conn:
-        assert conn.execute("SELECT count(*) FROM extworker_schema").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM extworker_schema").fetchone()[0] == \
+            SCHEMA_VERSION
     again.close()
+
+
+def test_postgres_migrations_from_empty_and_from_the_previous_version(empty_pg_url):
+    """Schema 1 (documents only) with file records in it → schema 2: the columns are added
+    and filled for the records already there, so search finds them; from an empty database
+    both steps run; every step runs once."""
+    import psycopg
+
+    from worker.core.keys import Keys
+    from worker.store import search
+    from worker.store.pgkv import SCHEMA_VERSION, PostgresKV
+    from worker.store.search import FileColumns
+
+    columns = FileColumns(Keys("extworker").file(""))
+    with psycopg.connect(empty_pg_url, autocommit=True) as conn:  # what version 1 made
+        conn.execute("CREATE TABLE extworker_schema (version int NOT NULL)")
+        conn.execute("CREATE TABLE extworker_docs (key text PRIMARY KEY, value jsonb NOT NULL, "
+                     "expires_at timestamptz)")
+        conn.execute('CREATE TABLE extworker_index (key text NOT NULL, member text COLLATE "C" '
+                     'NOT NULL, PRIMARY KEY (key, member))')
+        conn.execute("INSERT INTO extworker_schema VALUES (1)")
+        rec = _record("old").model_dump(mode="json")
+        rec.update(tags=["kept"], accountId="acme", createdAt="2026-01-01T00:00:00.000Z")
+        conn.execute("INSERT INTO extworker_docs VALUES (%s, %s, NULL)",
+                     ("extworker:file:old", psycopg.types.json.Jsonb(rec)))
+    kv = PostgresKV(empty_pg_url, columns)
+    try:
+        params: list = []
+        where = search.to_sql(search.parse('tags = "kept" AND createdAt < "2026-02-01"'),
+                              params)
+        assert [d["fileId"] for d in kv.select_files("acme", where, params, "path", 0, 10)
+                ] == ["old"]
+        with kv.pool.connection() as conn:
+            versions = [v for (v,) in conn.execute(
+                "SELECT version FROM extworker_schema ORDER BY 1").fetchall()]
+        assert versions == list(range(1, SCHEMA_VERSION + 1))
+    finally:
+        kv.close()
 
 
 def test_a_job_runs_end_to_end_on_the_postgres_store(settings, rclient, pg_url, astronaut,

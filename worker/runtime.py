@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -64,13 +65,7 @@ class Runtime:
             kv = LocalKV(settings.data_dir / "embedded")
         else:
             self.redis = redis.Redis.from_url(settings.redis_url)
-            if settings.store_url and settings.store_url.startswith(("postgresql://",
-                                                                     "postgres://")):
-                from worker.store.pgkv import PostgresKV
-
-                kv = PostgresKV(settings.store_url)
-            else:
-                kv = RedisKV(self.redis, settings.redis_outage_wait_s)
+            kv = open_store(settings, self.redis)
         self.kv = kv
         self.blobs = BlobStore(settings.blob_root, settings.public_url_base)
         self.registry = Registry.discover(settings.extra_extensions)
@@ -108,6 +103,25 @@ class Runtime:
             queues = {self.pipeline.queue_name(h.queue) for h in self.registry.handlers.values()}
             self.actors = declare_actors(broker, settings, self.pipeline, self.webhooks, queues,
                                          self.outbox)
+
+
+def open_store(settings: Settings, client: redis.Redis) -> KV:
+    """The document store ``EXTWORKER_STORE_URL`` names: ``postgresql://…``, ``sqlite:///<dir>``
+    (one node only: a file), or Redis (``client``) when unset."""
+    url = settings.store_url or ""
+    if url.startswith(("postgresql://", "postgres://")):
+        from worker.store.pgkv import PostgresKV
+        from worker.store.search import FileColumns
+
+        return PostgresKV(url, FileColumns(settings.keys.file("")))
+    if url.startswith("sqlite://"):
+        return LocalKV(Path(url.removeprefix("sqlite://")))
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"EXTWORKER_STORE_URL: {url!r} is not postgresql://…, sqlite:///… "
+                         "or redis://…")
+    if url:
+        client = redis.Redis.from_url(url)
+    return RedisKV(client, settings.redis_outage_wait_s)
 
 
 def run_inference_server(settings: Settings, address: str, authkey: bytes, parent: int) -> None:

@@ -24,6 +24,13 @@ _WORDS = frozenset({"job", "file", "path", "files", "units", "claim", "apikey", 
                     "doctor", "wh", *ACCOUNT_DOC_KINDS})
 
 
+# What the document store holds (``worker.store.kv``): on PostgreSQL none of it is in
+# Redis; ``extworker store copy`` moves exactly these. Everything else under the namespace
+# is Redis's own — claims, locks, sessions, the intake stream, webhook deliveries.
+STORE_WORDS = frozenset({"job", "file", "path", "files", "units", "folders", "jobs",
+                         "filejobs", "bulkjob", "apikey", *ACCOUNT_DOC_KINDS})
+
+
 def _id(part: str) -> str:
     """A part from outside, escaped so that it is one segment whatever it holds."""
     return part.replace("%", "%25").replace(":", "%3A")
@@ -39,6 +46,15 @@ class Keys:
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
+
+    def pattern(self) -> str:
+        """SCAN pattern of every key in the namespace."""
+        return self._k("*")
+
+    def is_store_key(self, key: str) -> bool:
+        """Whether ``key`` is the document store's (see ``STORE_WORDS``)."""
+        lead = self.namespace + ":"
+        return key.startswith(lead) and key[len(lead):].split(":", 1)[0] in STORE_WORDS
 
     # --- jobs and files -------------------------------------------------------
     def job(self, job_id: str) -> str:

@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     )
     store_url: str | None = Field(
         None, description="Where records, jobs, units, saved extensions and fields live: "
-        "`postgresql://…` (the `pg` extra); default: Redis (`REDIS_URL`). The broker's queues, "
-        "claims, leases and webhooks stay in Redis either way.")
+        "`postgresql://…` (the `pg` extra; recommended past ~1 M files), `redis://…` (another "
+        "Redis than the broker's), `sqlite:///<dir>` (a single node); default: the broker's "
+        "Redis (`REDIS_URL`). Queues, claims, leases, sessions and webhooks stay in Redis.")
     redis_outage_wait_s: float = Field(
         30.0, ge=0, description="How long a worker waits for Redis to come back (a restart, a "
         "failover) before it hands the message to dramatiq's retries."

@@ -27,6 +27,7 @@ from worker.core.errors import PermanentError
 from worker.core.imaging import probe
 from worker.core.records import FileRecord, NewVersion, RecordPatch, new_id, now_iso
 from worker.core.settings import Settings
+from worker.store import search
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore, validate_value
 from worker.store.kv import DELETE, KV, Txn
@@ -35,6 +36,21 @@ from worker.store.uploads import normalise_folder, sanitize_file_name, unique_na
 
 log = logging.getLogger(__name__)
 PATH_ATTEMPTS = 10
+
+
+@dataclass
+class Listing:
+    """What the list API asks for (``GET /v1/files``). With a ``query`` (``searchQuery``),
+    ``tags`` and ``name`` have no effect, as in the hosted API."""
+
+    query: search.Node | None = None
+    path: str = ""  # a folder: its files and its subfolders'
+    tags: list[str] | None = None  # any of them
+    name: str | None = None
+    file_type: str | None = None  # image, non-image, all
+    sort: tuple[str, bool] | None = None  # search.check_sort
+    skip: int = 0
+    limit: int = 1000
 
 
 class PathTaken(Exception):
@@ -106,29 +122,58 @@ class FileStore:
 
     def list(self, account: str, path: str = "", tag: str | None = None, skip: int = 0,
              limit: int = 100) -> list[FileRecord]:
-        """The account's files in path order; ``path`` is a prefix (``/products/``)."""
-        prefix = path if path.startswith("/") or not path else "/" + path
-        out: list[FileRecord] = []
-        offset, page, skipped = (0 if tag else skip), 500, 0
-        while len(out) < limit:
-            paths = self.kv.index_range(self.index_key(account), prefix, offset, page)
+        """The account's files in path order, in ``path`` (``/products/``) and its
+        subfolders, with ``tag`` if given."""
+        return self.search(account, Listing(path=path, tags=[tag] if tag else None,
+                                            skip=skip, limit=limit))
+
+    def search(self, account: str, listing: Listing) -> list[FileRecord]:
+        """The list API: ``listing``'s filters and ``searchQuery`` (``worker.store.search``)
+        in its order. On PostgreSQL one indexed query; on Redis and SQLite a walk over the
+        account's path index (in path order it stops at the page; a sort reads every file
+        of the folder)."""
+        folder = search.normalise_folder(listing.path) if listing.path else ""
+        extra: list[search.Node] = []
+        if folder:
+            extra.append(search.Cond(search.FIELDS["path"], ":", folder))
+        if listing.query is None:
+            if listing.tags:
+                extra.append(search.Cond(search.TAGS_PARAM, "IN", tuple(listing.tags)))
+            if listing.name:
+                extra.append(search.Cond(search.FIELDS["name"], "=", listing.name))
+        if listing.file_type and listing.file_type != "all":
+            extra.append(search.Cond(search.FIELDS["fileType"], "=", listing.file_type))
+        node = search.scan_filter(listing.query, extra)
+        if isinstance(self.kv, search.Searchable):
+            params: list[Any] = []
+            where = search.to_sql(node, params) if node is not None else None
+            docs = self.kv.select_files(account, where, params, search.order_sql(listing.sort),
+                                        listing.skip, listing.limit)
+        else:
+            docs = self._scan(account, folder, node, listing)
+        return [r for r in (owned(d, account) for d in docs) if r is not None]
+
+    def _scan(self, account: str, folder: str, node: search.Node | None,
+              listing: Listing) -> list[dict[str, Any]]:
+        wanted = listing.skip + listing.limit
+        found: list[dict[str, Any]] = []
+        offset, page = 0, 500
+        while listing.sort is not None or len(found) < wanted:
+            paths = self.kv.index_range(self.index_key(account), folder, offset, page)
             if not paths:
                 break
             offset += len(paths)
             # Two round trips a page (paths → ids → records), not two per file.
             refs = self.kv.get_many([self.path_key(account, p) for p in paths])
             ids = [ref["fileId"] for ref in refs if ref]
-            docs = self.kv.get_many([self.file_key(i) for i in ids])
-            for rec in (owned(doc, account) for doc in docs):
-                if rec is None or (tag is not None and tag not in (rec.tags or [])):
+            for doc in self.kv.get_many([self.file_key(i) for i in ids]):
+                if doc is None or doc.get("accountId", "default") != account:
                     continue
-                if tag is not None and skipped < skip:
-                    skipped += 1
-                    continue
-                out.append(rec)
-                if len(out) >= limit:
-                    break
-        return out
+                if node is None or search.matches(node, doc):
+                    found.append(doc)
+        if listing.sort is not None:
+            found = search.sort_docs(found, listing.sort)
+        return found[listing.skip:wanted]
 
     def metadata(self, record: FileRecord, version_id: str | None = None) -> dict[str, Any]:
         """Embedded metadata of the current version (stored), or of an older one (read)."""

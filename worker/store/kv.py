@@ -48,6 +48,17 @@ class Txn(Generic[T]):
     index_remove: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass
+class Entry:
+    """One exported item (``extworker store copy``): a document with its TTL (seconds), or
+    (``members`` given) members of the sorted index at ``key``."""
+
+    key: str
+    value: Any
+    ttl: int | None = None
+    members: list[str] | None = None
+
+
 class KV(Protocol):
     def get(self, key: str) -> Any | None: ...
 
@@ -184,6 +195,48 @@ class RedisKV:
             raise RetryableError(f"redis unavailable: {e}") from e
         return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
 
+    def export(self, cursor: str, count: int, match: str = "*",
+               select: Callable[[str], bool] = lambda k: True) -> tuple[str | None, list[Entry]]:
+        """One ``SCAN`` step over keys matching ``match`` that ``select`` keeps: documents
+        (JSON strings) and indexes (sorted sets); the next cursor (``None``: done). A SCAN
+        cursor survives between calls, so a copy resumes where it stopped."""
+        nxt, raw = self.client.scan(cursor=int(cursor or 0), match=match, count=count)
+        keys = [k.decode() for k in raw if select(k.decode())]
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.type(k)
+            pipe.ttl(k)
+        meta = pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        kinds = []
+        for i, k in enumerate(keys):
+            kind = meta[2 * i].decode()
+            kinds.append((k, kind, meta[2 * i + 1]))
+            if kind == "string":
+                pipe.get(k)
+            elif kind == "zset":
+                pipe.zrange(k, 0, -1)
+        values = iter(pipe.execute())
+        out: list[Entry] = []
+        for k, kind, ttl in kinds:
+            if kind == "string":
+                raw_value = next(values)
+                if raw_value is not None:
+                    out.append(Entry(k, json.loads(raw_value), ttl if ttl > 0 else None))
+            elif kind == "zset":
+                out.append(Entry(k, None, None, [m.decode() for m in next(values)]))
+        return (None if int(nxt) == 0 else str(nxt)), out
+
+    def import_(self, entries: list[Entry]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for e in entries:
+            if e.members is not None:
+                if e.members:
+                    pipe.zadd(e.key, dict.fromkeys(e.members, 0))
+            else:
+                pipe.set(e.key, json.dumps(e.value, separators=(",", ":")), ex=e.ttl)
+        pipe.execute()
+
 
 class LocalKV:
     """Documents in one SQLite database under ``root`` (the standard library's
@@ -273,6 +326,39 @@ class LocalKV:
             "SELECT member FROM idx WHERE key = ? AND substr(member, 1, ?) = ? "
             "ORDER BY member LIMIT ? OFFSET ?", (key, len(prefix), prefix, count, offset))
         return [m for (m,) in rows]
+
+    def export(self, cursor: str, count: int) -> tuple[str | None, list[Entry]]:
+        """Documents in key order after ``cursor``, then index members; the next cursor."""
+        db = self._db()
+        part, _, after = cursor.partition("|")
+        now = time.time()
+        if part in ("", "d"):
+            rows = db.execute("SELECT key, value, expires FROM docs WHERE key > ? AND "
+                              "(expires IS NULL OR expires > ?) ORDER BY key LIMIT ?",
+                              (after, now, count)).fetchall()
+            if rows:
+                return "d|" + rows[-1][0], [
+                    Entry(k, json.loads(v), None if e is None else max(1, int(e - now + 1)))
+                    for k, v, e in rows]
+            after = ""
+        key, _, member = after.partition("\x00")
+        rows = db.execute("SELECT key, member FROM idx WHERE key > ? OR (key = ? AND member > ?)"
+                          " ORDER BY key, member LIMIT ?", (key, key, member, count)).fetchall()
+        if not rows:
+            return None, []
+        return (f"i|{rows[-1][0]}\x00{rows[-1][1]}",
+                [Entry(k, None, None, [m]) for k, m in rows])
+
+    def import_(self, entries: list[Entry]) -> None:
+        txn: Txn[None] = Txn()
+        for e in entries:
+            if e.members is not None:
+                txn.index_add.setdefault(e.key, []).extend(e.members)
+            else:
+                txn.writes[e.key] = e.value
+                if e.ttl:
+                    txn.ttl[e.key] = e.ttl
+        self.transact([], lambda _cur: txn)
 
     def _import_files(self, db: sqlite3.Connection) -> None:
         """Documents of the file-per-key store (``<quoted key>.json``, indexes under

@@ -18,6 +18,7 @@ folders, and the bulk updates — each one transaction on the records it touches
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -249,6 +250,24 @@ class Library:
     def folders_under(self, account: str, folder: str) -> list[str]:
         """Every folder under ``folder`` (``folder`` itself included when it is one)."""
         return self._all(self.files.folder_key(account), folder)
+
+    def folder_objects(self, account: str, path: str = "", name: str | None = None
+                       ) -> list[dict[str, Any]]:
+        """The folders directly in ``path`` (the root when empty) as the list API shows
+        them (``type=folder``), by name; ``name`` keeps only that one."""
+        parent = "/" + path.strip("/") + "/" if path.strip("/") else "/"
+        depth = parent.count("/")
+        out = []
+        for folder in self.folders_under(account, parent):
+            if folder.count("/") != depth + 1:
+                continue
+            folder_name = folder.rstrip("/").rsplit("/", 1)[1]
+            if name is not None and folder_name != name:
+                continue
+            digest = hashlib.sha256(f"{account}\0{folder}".encode()).hexdigest()[:24]
+            out.append({"type": "folder", "name": folder_name, "folderId": digest,
+                        "folderPath": folder.rstrip("/"), "customMetadata": {}})
+        return sorted(out, key=lambda f: f["name"].encode())
 
     def backfill_folders(self, account: str) -> int:
         """Folders of files stored before the folder index existed: when the account has

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Depends, Query
 
 from worker.api.deps import Api
 from worker.api.errors import ApiError
+from worker.store import search
+from worker.store.files import Listing
 
 
 def router(api: Api) -> APIRouter:
     r = APIRouter(route_class=api.route_type)
     Account = Annotated[str, Depends(api.account)]
-    pipeline, urls = api.pipeline, api.urls
+    pipeline, urls, library = api.pipeline, api.urls, api.runtime.library
     owned, with_status, run_job = api.owned, api.with_status, api.run_job
     # --- files ------------------------------------------------------------------
 
@@ -51,11 +53,32 @@ def router(api: Api) -> APIRouter:
 
     @r.get("/v1/files")
     def list_files(acct: Account, path: str = "", tags: str | None = None,
+                   name: str | None = None, searchQuery: str | None = None,  # noqa: N803
+                   sort: str | None = None, type: str = "file",  # noqa: A002
+                   fileType: str = "all",  # noqa: N803
                    skip: Annotated[int, Query(ge=0)] = 0,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict[str, Any]]:
-        tag = tags.split(",")[0].strip() if tags else None
-        return [r.file_object(urls) for r in pipeline.files.list(
-            acct, path=path, tag=tag, skip=skip, limit=limit)]
+        if type not in ("file", "folder", "all"):
+            raise ApiError(400, f"type: {type!r} is not supported (file, folder or all; "
+                           "file-version: GET /v1/files/{fileId}/versions)")
+        if fileType not in ("all", "image", "non-image"):
+            raise ApiError(400, f"fileType: {fileType!r} is not all, image or non-image")
+        listing = Listing(
+            query=search.parse(searchQuery) if searchQuery else None, path=path,
+            tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
+            name=name or None, file_type=fileType, sort=search.check_sort(sort))
+        folders: list[dict[str, Any]] = []
+        if type != "file" and searchQuery is None:
+            folders = library.folder_objects(acct, path, name=listing.name)
+        if type == "folder":
+            return folders[skip:skip + limit]
+        # folders first (type=all), then files: one run of skip/limit over both
+        shown = folders[skip:skip + limit]
+        listing.skip = max(0, skip - len(folders))
+        listing.limit = limit - len(shown)
+        if listing.limit == 0:
+            return shown
+        return shown + [r.file_object(urls) for r in pipeline.files.search(acct, listing)]
 
     @r.get("/v1/files/{fileId}/versions")
     def versions(acct: Account, fileId: str) -> list[dict[str, Any]]:  # noqa: N803
