@@ -105,7 +105,7 @@ class Runtime:
                                          self.outbox)
 
 
-def open_store(settings: Settings, client: redis.Redis) -> KV:
+def open_store(settings: Settings, client: redis.Redis | None) -> KV:
     """The document store ``EXTWORKER_STORE_URL`` names: ``postgresql://…``, ``sqlite:///<dir>``
     (one node only: a file), or Redis (``client``) when unset."""
     url = settings.store_url or ""
@@ -121,6 +121,8 @@ def open_store(settings: Settings, client: redis.Redis) -> KV:
                          "or redis://…")
     if url:
         client = redis.Redis.from_url(url)
+    if client is None:
+        raise ValueError("the document store: no EXTWORKER_STORE_URL and no Redis")
     return RedisKV(client, settings.redis_outage_wait_s)
 
 

@@ -1,7 +1,8 @@
 """``extworker``: every command prints JSON on stdout; errors go to stderr, exit non-zero.
 
 One module per group of commands, each adding its own subparsers: ``jobs`` (files, jobs,
-the worker, models) and ``accounts`` (secrets, deliveries, saved extensions, fields).
+the worker, models), ``accounts`` (secrets, deliveries, saved extensions, fields), ``api``
+(the HTTP API, keys) and ``store`` (copying the document store).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker.cli import accounts, api, jobs
+from worker.cli import accounts, api, jobs, store
 from worker.core.errors import ExtworkerError
 from worker.core.settings import Settings
 
@@ -21,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_parsers(sub)
     accounts.add_parsers(sub)
     api.add_parsers(sub)
+    store.add_parsers(sub)
     return ap
 
 

@@ -349,6 +349,13 @@ class LocalKV:
         return (f"i|{rows[-1][0]}\x00{rows[-1][1]}",
                 [Entry(k, None, None, [m]) for k, m in rows])
 
+    def count(self) -> int:
+        """Documents + index members (what a copy moves)."""
+        db = self._db()
+        docs = db.execute("SELECT count(*) FROM docs WHERE expires IS NULL OR expires > ?",
+                          (time.time(),)).fetchone()[0]
+        return int(docs) + int(db.execute("SELECT count(*) FROM idx").fetchone()[0])
+
     def import_(self, entries: list[Entry]) -> None:
         txn: Txn[None] = Txn()
         for e in entries:

@@ -264,6 +264,16 @@ class PostgresKV:
 
         self._call(op)
 
+    def count(self) -> int:
+        """Documents + index members (what a copy moves)."""
+        def op(conn: Any) -> int:
+            docs = conn.execute(f"SELECT count(*) FROM extworker_docs WHERE {_LIVE}").fetchone()
+            members = conn.execute("SELECT count(*) FROM extworker_index").fetchone()
+            conn.rollback()
+            return int(docs[0]) + int(members[0])
+
+        return self._call(op)
+
     def close(self) -> None:
         self.pool.close()
 
