@@ -195,11 +195,40 @@ def vocabulary_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# The document store's backends. A store test runs on each: a module says
+# `ON_EVERY_STORE = True` (each of its tests that uses the settings), or one test is
+# decorated `@pytest.mark.parametrize("store_url", STORE_BACKENDS, indirect=True)`;
+# everything else runs on Redis.
+STORE_BACKENDS = ["redis", "sqlite", "postgres"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (getattr(metafunc.module, "ON_EVERY_STORE", False)
+            and "store_url" in metafunc.fixturenames
+            and not any(m.name == "parametrize" and "store_url" in str(m.args[0])
+                        for m in metafunc.definition.iter_markers())):
+        metafunc.parametrize("store_url", STORE_BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """``EXTWORKER_STORE_URL`` of the test's settings: ``None`` (the broker's Redis), a
+    SQLite store of its own, or this run's PostgreSQL database emptied for it."""
+    backend = getattr(request, "param", "redis")
+    if backend == "sqlite":
+        return f"sqlite://{tmp_path / 'store'}"
+    if backend == "postgres":
+        request.getfixturevalue("pgkv")  # emptied for this test
+        return str(request.getfixturevalue("pg_url"))
+    return None
+
+
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str, models_dir: Path, tiny: dict[str, str],
-             vocabulary_file: Path) -> Settings:
+             vocabulary_file: Path, store_url: str | None) -> Settings:
     return Settings(
         redis_url=redis_url, data_dir=tmp_path / "data", models_dir=models_dir,
+        store_url=store_url,
         egress_allowlist="127.0.0.1/32,::1/128",
         classifier_model=tiny["classifier"], zero_shot_model=tiny["siglip"],
         caption_model=tiny["captioner"], tag_vocabulary_file=vocabulary_file,

@@ -14,6 +14,9 @@ from imagekitio import BadRequestError, ConflictError, ImageKit, NotFoundError
 from tests.conftest import jpeg, wait_until
 from worker.store.kv import Txn
 
+# Every test that uses the store runs on each backend (Redis, SQLite, PostgreSQL).
+ON_EVERY_STORE = True
+
 
 @pytest.fixture
 def ik(api):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import RecordingRuntime, jpeg
+from tests.conftest import STORE_BACKENDS, RecordingRuntime, jpeg
 from worker.runtime import Runtime
 
 
@@ -158,6 +158,7 @@ def test_a_message_cannot_inflate_records_and_errors_name_their_field(runtime, a
     assert len(record.model_dump_json()) < 10_000
 
 
+@pytest.mark.parametrize("store_url", STORE_BACKENDS, indirect=True)
 def test_duplicate_job_id_processed_once(runtime, astronaut):
     rec = runtime.pipeline.add_file(jpeg(astronaut), "a.jpg")
     job = {"jobId": "dup-1", "fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]}
@@ -168,6 +169,7 @@ def test_duplicate_job_id_processed_once(runtime, astronaut):
     assert runtime.pipeline.usage("default")["total"] == 130
 
 
+@pytest.mark.parametrize("store_url", STORE_BACKENDS, indirect=True)
 def test_redelivered_execution_charges_once(runtime, astronaut):
     rec = runtime.pipeline.add_file(jpeg(astronaut), "a.jpg")
     runtime.pipeline.accept({"jobId": "r1", "fileId": rec.fileId,

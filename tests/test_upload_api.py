@@ -19,6 +19,9 @@ from PIL import Image
 
 from tests.conftest import jpeg, wait_until
 
+# Every test that uses the store runs on each backend (Redis, SQLite, PostgreSQL).
+ON_EVERY_STORE = True
+
 
 @pytest.fixture
 def acme(api):

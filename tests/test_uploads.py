@@ -26,6 +26,9 @@ from worker.runtime import Runtime
 from worker.store.kv import Txn
 from worker.store.uploads import check_blob_key, normalise_folder, sanitize_file_name, unique_name
 
+# Every test that uses the store runs on each backend (Redis, SQLite, PostgreSQL).
+ON_EVERY_STORE = True
+
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()

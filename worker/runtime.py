@@ -105,6 +105,9 @@ class Runtime:
                                          self.outbox)
 
 
+_PG_STORES: dict[tuple[str, str], Any] = {}
+
+
 def open_store(settings: Settings, client: redis.Redis | None) -> KV:
     """The document store ``EXTWORKER_STORE_URL`` names: ``postgresql://…``, ``sqlite:///<dir>``
     (one node only: a file), or Redis (``client``) when unset."""
@@ -113,7 +116,12 @@ def open_store(settings: Settings, client: redis.Redis | None) -> KV:
         from worker.store.pgkv import PostgresKV
         from worker.store.search import FileColumns
 
-        return PostgresKV(url, FileColumns(settings.keys.file("")))
+        # One pool per process and database: every Runtime a process builds shares it.
+        prefix = settings.keys.file("")
+        kv = _PG_STORES.get((url, prefix))
+        if kv is None or kv.pool.closed:
+            kv = _PG_STORES[(url, prefix)] = PostgresKV(url, FileColumns(prefix))
+        return kv
     if url.startswith("sqlite://"):
         return LocalKV(Path(url.removeprefix("sqlite://")))
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
