@@ -17,7 +17,6 @@ from worker.broker.modelkeeper import loaded_anywhere
 from worker.runtime import Runtime
 
 
-
 def test_forced_race_reports_exactly_once(settings, rclient, runtime):
     """Through ``client.submit`` itself: the extension ends within a few milliseconds of
     the caller's deadline, while the deliverer runs, many times — each outcome reported
