@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import redis
 
-from tests.conftest import cli, jpeg
+from tests.conftest import STORE_BACKENDS, cli, jpeg
 from worker.broker import doctor
 from worker.broker.intake import GROUP, IntakeConsumer, publish
 
 
+@pytest.mark.parametrize("store_url", STORE_BACKENDS, indirect=True)
 def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astronaut):
+    """On each store: the job documents the doctor scans are where the store keeps them."""
     settings.extension_time_limit_s = 1
     p = runtime.pipeline
     rec = p.add_file(jpeg(astronaut.resize((64, 64))), "a.jpg")
@@ -37,7 +40,7 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
     rclient.xclaim(settings.keys.intake(), GROUP, gone.consumer, 0,
                    [e[0] for e in rclient.xrange(settings.keys.intake())], idle=200_000)
 
-    report = doctor.examine(rclient, settings, now_ms=later)
+    report = doctor.examine(rclient, settings, now_ms=later, store=runtime.kv)
     assert report["counts"] == {"extensions": 1, "handoffs": 0, "deliveries": 1, "intake": 1,
                                 "legacyKeys": 0}
     assert report["extensions"][0]["jobId"] == "lost"
@@ -56,7 +59,7 @@ def test_doctor_reports_and_repairs_each_kind(settings, runtime, rclient, astron
         p.execute(job_id, slot)
     assert p.get_job("lost").to_json()["extensions"]["remove-bg"]["status"] == "success"
     rclient.zrem(hooks_due, "msg_waiting")
-    assert doctor.examine(rclient, settings)["counts"] == {
+    assert doctor.examine(rclient, settings, store=runtime.kv)["counts"] == {
         "extensions": 0, "handoffs": 0, "deliveries": 0, "intake": 0, "legacyKeys": 0}
 
 

@@ -34,7 +34,7 @@ def _dispatcher(rt: RecordingRuntime, files: FileStore) -> Dispatcher:
 
 
 def _referenced(rt: RecordingRuntime) -> set[str]:
-    return doctor._referenced_blobs(rt.redis, rt.settings)
+    return doctor._referenced_blobs(rt.kv, rt.settings)
 
 
 class NeverFree(FileStore):

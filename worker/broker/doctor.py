@@ -44,7 +44,7 @@ from worker.core.jobs import FINAL, JobDoc
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
 from worker.store.blobs import BlobStore
-from worker.store.kv import persistence_problem
+from worker.store.kv import KV, RedisKV, persistence_problem
 
 Send = Callable[[str, str, str], None]  # (queue, jobId, slot): an execute message
 
@@ -58,32 +58,20 @@ def _ms(iso: str) -> float:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _documents(client: redis.Redis, pattern: str, model: type[M]) -> Iterator[M]:
-    """Every document whose key matches ``pattern``, read 500 at a time (a SCAN: this is
-    an operator's command, not a hot path); unreadable ones are skipped."""
-    keys: list[bytes] = []
-
-    def read() -> Iterator[M]:
-        for raw in client.mget(keys):
-            try:
-                doc = model.model_validate_json(raw) if raw else None
-            except ValueError:
-                doc = None
-            if doc is not None:
-                yield doc
-        keys.clear()
-
-    for key in client.scan_iter(match=pattern, count=1000):
-        keys.append(key)
-        if len(keys) >= 500:
-            yield from read()
-    if keys:
-        yield from read()
+def _documents(store: KV, prefix: str, model: type[M]) -> Iterator[M]:
+    """Every document whose key starts with ``prefix``, in batches (a scan: this is an
+    operator's command, not a hot path) — from Redis, SQLite or PostgreSQL alike;
+    unreadable ones are skipped."""
+    for _, value in store.documents(prefix):
+        try:
+            yield model.model_validate(value)
+        except ValueError:
+            continue
 
 
-def _jobs(client: redis.Redis, settings: Settings) -> Iterator[JobDoc]:
+def _jobs(store: KV, settings: Settings) -> Iterator[JobDoc]:
     """Every job document."""
-    return _documents(client, settings.keys.job_pattern(), JobDoc)
+    return _documents(store, settings.keys.job(""), JobDoc)
 
 
 def _pending_slots(doc: JobDoc, older: float) -> list[dict[str, Any]]:
@@ -108,7 +96,7 @@ def _finished_with_webhook(doc: JobDoc, oldest: float, newest: float) -> list[di
             and oldest <= _ms(slot.finishedAt) <= newest]
 
 
-def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
+def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float, store: KV,
               limit: int = 1000) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One pass over the job documents: ``(stuck extensions, lost hand-offs)``.
 
@@ -120,7 +108,7 @@ def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
     newest, oldest = now_ms - settings.webhook_lease_s * 1000, now_ms - 3600 * 1000
     stuck: list[dict[str, Any]] = []
     candidates: list[dict[str, Any]] = []
-    for doc in _jobs(client, settings):
+    for doc in _jobs(store, settings):
         if len(stuck) < limit:
             stuck += _pending_slots(doc, older)
         if len(candidates) < 10 * limit:
@@ -139,24 +127,24 @@ def scan_jobs(client: redis.Redis, settings: Settings, now_ms: float,
 OWNED_BLOBS = re.compile(r"^(uploads/|[0-9a-f]{24}/|incoming/api-[0-9a-f]{32}$|derived/)")
 
 
-def _referenced_blobs(client: redis.Redis, settings: Settings) -> set[str]:
+def _referenced_blobs(store: KV, settings: Settings) -> set[str]:
     """Every blob key a file record's version references, and each version's derivatives'
     folder (``derived/<fileId>/<versionId>/``): a derivative of a version that is gone (a
     file deleted while one was being computed) is an orphan."""
     out: set[str] = set()
-    for record in _documents(client, settings.keys.file_pattern(), FileRecord):
+    for record in _documents(store, settings.keys.file(""), FileRecord):
         for v in record.versions:
             out.update((v.blobKey, f"derived/{record.fileId}/{v.id}/"))
     return out
 
 
-def orphan_blobs(client: redis.Redis, settings: Settings, blobs: BlobStore, now_ms: float,
+def orphan_blobs(store: KV, settings: Settings, blobs: BlobStore, now_ms: float,
                  limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
     """``(orphans older than the grace period, how many younger ones)``: blobs extworker
     wrote that no record references. The listing comes first and every blob a commit
     could still reference is young, so a record read later never makes one an orphan."""
     listed = [(k, t) for k, t in blobs.keys() if OWNED_BLOBS.match(k)]
-    referenced = _referenced_blobs(client, settings)
+    referenced = _referenced_blobs(store, settings)
     old: list[dict[str, Any]] = []
     recent = 0
     for key, modified in listed:
@@ -220,11 +208,13 @@ def idle_intake(client: redis.Redis, settings: Settings, limit: int = 1000) -> i
 
 
 def examine(client: redis.Redis, settings: Settings, now_ms: float | None = None,
-            blobs: BlobStore | None = None) -> dict[str, Any]:
+            blobs: BlobStore | None = None, store: KV | None = None) -> dict[str, Any]:
     """The report: what is stuck, by kind (with ``blobs``, orphaned bytes too). Also
-    stored for the metrics."""
+    stored for the metrics. ``store``: where job documents and records are (default: this
+    Redis)."""
     now_ms = now_ms if now_ms is not None else time.time() * 1000
-    extensions, handoffs = scan_jobs(client, settings, now_ms)
+    store = store if store is not None else RedisKV(client)
+    extensions, handoffs = scan_jobs(client, settings, now_ms, store)
     report = {
         "checkedAt": int(now_ms),
         "counts": {"extensions": len(extensions), "handoffs": len(handoffs),
@@ -239,7 +229,7 @@ def examine(client: redis.Redis, settings: Settings, now_ms: float | None = None
                             for old, new in legacy_keys(client, settings)]
     report["counts"]["legacyKeys"] = len(report["legacyKeys"])
     if blobs is not None:
-        report["blobs"], report["blobsRecent"] = orphan_blobs(client, settings, blobs, now_ms)
+        report["blobs"], report["blobsRecent"] = orphan_blobs(store, settings, blobs, now_ms)
         report["counts"]["blobs"] = len(report["blobs"])
     client.set(settings.keys.doctor_report(), json.dumps(report["counts"]))
     return report

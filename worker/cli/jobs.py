@@ -359,11 +359,12 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from worker.broker import doctor
     from worker.broker.actors import build_broker
     from worker.broker.outbox import Outbox
+    from worker.runtime import open_store
     from worker.store.blobs import BlobStore
 
     client = redis.Redis.from_url(settings.redis_url)
     blobs = BlobStore(settings.blob_root, settings.public_url_base)
-    report = doctor.examine(client, settings, blobs=blobs)
+    report = doctor.examine(client, settings, blobs=blobs, store=open_store(settings, client))
     if args.fix:
         from webhooks.deliverer import Webhooks
         from worker.runtime import Runtime

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -70,6 +71,11 @@ class KV(Protocol):
 
     def index_range(self, key: str, prefix: str, offset: int, count: int) -> list[str]:
         """Members of the index at ``key`` that start with ``prefix``, in byte order."""
+        ...
+
+    def documents(self, prefix: str, batch: int = 500) -> Iterator[tuple[str, Any]]:
+        """Every live document whose key starts with ``prefix`` (a scan, in batches: for
+        operators' commands — the doctor — not for requests)."""
         ...
 
 
@@ -194,6 +200,25 @@ class RedisKV:
         except redis.RedisError as e:
             raise RetryableError(f"redis unavailable: {e}") from e
         return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
+
+    def documents(self, prefix: str, batch: int = 500) -> Iterator[tuple[str, Any]]:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        keys: list[bytes] = []
+        for key in self.client.scan_iter(match=pattern, count=1000):
+            keys.append(key)
+            if len(keys) >= batch:
+                yield from self._pairs(keys)
+                keys = []
+        if keys:
+            yield from self._pairs(keys)
+
+    def _pairs(self, keys: list[bytes]) -> Iterator[tuple[str, Any]]:
+        for key, raw in zip(keys, self.client.mget(keys), strict=True):
+            if raw is not None:
+                try:
+                    yield key.decode(), json.loads(raw)
+                except ValueError:  # not a document of ours: skipped
+                    continue
 
     def export(self, cursor: str, count: int, match: str = "*",
                select: Callable[[str], bool] = lambda k: True) -> tuple[str | None, list[Entry]]:
@@ -326,6 +351,19 @@ class LocalKV:
             "SELECT member FROM idx WHERE key = ? AND substr(member, 1, ?) = ? "
             "ORDER BY member LIMIT ? OFFSET ?", (key, len(prefix), prefix, count, offset))
         return [m for (m,) in rows]
+
+    def documents(self, prefix: str, batch: int = 500) -> Iterator[tuple[str, Any]]:
+        after = prefix
+        while True:
+            rows = self._db().execute(
+                "SELECT key, value FROM docs WHERE key > ? AND substr(key, 1, ?) = ? AND "
+                "(expires IS NULL OR expires > ?) ORDER BY key LIMIT ?",
+                (after, len(prefix), prefix, time.time(), batch)).fetchall()
+            if not rows:
+                return
+            for key, value in rows:
+                yield key, json.loads(value)
+            after = rows[-1][0]
 
     def export(self, cursor: str, count: int) -> tuple[str | None, list[Entry]]:
         """Documents in key order after ``cursor``, then index members; the next cursor."""

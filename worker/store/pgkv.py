@@ -14,7 +14,7 @@ Redis's WATCH/MULTI gives it, without retries. Expired rows read as absent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from worker.core.errors import RetryableError
@@ -158,13 +158,18 @@ class PostgresKV:
     def _write(self, conn: Any, txn: Txn[Any]) -> None:
         from psycopg.types.json import Jsonb
 
+        gone = [k for k, v in txn.writes.items() if v is DELETE]
+        if gone:
+            conn.execute("DELETE FROM extworker_docs WHERE key = ANY(%s)", (gone,))
+        rows = []
         for k, v in txn.writes.items():
-            if v is DELETE:
-                conn.execute("DELETE FROM extworker_docs WHERE key = %s", (k,))
-                continue
-            ttl = txn.ttl.get(k)
-            cols = self.files.of(k, v) or dict.fromkeys(COLUMNS)
-            conn.execute(_UPSERT, (k, Jsonb(v), ttl, ttl, *(cols[c] for c in COLUMNS)))
+            if v is not DELETE:
+                ttl = txn.ttl.get(k)
+                cols = self.files.of(k, v) or dict.fromkeys(COLUMNS)
+                rows.append((k, Jsonb(v), ttl, ttl, *(cols[c] for c in COLUMNS)))
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(_UPSERT, rows)  # pipelined: one round trip for many
         for k, members in txn.index_remove.items():
             if members:
                 conn.execute("DELETE FROM extworker_index WHERE key = %s AND "
@@ -186,6 +191,25 @@ class PostgresKV:
             return [m for (m,) in rows]
 
         return self._call(op)
+
+    def documents(self, prefix: str, batch: int = 500) -> Iterator[tuple[str, Any]]:
+        # Pages in the primary key's order (the database's collation), from the start: a
+        # key with the prefix need not sort after the bare prefix in every collation.
+        after = ""
+        while True:
+            def op(conn: Any, after: str = after) -> list[tuple[str, Any]]:
+                rows = conn.execute(
+                    f"SELECT key, value FROM extworker_docs WHERE key > %s AND "
+                    f"starts_with(key, %s) AND {_LIVE} ORDER BY key LIMIT %s",
+                    (after, prefix, batch)).fetchall()
+                conn.rollback()
+                return rows
+
+            rows = self._call(op)
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1][0]
 
     # --- search (``worker.store.search`` builds the condition) ----------------------------
 
