@@ -355,6 +355,29 @@ def test_s3_with_a_secret_and_minio_reach_every_pod_that_touches_blobs():
         assert "volumes" not in spec
 
 
+def test_the_postgresql_store_url_comes_from_a_secret_to_every_pod():
+    """``store.existingSecret``: every pod that reads records (API, workers, doctor) gets
+    EXTWORKER_STORE_URL from it; ``store.url``: the chart's own Secret; neither: Redis."""
+    for values, secret in (({"existingSecret": "pg-creds", "existingSecretKey": "dsn"},
+                            {"name": "pg-creds", "key": "dsn"}),
+                           ({"url": "postgresql://extworker@pg:5432/extworker"},
+                            {"name": "rel-extworker-store", "key": "url"})):
+        docs = _render({**REDIS, "blobs": BASE["blobs"], "store": values})
+        for kind, suffix in (("Deployment", "-api"), ("Deployment", "-cpu"),
+                             ("Deployment", "-webhooks"), ("CronJob", "-doctor")):
+            _, env = _pod_env(docs, kind, suffix)
+            assert env["EXTWORKER_STORE_URL"]["valueFrom"]["secretKeyRef"] == secret, suffix
+            assert "value" not in env["EXTWORKER_STORE_URL"]  # never in the pod spec itself
+        made = [d for d in docs.get("Secret", []) if d["metadata"]["name"].endswith("-store")]
+        assert len(made) == ("url" in values)
+        if made:
+            assert made[0]["stringData"]["url"] == values["url"]
+    _, env = _pod_env(_render({**REDIS, "blobs": BASE["blobs"]}), "Deployment", "-cpu")
+    assert "EXTWORKER_STORE_URL" not in env
+    with pytest.raises(_helm().HelmError):
+        _helm().Chart.load(str(CHART)).validate_schema({**BASE, "store": {"url": "mysql://x"}})
+
+
 def test_s3_through_irsa_uses_an_annotated_service_account():
     role = "arn:aws:iam::123456789012:role/extworker-blobs"
     docs = _render({**REDIS, "blobs": {"url": "s3://media/extworker", "region": "eu-west-1"},

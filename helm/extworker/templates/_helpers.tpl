@@ -77,6 +77,13 @@ app.kubernetes.io/component: {{ .group }}
 {{- end }}
 - name: EXTWORKER_API_URL
   value: {{ $pub | quote }}
+{{- if or .Values.store.existingSecret .Values.store.url }}
+- name: EXTWORKER_STORE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.store.existingSecret | default (printf "%s-store" (include "extworker.fullname" .)) | quote }}
+      key: {{ .Values.store.existingSecretKey | quote }}
+{{- end }}
 {{- if $b.url }}
 - name: EXTWORKER_BLOB_URL
   value: {{ $b.url | quote }}
