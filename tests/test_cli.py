@@ -152,6 +152,12 @@ def test_files_add_list_versions_metadata(settings, rclient, tmp_path, astronaut
     assert [f["tags"] for f in ls("--tag", "t3")] == [["t3", "all"]]
     assert [f["filePath"] for f in ls("--skip", "1", "--limit", "1")] == ["/shop/1/IPTC.jpg"]
     assert ls("--account", "someone-else") == []
+    assert [f["filePath"] for f in ls("--query", 'tags IN ["t3", "t0"] AND path = "/shop/1"')
+            ] == ["/shop/1/IPTC.jpg"]
+    assert [f["filePath"] for f in ls("--sort", "DESC_NAME", "--path", "/shop")] == [
+        "/shop/1/IPTC.jpg", "/shop/0/IPTC.jpg"]  # same names: ties in reversed path order
+    bad_query = cli(settings, "files", "list", "--query", "tags IN", check=False)
+    assert bad_query.returncode == 1 and "searchQuery: expected '['" in bad_query.stderr
 
     versions = json.loads(cli(settings, "files", "versions", added[0]["fileId"]).stdout)
     assert [(v["versionInfo"]["name"], v["current"]) for v in versions] == [

@@ -113,8 +113,13 @@ def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
         emit(rec.file_object(settings.urls))
         return 0
     if args.files_cmd == "list":
-        emit([r.file_object(settings.urls) for r in pipeline.files.list(
-            acct, path=args.path or "", tag=args.tag, skip=args.skip, limit=args.limit)])
+        from worker.store import search
+        from worker.store.files import Listing
+
+        listing = Listing(query=search.parse(args.query) if args.query else None,
+                          path=args.path or "", tags=[args.tag] if args.tag else None,
+                          sort=search.check_sort(args.sort), skip=args.skip, limit=args.limit)
+        emit([r.file_object(settings.urls) for r in pipeline.files.search(acct, listing)])
         return 0
     rec = pipeline.get_file(args.file_id, acct)
     if rec is None:
@@ -415,8 +420,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fa.add_argument("--customMetadata", type=json_arg, metavar="JSON")
     fa.add_argument("--description")
     fl = fsub.add_parser("list", help="the account's files in path order")
-    fl.add_argument("--path", help="a path prefix, e.g. /products/")
+    fl.add_argument("--path", help="a folder (and its subfolders), e.g. /products/")
     fl.add_argument("--tag")
+    fl.add_argument("--query", help='a searchQuery, e.g. \'tags IN ["sale"] AND createdAt > "7d"\'')
+    fl.add_argument("--sort", help="ASC_/DESC_ with NAME, CREATED, UPDATED, SIZE, WIDTH, HEIGHT")
     fl.add_argument("--skip", type=int, default=0)
     fl.add_argument("--limit", type=int, default=100)
     for name in ("get", "versions", "metadata"):
