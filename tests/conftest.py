@@ -360,6 +360,9 @@ def env_for(settings: Settings) -> dict[str, str]:
     })
     if settings.tag_vocabulary_file:
         env["EXTWORKER_TAG_VOCABULARY_FILE"] = str(settings.tag_vocabulary_file)
+    for name in ("store_url", "broker_url"):
+        if getattr(settings, name):
+            env[f"EXTWORKER_{name.upper()}"] = str(getattr(settings, name))
     return env
 
 

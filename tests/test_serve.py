@@ -155,3 +155,41 @@ def test_intake_gives_a_job_without_id_a_stable_one(settings, rclient):
     consumer.handle(entry, dict(fields))
     consumer.handle(entry, dict(fields))  # the same entry delivered again
     assert sent[0]["jobId"] == sent[1]["jobId"] == f"intake-{entry.decode()}"
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_on_postgresql_with_a_broker_database_of_its_own_redis_holds_only_queues(
+        settings, rclient, tmp_path, astronaut):
+    """EXTWORKER_STORE_URL=postgresql://… and EXTWORKER_BROKER_URL on another database:
+    a job runs end to end through serve; the broker's database holds dramatiq's keys and
+    nothing else (its maintenance runs KEYS over it), Redis holds none of the store's, and
+    the record with its new version is in PostgreSQL."""
+    import psycopg
+    import redis
+
+    from tests.conftest import TEST_DB, Server
+
+    broker_url = settings.redis_url.rsplit("/", 1)[0] + f"/{(TEST_DB + 1) % 16}"
+    broker = redis.Redis.from_url(broker_url)
+    broker.flushdb()
+    settings.broker_url = broker_url
+    worker = Server(settings, tmp_path / "worker.log")
+    try:
+        rec = _add(settings, tmp_path, jpeg(astronaut.resize((256, 256))))
+        out = cli(settings, "submit", "--file-id", rec["fileId"], "--extensions",
+                  '[{"name": "remove-bg"}]', "--wait", "90")
+        assert json.loads(out.stdout)["extensionStatus"] == {"remove-bg": "success"}, (
+            out.stdout + (tmp_path / "worker.log").read_text()[-3000:])
+        assert json.loads(cli(settings, "keys", "create", "acme").stdout)["key"]
+        broker_keys = {k.decode() for k in broker.scan_iter(count=1000)}
+        assert broker_keys and all(k.startswith("dramatiq:") for k in broker_keys), broker_keys
+        ours = [k.decode() for k in rclient.scan_iter(count=1000)]
+        assert not any(k.startswith("dramatiq:") for k in ours), ours
+        assert [k for k in ours if settings.keys.is_store_key(k)] == []
+        with psycopg.connect(settings.store_url) as conn:
+            (doc,) = conn.execute("SELECT value FROM extworker_docs WHERE key = %s",
+                                  (settings.keys.file(rec["fileId"]),)).fetchone()
+        assert doc["versionInfo"]["name"] == "Version 2"
+    finally:
+        worker.stop()
+        broker.flushdb()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -28,10 +27,11 @@ from worker.models.cache import ModelCache
 from worker.models.remote import InferenceClient, InferenceServer
 from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
 from worker.store.apikeys import ApiKeys
+from worker.store.backends import open_store
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
-from worker.store.kv import KV, LocalKV, RedisKV
+from worker.store.kv import KV, LocalKV
 from worker.store.library import Library
 from worker.store.metadata import ExifTool
 from worker.store.saved import SavedStore
@@ -103,35 +103,6 @@ class Runtime:
             queues = {self.pipeline.queue_name(h.queue) for h in self.registry.handlers.values()}
             self.actors = declare_actors(broker, settings, self.pipeline, self.webhooks, queues,
                                          self.outbox)
-
-
-_PG_STORES: dict[tuple[str, str], Any] = {}
-
-
-def open_store(settings: Settings, client: redis.Redis | None) -> KV:
-    """The document store ``EXTWORKER_STORE_URL`` names: ``postgresql://…``, ``sqlite:///<dir>``
-    (one node only: a file), or Redis (``client``) when unset."""
-    url = settings.store_url or ""
-    if url.startswith(("postgresql://", "postgres://")):
-        from worker.store.pgkv import PostgresKV
-        from worker.store.search import FileColumns
-
-        # One pool per process and database: every Runtime a process builds shares it.
-        prefix = settings.keys.file("")
-        kv = _PG_STORES.get((url, prefix))
-        if kv is None or kv.pool.closed:
-            kv = _PG_STORES[(url, prefix)] = PostgresKV(url, FileColumns(prefix))
-        return kv
-    if url.startswith("sqlite://"):
-        return LocalKV(Path(url.removeprefix("sqlite://")))
-    if url and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"EXTWORKER_STORE_URL: {url!r} is not postgresql://…, sqlite:///… "
-                         "or redis://…")
-    if url:
-        client = redis.Redis.from_url(url)
-    if client is None:
-        raise ValueError("the document store: no EXTWORKER_STORE_URL and no Redis")
-    return RedisKV(client, settings.redis_outage_wait_s)
 
 
 def run_inference_server(settings: Settings, address: str, authkey: bytes, parent: int) -> None:

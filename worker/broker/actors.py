@@ -31,7 +31,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     ``DurableRetries``: a retry is in Redis before its message is acknowledged."""
     middleware = replace_retries([m() for m in default_middleware], DurableRetries())
     return RedisBroker(
-        url=settings.redis_url,
+        url=settings.broker_url or settings.redis_url,
         heartbeat_timeout=int(settings.broker_heartbeat_timeout_s * 1000),
         maintenance_chance=settings.broker_maintenance_chance,
         middleware=middleware,

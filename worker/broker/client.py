@@ -25,7 +25,8 @@ from worker.core.jobs import FINAL, JobDoc
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
 from worker.store import claims
-from worker.store.kv import RedisKV
+from worker.store.backends import open_store
+from worker.store.kv import KV
 
 
 def submit(
@@ -35,8 +36,11 @@ def submit(
     client: redis.Redis | None = None,
     wait: float | None = None,
     poll_s: float = 0.02,
+    store: KV | None = None,
 ) -> dict[str, Any]:
-    """Publish ``job``; returns ``{"jobId", "extensionStatus", "file"}`` (see module doc)."""
+    """Publish ``job``; returns ``{"jobId", "extensionStatus", "file"}`` (see module doc).
+    The job document and the record are read from ``store`` (default: the store
+    ``EXTWORKER_STORE_URL`` names — Redis unless set)."""
     if isinstance(job, BaseModel):
         raw = job.model_dump(mode="json", exclude_none=True)
     else:
@@ -51,7 +55,7 @@ def submit(
         raise PermanentError(f"invalid job: {format_validation_error(e)}") from None
     client = client or redis.Redis.from_url(settings.redis_url)
     publish(client, settings, raw)
-    kv = RedisKV(client)
+    kv = store if store is not None else open_store(settings, client)
     deadline = started + (wait or 0)
     asked = [extension_label(e, i) for i, e in enumerate(raw["extensions"])]
     while True:
@@ -64,7 +68,7 @@ def submit(
         time.sleep(poll_s)
 
 
-def report(client: redis.Redis, settings: Settings, kv: RedisKV, raw: dict[str, Any],
+def report(client: redis.Redis, settings: Settings, kv: KV, raw: dict[str, Any],
            doc: JobDoc | None, asked: list[str], claim: bool) -> dict[str, Any]:
     """What a waiting caller is told: with ``claim``, each final extension is claimed for
     the caller first, and one its webhook already claimed is reported ``pending``."""

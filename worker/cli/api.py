@@ -40,13 +40,13 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
     from webhooks.secrets import SecretStore
     from worker.store.apikeys import ApiKeys
-    from worker.store.kv import RedisKV
+    from worker.store.backends import open_store
 
     client = redis.Redis.from_url(settings.redis_url)
     # Sealed like the runtime seals them: signed URLs and client-side uploads need the key.
     sealer = SecretStore(client, settings.keys, settings.secret_key,
                          settings.webhook_secret_grace_s)
-    keys = ApiKeys(RedisKV(client), settings, sealer)
+    keys = ApiKeys(open_store(settings, client), settings, sealer)
     if args.keys_cmd == "create":
         emit(keys.create(args.account))
     elif args.keys_cmd == "list":

@@ -364,7 +364,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from worker.broker import doctor
     from worker.broker.actors import build_broker
     from worker.broker.outbox import Outbox
-    from worker.runtime import open_store
+    from worker.store.backends import open_store
     from worker.store.blobs import BlobStore
 
     client = redis.Redis.from_url(settings.redis_url)

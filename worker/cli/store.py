@@ -16,7 +16,7 @@ def open_url(url: str, settings: Settings) -> Any:
     ``sqlite:///<dir>``), with ``export``/``import_``/``count``."""
     import redis
 
-    from worker.runtime import open_store
+    from worker.store.backends import open_store
     from worker.store.copy import RedisSource
     from worker.store.kv import RedisKV
 

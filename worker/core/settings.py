@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis for the broker, records, units and jobs."
     )
+    broker_url: str | None = Field(
+        None, description="A Redis of the broker's own (another database or server): its queues "
+        "alone, so dramatiq's maintenance (a `KEYS` over the whole database) stays cheap; "
+        "default: `REDIS_URL`.")
     store_url: str | None = Field(
         None, description="Where records, jobs, units, saved extensions and fields live: "
         "`postgresql://…` (the `pg` extra; recommended past ~1 M files), `redis://…` (another "

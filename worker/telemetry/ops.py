@@ -109,6 +109,10 @@ class RedisCollector:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        # The queues are in the broker's Redis (EXTWORKER_BROKER_URL), when it has its own.
+        self.broker = (redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2,
+                                            socket_timeout=2)
+                       if settings.broker_url else client)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -121,7 +125,7 @@ class RedisCollector:
                                 "Age of the oldest due webhook attempt.")
         s = self.settings
         try:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.broker.pipeline(transaction=False)
             queues = [s.queue_default, s.queue_extensions, s.queue_webhooks]
             for q in queues:
                 ready, delayed, dead = s.keys.broker_queue(q)
