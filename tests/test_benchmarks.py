@@ -88,3 +88,16 @@ def test_console_benchmark(redis_url, monkeypatch):
     rows = [line for line in out.splitlines() if line.startswith("library, first page")]
     assert len(rows) == 1 and float(rows[0].split()[-1]) > 0
     assert int(rows[0].split()[-3]) > 1000  # 48 tiles of HTML
+
+
+def test_store_benchmark(redis_url, monkeypatch, pg_url):
+    """Every backend answers every listing with the same number of rows (the script
+    asserts it) and the contention table shows no lost write."""
+    monkeypatch.setenv("EXTWORKER_REDIS_URL", redis_url)  # its keys: a namespace of its own
+    out = _run("benchmarks/store.py", "--files", "600", "--uploads", "8", "--clients", "2",
+               "--rounds", "1", "--writers", "4", "--each", "3",
+               "--pg", pg_url.rsplit("/", 1)[0])
+    assert "searchQuery ms" in out and "postgres/redis" in out
+    modes = [line.split() for line in out.splitlines()
+             if line.startswith(("advisory", "SELECT", "SERIALIZABLE"))]
+    assert len(modes) == 3 and all(m[-1] == "0" for m in modes)
