@@ -32,6 +32,8 @@ from worker.core.errors import PermanentError
 from worker.core.records import FileRecord, RecordPatch
 from worker.core.urls import RASTER
 from worker.delivery.service import NO_EXPIRY, signature
+from worker.store import search
+from worker.store.files import Listing
 from worker.store.library import Library
 
 PAGE = 48
@@ -171,24 +173,19 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
                      tag: str = "", aitag: str = "", page_no: int = 1) -> HTMLResponse:
         page_no = max(1, int(request.query_params.get("page", page_no) or 1))
         folder = path if path.endswith("/") else path + "/"
-        if not (q or aitag):  # a page of the path index (list() filters tags): no scan
-            page_files = files.list(acct, path=folder, skip=(page_no - 1) * PAGE,
-                                    limit=PAGE + 1, tag=tag.strip() or None)
-            shown, more = page_files[:PAGE], len(page_files) > PAGE
-        else:  # name or AI tag: read records until the page is full, within a bound
-            found: list[FileRecord] = []
-            offset, wanted = 0, page_no * PAGE + 1
-            while len(found) < wanted and offset < SCAN_LIMIT * page_no:
-                batch = files.list(acct, path=folder, skip=offset, limit=500,
-                                   tag=tag.strip() or None)
-                if not batch:
-                    break
-                offset += len(batch)
-                found += [rec for rec in batch
-                          if (not q or q.lower() in rec.name.lower())
-                          and (not aitag or any(aitag.lower() == t.name.lower()
-                                                for t in rec.AITags or []))]
-            shown, more = found[(page_no - 1) * PAGE:page_no * PAGE], len(found) > page_no * PAGE
+        # The list API's search: on PostgreSQL indexed; on Redis/SQLite a walk in path
+        # order that stops at the page (see the README's "Search").
+        conds: list[search.Node] = []
+        if q:
+            conds.append(search.Cond(search.FIELDS["name"], "HAS", q))
+        if aitag:
+            conds.append(search.Cond(search.FIELDS["AITags.name"], "HAS", aitag))
+        if tag.strip():
+            conds.append(search.Cond(search.TAGS_PARAM, "IN", (tag.strip(),)))
+        page_files = files.search(acct, Listing(query=search.scan_filter(None, conds),
+                                                path=folder, skip=(page_no - 1) * PAGE,
+                                                limit=PAGE + 1))
+        shown, more = page_files[:PAGE], len(page_files) > PAGE
         sub = library.subfolders(acct, folder)
         params = {"path": folder, "q": q, "tag": tag, "aitag": aitag}
         here = "/?" + urlencode({**params, "page": page_no})
