@@ -315,7 +315,7 @@ def main() -> None:
             line = f"{row:<28}" + "".join(f"{v:>12.1f}" for v in vals)
             if "redis" in results:
                 base = results["redis"][row]
-                line += "".join(f"{results[b][row] / base if base else float('nan'):>14.2f}x"
+                line += "".join(f"{results[b][row] / base if base else float('nan'):>14.3g}x"
                                 for b in backends if b != "redis")
             print(line)
         counts = {k: [results[b][k] for b in backends] for k in results[backends[0]]

@@ -60,6 +60,19 @@ class Entry:
     members: list[str] | None = None
 
 
+def entries_txn(entries: list[Entry]) -> Txn[None]:
+    """Exported entries as one transaction's writes: documents replace, members add."""
+    txn: Txn[None] = Txn()
+    for e in entries:
+        if e.members is not None:
+            txn.index_add.setdefault(e.key, []).extend(e.members)
+        else:
+            txn.writes[e.key] = e.value
+            if e.ttl:
+                txn.ttl[e.key] = e.ttl
+    return txn
+
+
 class KV(Protocol):
     def get(self, key: str) -> Any | None: ...
 
@@ -395,14 +408,7 @@ class LocalKV:
         return int(docs) + int(db.execute("SELECT count(*) FROM idx").fetchone()[0])
 
     def import_(self, entries: list[Entry]) -> None:
-        txn: Txn[None] = Txn()
-        for e in entries:
-            if e.members is not None:
-                txn.index_add.setdefault(e.key, []).extend(e.members)
-            else:
-                txn.writes[e.key] = e.value
-                if e.ttl:
-                    txn.ttl[e.key] = e.ttl
+        txn = entries_txn(entries)
         self.transact([], lambda _cur: txn)
 
     def _import_files(self, db: sqlite3.Connection) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from worker.core.errors import RetryableError
-from worker.store.kv import DELETE, Entry, Txn
+from worker.store.kv import DELETE, Entry, Txn, entries_txn
 from worker.store.search import COLUMNS, FileColumns
 
 T = TypeVar("T")
@@ -273,14 +273,7 @@ class PostgresKV:
 
     def import_(self, entries: list[Entry]) -> None:
         """Write exported entries (documents replace, index members add)."""
-        txn: Txn[None] = Txn()
-        for e in entries:
-            if e.members is not None:
-                txn.index_add.setdefault(e.key, []).extend(e.members)
-            else:
-                txn.writes[e.key] = e.value
-                if e.ttl:
-                    txn.ttl[e.key] = e.ttl
+        txn = entries_txn(entries)
 
         def op(conn: Any) -> None:
             with conn.transaction():
