@@ -607,22 +607,30 @@ class FileColumns:
     prefix: str
 
     def of(self, key: str, doc: Any) -> dict[str, Any] | None:
+        """The columns of a file record (``None`` for any other document, and for one
+        without a record's fields: it is stored, and found by key only)."""
         if not key.startswith(self.prefix) or not isinstance(doc, dict):
             return None
         from psycopg.types.json import Jsonb
 
-        return {
-            "account": doc.get("accountId", "default"), "path": doc["filePath"],
-            "folder": _folder_of(doc["filePath"]), "name": doc["name"],
-            "tags": list(doc.get("tags") or []), "ai_tags": _ai_tags(doc),
-            "custom": Jsonb(doc.get("customMetadata") or {}), "type": doc.get("type", "file"),
-            "file_type": doc["fileType"], "mime": doc["mime"],
-            "format": _format_of(doc["mime"]), "size": doc["size"],
-            "width": doc.get("width"), "height": doc.get("height"),
-            "created_at": _when(doc.get("createdAt")), "updated_at": _when(doc.get("updatedAt")),
-            "private": bool(doc.get("isPrivateFile")),
-            "published": bool(doc.get("isPublished", True)), "alpha": bool(doc.get("hasAlpha")),
-        }
+        try:
+            path, mime = str(doc["filePath"]), str(doc.get("mime") or "")
+            return {
+                "account": doc.get("accountId", "default"), "path": path,
+                "folder": _folder_of(path), "name": str(doc.get("name") or ""),
+                "tags": [str(t) for t in doc.get("tags") or []], "ai_tags": _ai_tags(doc),
+                "custom": Jsonb(doc.get("customMetadata") or {}),
+                "type": doc.get("type", "file"), "file_type": doc.get("fileType"),
+                "mime": mime, "format": _format_of(mime), "size": doc.get("size"),
+                "width": doc.get("width"), "height": doc.get("height"),
+                "created_at": _when(doc.get("createdAt")),
+                "updated_at": _when(doc.get("updatedAt")),
+                "private": bool(doc.get("isPrivateFile")),
+                "published": bool(doc.get("isPublished", True)),
+                "alpha": bool(doc.get("hasAlpha")),
+            }
+        except (KeyError, TypeError, AttributeError):
+            return None
 
 
 def normalise_folder(path: str) -> str:
