@@ -255,3 +255,12 @@ def test_a_job_runs_end_to_end_on_the_postgres_store(settings, rclient, pg_url, 
     assert pgkv.get(settings.keys.file(doc.fileId))["fileId"] == doc.fileId
     assert list(rclient.scan_iter(f"{settings.namespace}:file:*")) == []
     assert list(rclient.scan_iter(f"{settings.namespace}:job:*")) == []
+
+
+def test_postgres_stores_a_file_key_document_that_is_not_a_record(pgkv):
+    """A document under the file prefix without a record's fields (a hand edit, an older
+    shape) is kept — without search columns — rather than failing the write."""
+    key = "extworker:file:odd"
+    pgkv.transact([key], lambda cur: Txn(writes={key: {"fileId": "odd", "note": 1}}))
+    assert pgkv.get(key) == {"fileId": "odd", "note": 1}
+    assert pgkv.select_files("default", None, [], "path", 0, 10) == []
