@@ -214,6 +214,12 @@ def test_postgres_migrations_from_empty_and_from_the_previous_version(empty_pg_u
         conn.execute('CREATE TABLE extworker_index (key text NOT NULL, member text COLLATE "C" '
                      'NOT NULL, PRIMARY KEY (key, member))')
         conn.execute("INSERT INTO extworker_schema VALUES (1)")
+        # More documents under the file prefix that are not records than one backfill
+        # batch holds, before the record: the backfill must page past them.
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO extworker_docs VALUES (%s, %s, NULL)",
+                            [(f"extworker:file:0{i:05d}", psycopg.types.json.Jsonb({"n": i}))
+                             for i in range(1001)])
         rec = _record("old").model_dump(mode="json")
         rec.update(tags=["kept"], accountId="acme", createdAt="2026-01-01T00:00:00.000Z")
         conn.execute("INSERT INTO extworker_docs VALUES (%s, %s, NULL)",

@@ -3,8 +3,9 @@
 
 Two tables, made on first use (``migrate``; the schema version is kept in
 ``extworker_schema``): ``extworker_docs`` (``key`` text primary key, ``value`` JSONB,
-``expires_at``) and ``extworker_index`` (``key``, ``member`` under the ``C`` collation —
-Redis's byte order — primary key on both).
+``expires_at``; for file records also the columns ``worker.store.search`` queries, indexed —
+schema 2) and ``extworker_index`` (``key``, ``member`` under the ``C`` collation — Redis's
+byte order — primary key on both).
 
 ``transact`` is one transaction that first takes a transaction-scoped advisory lock per key
 (sorted, so two transactions never wait on each other in a cycle): a key that has no row
@@ -97,19 +98,23 @@ class PostgresKV:
             return max(current, target)
 
     def _backfill(self, conn: Any) -> None:
-        """Columns of the file records stored before they existed (schema 1)."""
+        """Columns of the file records stored before they existed (schema 1), 1,000 at a
+        time in key order (a document that is not a record keeps none)."""
+        sets = ", ".join(f"{c} = %s" for c in COLUMNS)
+        after = ""
         while True:
-            rows = conn.execute(
+            batch = conn.execute(
                 "SELECT key, value FROM extworker_docs WHERE starts_with(key, %s) AND "
-                "account IS NULL LIMIT 1000", (self.files.prefix,)).fetchall()
-            rows = [(k, self.files.of(k, v)) for k, v in rows]
-            rows = [(k, c) for k, c in rows if c is not None]
-            if not rows:
+                "account IS NULL AND key > %s ORDER BY key LIMIT 1000",
+                (self.files.prefix, after)).fetchall()
+            if not batch:
                 return
-            sets = ", ".join(f"{c} = %s" for c in COLUMNS)
-            with conn.cursor() as cur:
-                cur.executemany(f"UPDATE extworker_docs SET {sets} WHERE key = %s",
-                                [(*(c[n] for n in COLUMNS), k) for k, c in rows])
+            after = batch[-1][0]
+            rows = [(k, c) for k, v in batch if (c := self.files.of(k, v)) is not None]
+            if rows:
+                with conn.cursor() as cur:
+                    cur.executemany(f"UPDATE extworker_docs SET {sets} WHERE key = %s",
+                                    [(*(c[n] for n in COLUMNS), k) for k, c in rows])
 
     def _conn(self) -> Any:
         return self.pool.connection()
