@@ -23,6 +23,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -72,6 +73,13 @@ def _photos(side: int, count: int, folder: Path) -> list[tuple[str, bytes]]:
         (folder / f"{name}.jpg").write_bytes(buf.getvalue())
         out.append((f"{name}.jpg", buf.getvalue()))
     return out
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _thumbor_exe(venv: Path) -> Path:
@@ -172,7 +180,8 @@ def main() -> None:
         procs.append(subprocess.Popen(
             [*pin, sys.executable, "-m", "worker.cli", "api", "--port", str(api_port),
              "--workers", str(args.workers)],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
         _wait(f"{api_url}/healthz", procs[-1], "extworker api")
         conf = tmp / "thumbor.conf"
         conf.write_text(f"LOADER = 'thumbor.loaders.file_loader'\n"
@@ -183,7 +192,7 @@ def main() -> None:
         procs.append(subprocess.Popen(
             [*pin, str(_thumbor_exe(args.thumbor_venv)), "-p", str(thumbor_port), "-i",
              "127.0.0.1", "-c", str(conf), "--processes", str(len(cpus))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         thumbor_url = f"http://127.0.0.1:{thumbor_port}"
         _wait(f"{thumbor_url}/healthcheck", procs[-1], "thumbor")
 
@@ -230,13 +239,16 @@ def main() -> None:
         print(f"original {photos[largest][0]} ({size_mb:.1f} MB) from extworker api: first "
               f"byte {first * 1000:.1f} ms, whole {whole * 1000:.1f} ms (median of 20)")
     finally:
+        # Each server leads a process group of its own: thumbor --processes forks workers
+        # that outlive their parent, so the whole group goes.
         for proc in procs:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+            _signal_group(proc, signal.SIGKILL)
         import redis
 
         client = redis.Redis.from_url(env.get("EXTWORKER_REDIS_URL", "redis://127.0.0.1:6379/0"))
