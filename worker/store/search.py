@@ -473,14 +473,11 @@ def matches(node: Node, doc: dict[str, Any]) -> bool:
     if op == "NOT IN":
         return not any(_same(x, w) if f.kind == "number" else x == w for w in v)
     if op == ":":
-        return x.startswith(v) if f.kind == "text" else node_path_under(doc, v)
+        # text: begins with; a folder: the file is in it or in any subfolder
+        return x.startswith(v) if f.kind == "text" else doc["filePath"].startswith(v)
     if op == "HAS":
         return v.lower() in x.lower()
     return _compare(op, x, v)
-
-
-def node_path_under(doc: dict[str, Any], folder: str) -> bool:
-    return doc["filePath"].startswith(folder)
 
 
 def sort_docs(docs: list[dict[str, Any]], sort: tuple[str, bool] | None
