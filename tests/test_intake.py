@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 
 from worker.broker.intake import GROUP, IntakeConsumer, IntakeFull, publish
 from worker.core.contract import ID_PATTERN
+from worker.core.jsonlimits import top_level_string
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
@@ -175,3 +179,36 @@ def test_publish_refuses_past_the_cap_and_never_trims(settings, rclient, stream)
     assert rclient.xlen(stream) == 5
     assert [json.loads(f[b"job"])["jobId"] for _, f in rclient.xrange(stream)] == [
         f"q{i}" for i in range(5)]
+
+
+def test_the_fuzzers_stuck_entries_are_answered_under_their_own_job_id(settings, rclient,
+                                                                      stream):
+    """Issue 28's 104 entries, verbatim (``tests/data/fuzz-stuck.jsonl``, from a seeded
+    hypothesis run): each has a valid top-level ``jobId`` placed *after* a part nested deeper
+    than the limit. Each is rejected under that jobId, naming the too-deep path — never under
+    ``intake-<entry id>``, where no publisher looks."""
+    lines = (DATA / "fuzz-stuck.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.strip()]
+    assert len(entries) == 104
+    consumer = IntakeConsumer(rclient, settings, lambda job: pytest.fail(f"sent {job}"))
+    eids = [rclient.xadd(stream, {e["field"]: e["job"].encode()}).decode() for e in entries]
+    drain(consumer, rounds=20)
+    assert rclient.xpending(stream, GROUP)["pending"] == 0 and rclient.xlen(stream) == 0
+    for entry, eid in zip(entries, eids, strict=True):
+        assert rclient.get(settings.keys.job(f"intake-{eid}")) is None, entry["jobId"]
+        doc = json.loads(rclient.get(settings.keys.job(entry["jobId"])))
+        assert doc["jobId"] == entry["jobId"] and doc["state"] == "rejected"
+        assert re.match(r"^invalid job: job\.\S+…?: JSON nested deeper than 64 levels$",
+                        doc["error"]["message"]), doc["error"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"a": [[1]], "jobId": "last"}', "last"),
+    ('{"jobId": "first", "a": {"b": 1}}', "first"),
+    ('{"a": {"jobId": "nested"}}', None),
+    ('{"jobId": "x", "jobId": "again"}', "again"),  # the last wins, as in json.loads
+    ('{"jobId": 5}', None),
+    ('{"jobId": "cut"', None),
+])
+def test_top_level_string_wherever_the_key_stands(text, expected):
+    assert top_level_string(text.encode(), "jobId") == expected

@@ -79,14 +79,14 @@ def loads(raw: bytes | str, field: str, *, max_bytes: int,
 def top_level_string(data: bytes, key: str) -> str | None:
     """The string value of ``key`` at the top level of a JSON object, however deep or large
     its other values (iteratively, as ``too_deep``); None when ``data`` is not a JSON object,
-    has no such string, or is malformed anywhere. The last occurrence wins, as in
-    ``json.loads``."""
+    has no such string, or is malformed anywhere. The key may stand anywhere among the
+    others, last too; the last occurrence wins, as in ``json.loads``."""
     depth, current, found = 0, None, None
     try:
         for event, value in ijson.basic_parse(data):
             if depth == 0 and event != "start_map":
                 return None
-            if depth == 1:
+            if depth == 1 and event != "end_map":  # the object's own close is no value
                 if event == "map_key":
                     current = value
                     continue
