@@ -333,3 +333,41 @@ def test_a_trickling_then_failing_receiver_under_serve_gets_each_webhook_once_it
     finally:
         recv.close()
         server.stop()
+
+
+def test_two_serves_and_a_slow_receiver_send_each_webhook_id_once(settings, rclient, runtime,
+                                                                  tmp_path):
+    """Issue 28's case: two ``serve`` processes, a receiver that takes 1 s per POST, a
+    delivery lease of 3 s and an HTTP timeout of 2 s (the tightest pair the settings
+    accept), 48 failing jobs: 48 POSTs for 48 webhook-ids (it was 52)."""
+    from collections import Counter
+
+    from tests.conftest import Server
+    from tests.receiver import Receiver, Reply
+    from worker.broker.intake import publish
+
+    recv = Receiver(lambda n: Reply(200, delay_s=1.0))
+    env = {"EXTWORKER_WEBHOOK_TIMEOUT_S": "2", "EXTWORKER_WEBHOOK_LEASE_S": "3",
+           "EXTWORKER_WEBHOOK_POLL_S": "0.3"}
+    servers = [Server(settings, tmp_path / f"worker{i}.log", "--threads", "4", env=env)
+               for i in range(2)]
+    try:
+        rec = runtime.pipeline.add_file(b"not an image", "f.txt")
+        jobs = [f"slow-{i}" for i in range(48)]
+        for job_id in jobs:  # remove-bg on a text file: each ends `failed`, one FAILURE hook
+            publish(rclient, settings, {"jobId": job_id, "fileId": rec.fileId,
+                                        "webhookUrl": recv.url,
+                                        "extensions": [{"name": "remove-bg"}]})
+        docs = wait_until(lambda: _final(rclient, settings, jobs), 90, "jobs final")
+        assert {d["extensions"]["remove-bg"]["status"] for d in docs} == {"failed"}
+        wait_until(lambda: len({r.headers["webhook-id"] for r in recv.requests}) == 48, 60,
+                   "every webhook-id sent")
+        time.sleep(4)  # past a lease: a re-claim would have sent again by now
+        sends = Counter(r.headers["webhook-id"] for r in recv.requests)
+        report_duplicates("two serves, 1 s receiver, lease 3 s / timeout 2 s", len(sends),
+                          sum(sends.values()) - len(sends))
+        assert sum(sends.values()) == 48, {k: v for k, v in sends.items() if v > 1}
+    finally:
+        for s in servers:
+            s.stop()
+        recv.close()

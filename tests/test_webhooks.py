@@ -11,7 +11,7 @@ import pytest
 from imagekitio import ImageKit
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import report_duplicates
+from tests.conftest import report_duplicates, wait_until
 from tests.receiver import Receiver, Reply
 from webhooks.deliverer import Webhooks
 from webhooks.schedule import DEFAULT_DELAYS_S
@@ -476,19 +476,24 @@ def test_two_workers_never_send_a_webhook_twice_when_a_batch_outlives_the_lease(
 
 def test_no_attempt_runs_outside_its_lease(settings, rclient, receiver):
     """Given a lease of 1.5 × the attempt timeout and 1.2 s between the claim and the
-    attempts, when a worker sends 16 deliveries to a 1 s receiver, then each request
-    arrives while its delivery's claim still covers a whole attempt — no other worker could
-    claim it and send it again — and each is recorded once, delivered."""
+    attempts, when a worker sends 16 deliveries to a 1 s receiver, then each delivery is
+    still claimed when its request arrives and still claimed when the receiver answers —
+    no other worker could claim it and send it again meanwhile — and each is recorded
+    once, delivered."""
     settings.webhook_timeout_s, settings.webhook_lease_s = 2.0, 3.0
     hooks = SlowlyResolved(rclient, settings)
-    cover: list[float] = []  # ms of claim left beyond a whole attempt, at each arrival
+    cover: list[float] = []  # ms of claim left, at each arrival and just before each answer
     box: list = []
+
+    def claim_left(hook_id: str) -> float:
+        return rclient.zscore(hooks.store.due, hook_id) - time.time() * 1000
 
     def script(n: int) -> Reply:
         hook_id = box[0].requests[n].headers["webhook-id"]
-        score = rclient.zscore(hooks.store.due, hook_id)
-        cover.append(score - (time.time() + settings.webhook_timeout_s) * 1000)
-        return Reply(200, delay_s=1.0)
+        cover.append(claim_left(hook_id))
+        time.sleep(1.0)
+        cover.append(claim_left(hook_id))
+        return Reply(200)
 
     box.append(receiver(script))
     ids = [_enqueue(hooks, box[0].url, job=f"j{i}")["id"] for i in range(16)]
@@ -496,8 +501,44 @@ def test_no_attempt_runs_outside_its_lease(settings, rclient, receiver):
     while time.monotonic() < deadline and not all(
             hooks.store.get(i)["status"] == "delivered" for i in ids):
         hooks.run_due()
-    assert len(cover) == 16 and all(c >= 0 for c in cover), sorted(cover)[:4]
+    assert len(cover) == 32 and all(c > 0 for c in cover), sorted(cover)[:4]
     assert all(hooks.store.get(i)["attempt"] == 1 for i in ids)
+
+
+class LateRecorder(Webhooks):
+    """Webhooks whose attempts are recorded 2.5 s after they end — a stalled event loop, a
+    queue of threads, a slow Redis: the record lands after the 3 s lease taken at claim."""
+
+    def _finish_all(self, *args, **kwargs):
+        time.sleep(2.5)
+        return super()._finish_all(*args, **kwargs)
+
+
+def test_an_attempt_recorded_late_is_never_claimed_and_sent_again(settings, rclient,
+                                                                   receiver):
+    """Given worker A whose records come 2.5 s after 1 s attempts under a 3 s lease, and
+    worker B polling beside it, then B never claims A's deliveries: A keeps its claim
+    renewed while its batch runs, so each webhook-id reaches the receiver once (before:
+    every one of the 8 twice, B re-claiming each at the lease's end)."""
+    import threading
+
+    settings.webhook_timeout_s, settings.webhook_lease_s = 2.0, 3.0
+    recv = receiver(lambda n: Reply(200, delay_s=1.0))
+    late, other = LateRecorder(rclient, settings), Webhooks(rclient, settings)
+    ids = [_enqueue(late, recv.url, job=f"j{i}")["id"] for i in range(8)]
+    a = threading.Thread(target=late.run_due)
+    a.start()
+    wait_until(lambda: late.store.due_now(late.now_ms())[0] == 0, 5, "A claimed them")
+    deadline = time.monotonic() + 8
+    while a.is_alive() and time.monotonic() < deadline:
+        other.run_due()
+        time.sleep(0.05)
+    a.join(10)
+    sent = [r.headers["webhook-id"] for r in recv.requests]
+    report_duplicates("attempts recorded after the claim's lease", len(set(sent)),
+                      len(sent) - len(set(sent)))
+    assert sorted(sent) == sorted(ids), f"{len(sent) - len(ids)} duplicate sends"
+    assert all(late.store.get(i)["status"] == "delivered" for i in ids)
 
 
 def test_secret_encryption_uses_a_salted_kdf_and_keys_rotate(settings, rclient):
@@ -594,3 +635,18 @@ def test_concurrent_rotations_never_lose_a_secret(settings, rclient, monkeypatch
     monkeypatch.setattr(secrets_mod, "new_secret", racing_new_secret)
     mine = a.rotate("acme", now=time.time())
     assert a.signing_secrets("acme") == [mine, injected[0]]  # the other's not lost
+
+
+@pytest.mark.parametrize("lease, timeout, message", [
+    ("2", "1", "webhook_lease_s"),  # under 3 s: a short stall would let a claim lapse
+    ("3", "3", "webhook_lease_s must be longer than webhook_timeout_s"),
+])
+def test_settings_refuse_a_lease_that_could_send_twice(monkeypatch, lease, timeout, message):
+    from pydantic import ValidationError
+
+    from worker.core.settings import Settings
+
+    monkeypatch.setenv("EXTWORKER_WEBHOOK_LEASE_S", lease)
+    monkeypatch.setenv("EXTWORKER_WEBHOOK_TIMEOUT_S", timeout)
+    with pytest.raises(ValidationError, match=message):
+        Settings()

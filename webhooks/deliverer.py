@@ -4,7 +4,8 @@
 event (one extension of one job reached its final state) and stores a
 delivery — body serialised once, id stable per (job, extension) — due now.
 ``Webhooks.run_due`` (the ``deliver_due`` actor on the ``webhooks`` queue)
-claims due deliveries under a lease, checks each URL with the egress guard,
+claims due deliveries under a lease (kept renewed while they run:
+``webhooks.lease``), checks each URL with the egress guard,
 signs and POSTs them concurrently, logs every attempt and schedules the next
 one or ends the delivery: ``delivered`` (2xx), ``gone`` (410: never
 retried), ``refused`` (the guard said no: never contacted), ``exhausted``
@@ -27,6 +28,7 @@ import redis
 
 from webhooks import schedule, signing
 from webhooks.events import body_for, webhook_id
+from webhooks.lease import HeldClaim
 from webhooks.secrets import SecretStore
 from webhooks.sender import Attempt, post
 from webhooks.store import DeliveryStore
@@ -113,9 +115,12 @@ class Webhooks:
         limit = limit or self.settings.webhook_batch
         lease_ms = int(self.settings.webhook_lease_s * 1000)
         lease, ids = self.store.claim(self.now_ms(), lease_ms, limit)
-        return asyncio.run(self._attempt_all(ids, lease)) if ids else 0
+        if not ids:
+            return 0
+        with HeldClaim(self.store, ids, lease, lease_ms, self.now_ms) as held:
+            return asyncio.run(self._attempt_all(ids, held))
 
-    async def _attempt_all(self, ids: list[str], lease: int) -> int:
+    async def _attempt_all(self, ids: list[str], held: HeldClaim) -> int:
         """Attempt a claimed batch. Redis is touched in bulk before (documents, secrets)
         and after (one pipelined finish); in between only HTTP runs, concurrently."""
         fetched = self.store.get_many(ids)
@@ -124,7 +129,7 @@ class Webhooks:
                 log.warning("webhook delivery %s has no document; dropped", delivery_id)
                 self.store.drop_due(delivery_id)
         docs = [d for d in fetched if d is not None and d["status"] == "pending"]
-        docs = self._claim_reports(docs, lease)
+        docs = self._claim_reports(docs, held)
         # Per account, isolated: a secret that no longer decrypts fails that account's
         # attempts (they move on toward `exhausted`), never the whole batch.
         secrets: dict[str, list[str] | str] = {}
@@ -137,7 +142,7 @@ class Webhooks:
         urls = sorted({d["url"] for d in docs})
         checked = await asyncio.gather(*(asyncio.to_thread(self._check, u) for u in urls))
         targets = dict(zip(urls, checked, strict=True))
-        docs = self._fit_lease(docs, targets, lease)
+        docs = self._fit_lease(docs, targets, held)
         clients: dict[tuple[str, str, int, str], tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
         gate = asyncio.Semaphore(GATE)  # attempts in flight, all receivers together
 
@@ -156,31 +161,12 @@ class Webhooks:
                     asyncio.Semaphore(PER_RECEIVER))
             return clients[key]
 
-        # Each delivery's own lease: renewed just before its attempt when what is left of it
-        # could not hold the whole attempt and its record (never while the attempt runs, so
-        # a renewal never races that delivery's finish).
-        leases = {d["id"]: lease for d in docs}
-        lease_ms = int(self.settings.webhook_lease_s * 1000)
-        needed_ms = int(self.settings.webhook_timeout_s * 1000) + self._margin_ms()
-
-        async def hold(doc: dict[str, Any]) -> bool:
-            held = leases[doc["id"]]
-            now = self.now_ms()
-            if held - now >= needed_ms:
-                return True
-            if not await asyncio.to_thread(self.store.renew, doc["id"], held, now + lease_ms):
-                log.warning("webhook delivery %s: lease lost before its attempt; another "
-                            "worker owns it", doc["id"])
-                return False
-            leases[doc["id"]] = now + lease_ms
-            return True
-
         async def attempt_and_record(doc: dict[str, Any]) -> None:
             # Each attempt is recorded as soon as it ends (not after the whole batch):
             # what a batch did survives a time limit, and no result waits on a slow peer.
             outcome = await one(doc)
             if outcome is not None:
-                await asyncio.to_thread(self._finish_all, [outcome], leases[doc["id"]])
+                await asyncio.to_thread(self._finish_all, [outcome], held)
 
         async def one(doc: dict[str, Any]) -> tuple[dict[str, Any], Attempt, str | None] | None:
             target = targets[doc["url"]]
@@ -194,7 +180,10 @@ class Webhooks:
                                       legacy=self.settings.webhook_legacy_signature)
             client, per_receiver = client_for(target)
             async with gate, per_receiver:
-                if not await hold(doc):
+                if not held.holds(doc["id"]):  # lost, or renewals late: never sent blind
+                    log.warning("webhook delivery %s: its lease is not held; not attempted",
+                                doc["id"])
+                    await asyncio.to_thread(held.release, [doc["id"]])  # if still ours
                     return None
                 attempt = await post(client, target, headers, doc["body"].encode(),
                                      self.settings.webhook_timeout_s)
@@ -213,16 +202,14 @@ class Webhooks:
         return len(docs)
 
     def _fit_lease(self, docs: list[dict[str, Any]], targets: dict[str, Target | str],
-                   lease: int) -> list[dict[str, Any]]:
-        """Keep what can be attempted before the lease runs out; give the rest back.
+                   held: HeldClaim) -> list[dict[str, Any]]:
+        """Keep what can be attempted in about one lease; give the rest back.
 
         Attempts run PER_RECEIVER at a time per receiver (and GATE in all), each up to
-        the timeout and each recorded within the margin after it: in one lease fit
-        ``(lease - margin) // timeout`` rounds. What is kept but starts late renews its
-        lease first (``hold``), so no claim outlives its lease; the rounds only keep one
-        worker from hoarding what others could send now."""
-        usable = self.settings.webhook_lease_s - self._margin_ms() / 1000
-        rounds = max(1, int(usable // self.settings.webhook_timeout_s))
+        the timeout: in one lease fit ``lease // timeout`` rounds. The claim is renewed
+        while it runs, so this is no safety limit; it keeps one worker from hoarding what
+        others could send now."""
+        rounds = max(1, int(self.settings.webhook_lease_s // self.settings.webhook_timeout_s))
         per_receiver, total = PER_RECEIVER * rounds, GATE * rounds
         counts: dict[Any, int] = {}
         kept, released = [], []
@@ -232,16 +219,11 @@ class Webhooks:
             counts[key] = counts.get(key, 0) + 1
             (kept if counts[key] <= per_receiver and len(kept) < total else released).append(d)
         if released:
-            self.store.release([d["id"] for d in released], lease, self.now_ms())
+            held.release([d["id"] for d in released])
         return kept
 
-    def _margin_ms(self) -> int:
-        """Time kept free at the end of a lease for recording an attempt that used its whole
-        timeout: a quarter of what the lease has beyond the timeout, at most 1 s."""
-        spare = self.settings.webhook_lease_s - self.settings.webhook_timeout_s
-        return int(min(1.0, spare / 4) * 1000)
-
-    def _claim_reports(self, docs: list[dict[str, Any]], lease: int) -> list[dict[str, Any]]:
+    def _claim_reports(self, docs: list[dict[str, Any]], held: HeldClaim
+                       ) -> list[dict[str, Any]]:
         """First attempts of jobs a caller waited on: claim the report, or stand down."""
         waiting = [d for d in docs if d.get("syncUntil") and d["series"] == 1 and d["attempt"] == 0]
         if not waiting:
@@ -256,8 +238,8 @@ class Webhooks:
             for d in suppressed:
                 d.update(status="suppressed", nextAt=None,
                          lastError="reported to the waiting caller; no webhook")
-                batch.append((d, lease, None, False, now))
-            self.store.finish_many(batch)
+                batch.append((d, None, False, now))
+            held.finish_many(batch)
         gone = {d["id"] for d in suppressed}
         return [d for d in docs if d["id"] not in gone]
 
@@ -268,7 +250,7 @@ class Webhooks:
             return str(e)
 
     def _finish_all(self, outcomes: list[tuple[dict[str, Any], Attempt, str | None]],
-                    lease: int) -> None:
+                    held: HeldClaim) -> None:
         now = self.now_ms()
         batch = []
         for doc, attempt, final_status in outcomes:
@@ -290,8 +272,8 @@ class Webhooks:
                     next_due = now + int(delay * 1000)
             doc["status"] = final_status or "pending"
             doc["nextAt"] = next_due
-            batch.append((doc, lease, next_due, exhausted, now))
-        applied = self.store.finish_many(batch) if batch else []
+            batch.append((doc, next_due, exhausted, now))
+        applied = held.finish_many(batch) if batch else []
         for (doc, *_), ok, (_, attempt, _) in zip(batch, applied, outcomes, strict=True):
             if not ok:
                 log.warning("webhook delivery %s: lease lost; another worker owns it", doc["id"])

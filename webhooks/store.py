@@ -88,6 +88,21 @@ return n
 """
 
 
+# KEYS: due; ARGV: lease, new lease, ids...: extend the claims still held under ``lease``;
+# returns the ids renewed.
+_RENEW = """
+local kept = {}
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    table.insert(kept, ARGV[i])
+  end
+end
+return kept
+"""
+
+
 class DeliveryStore:
     def __init__(self, client: redis.Redis, keys: Keys, log_max: int = 10_000,
                  log_ttl_s: int = 30 * 24 * 3600) -> None:
@@ -103,6 +118,7 @@ class DeliveryStore:
         self._finish = client.register_script(_FINISH)
         self._create = client.register_script(_CREATE)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     def doc_key(self, delivery_id: str) -> str:
         return self.keys.webhook_delivery(delivery_id)
@@ -121,10 +137,13 @@ class DeliveryStore:
         """Give back claimed ids without attempting them: due now, for another claim."""
         return int(self._release(keys=[self.due], args=[lease, now_ms, *ids])) if ids else 0
 
-    def renew(self, delivery_id: str, lease: int, new_lease: int) -> bool:
-        """Extend a claim still held under ``lease`` to ``new_lease``; False when it is no
-        longer ours (the same compare-and-set as ``release``)."""
-        return bool(self._release(keys=[self.due], args=[lease, new_lease, delivery_id]))
+    def renew_many(self, ids: list[str], lease: int, new_lease: int) -> list[str]:
+        """Extend the claims still held under ``lease`` to ``new_lease``; the ids renewed
+        (the others are no longer ours)."""
+        if not ids:
+            return []
+        kept = self._renew(keys=[self.due], args=[lease, new_lease, *ids])
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in kept]
 
     def drop_due(self, delivery_id: str) -> None:
         """Take an id whose document is gone out of the due set (it can never be sent)."""

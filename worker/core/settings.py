@@ -228,7 +228,10 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(30.0, description="Whole-exchange limit of one attempt.")
     webhook_lease_s: float = Field(
-        90.0, description="A claimed attempt is retried by another worker after this."
+        90.0, ge=3.0, description="A claimed attempt is retried by another worker after this "
+        "(at least 3 s and longer than the timeout; a live worker renews it every third of it "
+        "while its batch runs, so only a crash or a freeze of two thirds of it lets another "
+        "worker send the same webhook again)."
     )
     webhook_secret_grace_s: int = Field(
         86400, description="After a rotation, also sign with the previous secret this long."
