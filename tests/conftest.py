@@ -514,6 +514,22 @@ def api(settings: Settings, rclient: redis.Redis) -> Iterator[tuple[str, object]
     thread.join(10)
 
 
+@pytest.fixture
+def dispatch_worker(settings: Settings) -> Iterator[Runtime]:
+    """A worker node's ``default`` queue in this process (a dramatiq ``Worker`` on its own
+    broker and runtime, as ``serve`` runs it): bulk jobs, dispatch. Its runtime is yielded."""
+    import dramatiq
+
+    from worker.broker.actors import build_broker
+
+    runtime = Runtime(settings, broker=build_broker(settings))
+    worker = dramatiq.Worker(runtime.outbox.broker, queues={settings.queue_default},
+                             worker_threads=1, worker_timeout=100)
+    worker.start()
+    yield runtime
+    worker.stop()
+
+
 @contextlib.contextmanager
 def _pg_database() -> Iterator[str]:
     """A new PostgreSQL database (127.0.0.1:5432, or EXTWORKER_TEST_PG_URL's server),

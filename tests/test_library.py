@@ -89,7 +89,9 @@ def _job_done(ik, job_id):
     return ik.folders.job.get(job_id).to_dict()
 
 
-def test_folders(ik, astronaut):
+def test_folders(ik, astronaut, dispatch_worker):
+    """Folder copy, move and rename are jobs a worker runs (``dispatch_worker``), listed
+    with the account's other jobs."""
     data = jpeg(astronaut)
     ik.folders.create(folder_name="empty", parent_folder_path="/")
     for path in ("/shop/a.jpg", "/shop/sub/b.jpg"):
@@ -105,6 +107,9 @@ def test_folders(ik, astronaut):
     job = ik.folders.rename(folder_path="/archive/shop", new_folder_name="store")
     _job_done(ik, job.job_id)
     assert _paths(ik, "/archive") == ["/archive/store/a.jpg", "/archive/store/sub/b.jpg"]
+    listed = {j.jobId: j for j in dispatch_worker.pipeline.jobs("acme") if j.origin == "bulk"}
+    assert job.job_id in listed and listed[job.job_id].extensions["RENAME_FOLDER"].status == (
+        "success") and listed[job.job_id].extensions["RENAME_FOLDER"].output["files"] == 2
     moved = next(f.to_dict() for f in ik.assets.list(path="/archive/store/sub"))
     assert httpx.get(moved["url"]).content == data
     ik.folders.delete(folder_path="/shop")

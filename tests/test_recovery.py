@@ -116,3 +116,53 @@ def test_a_job_of_a_killed_worker_finishes_once_within_heartbeat_plus_sweep(
     job_s = (datetime.fromisoformat(finished[0]["timestamp"])
              - datetime.fromisoformat(started[0]["timestamp"])).total_seconds()
     assert took <= booted + heartbeat_s + sweep_s + job_s + 3, (took, booted, job_s)
+
+
+def test_a_folder_move_survives_kill_9_of_its_worker(settings, rclient, tmp_path):
+    """A bulk folder move is a job on the broker: its worker's process group SIGKILLed
+    mid-move (some files moved, some not), a fresh ``serve`` started, and the job ends
+    ``Completed`` — every file at its new path exactly once, none left behind, each still
+    opening to its own bytes — and it is listed with the account's jobs."""
+    from worker.broker.actors import build_broker
+
+    heartbeat_s, sweep_s = 3, 1
+    env = {"EXTWORKER_BROKER_HEARTBEAT_TIMEOUT_S": str(heartbeat_s),
+           "EXTWORKER_BROKER_SWEEP_S": str(sweep_s),
+           "EXTWORKER_BROKER_MAINTENANCE_CHANCE": "0"}
+    api_side = Runtime(settings, broker=build_broker(settings))  # what `extworker api` holds
+    count = 600
+    made = [api_side.pipeline.add_file(f"file {i}".encode(), f"{i}.txt", f"/shop/{i % 7}",
+                                       account="acme") for i in range(count)]
+    before = {r.fileId: (r.filePath, f"file {i}".encode()) for i, r in enumerate(made)}
+    library = api_side.library
+    a = Server(settings, tmp_path / "a.log", env=env)
+    job_id = api_side.bulk.submit("acme", "MOVE_FOLDER", {
+        "source": "/shop", "destination": "/archive", "copy": False})
+    wait_until(lambda: len(library.paths_under("acme", "/archive/")) >= 20, 60,
+               "the move under way", every=0.02)
+    a.kill(signal.SIGKILL)
+    moved = len(library.paths_under("acme", "/archive/"))
+    assert 0 < moved < count, moved  # killed mid-move
+    assert api_side.bulk.status("acme", job_id)["status"] == "Pending"
+    b = Server(settings, tmp_path / "b.log", env=env)
+    try:
+        wait_until(lambda: api_side.bulk.status("acme", job_id)["status"] == "Completed",
+                   heartbeat_s + sweep_s + 60, "the move to finish", every=0.2)
+    finally:
+        b.stop()
+    status = api_side.bulk.status("acme", job_id)
+    assert "error" not in status, status
+    assert "recovered 1 message(s) of dead workers on queue default" in (
+        tmp_path / "b.log").read_text()
+    assert library.paths_under("acme", "/shop/") == []
+    paths = library.paths_under("acme", "/archive/")
+    assert len(paths) == len(set(paths)) == count
+    files = api_side.files
+    for path in paths:
+        record = files.by_path("acme", path)
+        old_path, data = before.pop(record.fileId)
+        assert path == "/archive" + old_path
+        assert api_side.blobs.get(record.current.blobKey) == data
+    assert before == {}
+    listed = [j for j in api_side.pipeline.jobs("acme") if j.jobId == job_id]
+    assert listed and listed[0].extensions["MOVE_FOLDER"].status == "success"

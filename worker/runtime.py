@@ -29,6 +29,7 @@ from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
 from worker.store.apikeys import ApiKeys
 from worker.store.backends import open_store
 from worker.store.blobs import BlobStore
+from worker.store.bulkjobs import BulkJobs
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
 from worker.store.kv import KV, LocalKV
@@ -94,6 +95,8 @@ class Runtime:
         self.exiftool = ExifTool(settings.exiftool)
         self.files = FileStore(kv, self.blobs, settings, self.fields, self.exiftool)
         self.library = Library(self.files)
+        self.bulk = BulkJobs(kv, settings, self.library,
+                             self.outbox.bulk if self.outbox is not None else None)
         egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)
         self.pipeline = Pipeline(settings, kv, self.blobs, self.registry, self.models,
                                  self.files, self.fields, self.saved, self.exiftool, egress,
@@ -102,7 +105,7 @@ class Runtime:
         if broker is not None and self.outbox is not None:
             queues = {self.pipeline.queue_name(h.queue) for h in self.registry.handlers.values()}
             self.actors = declare_actors(broker, settings, self.pipeline, self.webhooks, queues,
-                                         self.outbox)
+                                         self.outbox, self.bulk)
 
 
 def run_inference_server(settings: Settings, address: str, authkey: bytes, parent: int) -> None:

@@ -129,7 +129,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     api = Api(runtime, delivery, app.router.route_class)
 
     app.include_router(upload_routes.router(api))
-    app.include_router(library_routes.router(api, runtime.library))
+    app.include_router(library_routes.router(api, runtime.library, runtime.bulk))
     app.include_router(file_routes.router(api))
     app.include_router(saved_routes.router(api))
     app.include_router(field_routes.router(api))

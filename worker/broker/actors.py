@@ -19,11 +19,20 @@ from dramatiq.middleware import default_middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from webhooks.deliverer import Webhooks
-from worker.broker.outbox import DELIVER_DUE, DISPATCH, EXHAUSTED, Outbox, execute_actor_name
+from worker.broker.outbox import (
+    BULK,
+    BULK_EXHAUSTED,
+    DELIVER_DUE,
+    DISPATCH,
+    EXHAUSTED,
+    Outbox,
+    execute_actor_name,
+)
 from worker.broker.retries import DurableRetries, replace_retries
 from worker.core.errors import PermanentError
 from worker.core.settings import Settings
 from worker.pipeline.pipeline import Pipeline
+from worker.store.bulkjobs import BulkJobs
 
 
 def build_broker(settings: Settings) -> RedisBroker:
@@ -55,12 +64,15 @@ class Actors:
     dispatch: dramatiq.Actor[Any, Any]
     execute: dict[str, dramatiq.Actor[Any, Any]] = field(default_factory=dict)
     deliver_due: dramatiq.Actor[Any, Any] | None = None
+    bulk: dramatiq.Actor[Any, Any] | None = None
 
 
 def declare_actors(broker: dramatiq.Broker, settings: Settings, pipeline: Pipeline,
-                   webhooks: Webhooks | None, queues: set[str], outbox: Outbox) -> Actors:
+                   webhooks: Webhooks | None, queues: set[str], outbox: Outbox,
+                   bulk: BulkJobs) -> Actors:
     """Declare the actors on ``broker``: thin adapters that call the pipeline (and the
-    webhooks). ``queues``: every queue an extension runs on; ``outbox`` sends follow-ups."""
+    webhooks, and the bulk jobs). ``queues``: every queue an extension runs on; ``outbox``
+    sends follow-ups."""
     s = settings
 
     def dispatch(job: dict[str, Any]) -> None:
@@ -120,4 +132,25 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings, pipeline: Pipeli
             # Above the lease: a batch sized to its lease is never cut short by the limit.
             max_retries=3, time_limit=int((s.webhook_lease_s + 60) * 1000),
         )
-    return Actors(dispatch_actor, execute, deliver_due_actor)
+    def bulk_job(job_id: str) -> None:
+        _bind(job_id)
+        bulk.run(job_id)
+
+    def bulk_job_exhausted(message: dict[str, Any], retries: dict[str, Any]) -> None:
+        job_id = message["args"][0]
+        _bind(job_id)
+        last = (message.get("options", {}).get("traceback") or "").strip().splitlines()
+        bulk.fail(job_id, f"gave up after {retries.get('retries', 0) + 1} attempts"
+                  + (f" ({last[-1][:300]})" if last else ""))
+
+    dramatiq.actor(bulk_job_exhausted, broker=broker, actor_name=BULK_EXHAUSTED,
+                   queue_name=s.queue_default, max_retries=20, throws=(PermanentError,))
+    # A folder of many files may take long: a run cut by its limit is retried and goes on
+    # where it stopped (each file one step).
+    bulk_actor = dramatiq.actor(
+        bulk_job, broker=broker, actor_name=BULK, queue_name=s.queue_default,
+        max_retries=s.extension_max_retries, min_backoff=int(s.retry_min_backoff_s * 1000),
+        max_backoff=int(s.retry_max_backoff_s * 1000), time_limit=3600_000,
+        throws=(PermanentError,), on_retry_exhausted=BULK_EXHAUSTED,
+    )
+    return Actors(dispatch_actor, execute, deliver_due_actor, bulk_actor)

@@ -17,6 +17,8 @@ from worker.core.settings import Settings
 DISPATCH = "dispatch"
 EXHAUSTED = "extension_exhausted"
 DELIVER_DUE = "deliver_due"
+BULK = "bulk_job"
+BULK_EXHAUSTED = "bulk_job_exhausted"
 
 
 def execute_actor_name(queue: str) -> str:
@@ -40,6 +42,10 @@ class Outbox:
     def execute(self, queue: str, job_id: str, slot: str) -> None:
         """One pending extension of a job, to the queue of its resource class."""
         self._send(queue, execute_actor_name(queue), job_id, slot)
+
+    def bulk(self, job_id: str) -> None:
+        """A folder copy/move/rename job (``worker.store.bulkjobs``) for a dispatch worker."""
+        self._send(self.settings.queue_default, BULK, job_id)
 
     def wake_webhooks(self) -> None:
         """A wake-up call for the webhooks queue: deliveries are due."""

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.core.records import ErrorInfo, now_iso
+from worker.core.urls import epoch_ms
 
 SlotStatus = Literal["pending", "success", "failed"]
 JobState = Literal["accepted", "dispatched", "rejected"]
@@ -81,3 +82,8 @@ class JobDoc(BaseModel):
         """The document of a message that never became a job (the publisher sees why)."""
         return cls(jobId=job_id, state="rejected", error=ErrorInfo(message=message, code=code),
                    extensions={}, createdAt=now_iso())
+
+
+def job_member(doc: JobDoc) -> str:
+    """A job's member in the history indexes: byte order is newest first."""
+    return f"{10 ** 13 - epoch_ms(doc.createdAt):013d}|{doc.jobId}"

@@ -28,7 +28,8 @@ _WORDS = frozenset({"job", "file", "path", "files", "units", "claim", "apikey", 
 # Redis; ``extworker store copy`` moves exactly these. Everything else under the namespace
 # is Redis's own — claims, locks, sessions, the intake stream, webhook deliveries.
 STORE_WORDS = frozenset({"job", "file", "path", "files", "units", "folders", "jobs",
-                         "filejobs", "bulkjob", "apikey", *ACCOUNT_DOC_KINDS})
+                         "filejobs", "apikey", *ACCOUNT_DOC_KINDS,
+                         "bulkjob"})  # bulk jobs of versions before they were jobs
 
 
 def _id(part: str) -> str:
@@ -113,10 +114,6 @@ class Keys:
     def console_cookie_key(self) -> str:
         """What console session cookies are signed with (made once, shared by every pod)."""
         return self._k("console", "cookie-key")
-
-    def bulk_job(self, account: str, job_id: str) -> str:
-        """A folder copy/move/rename job's status (the bulk jobs API)."""
-        return self._k("bulkjob", _id(account), job_id)
 
     def upload_token(self, account: str, token: str) -> str:
         """A client-side upload token already used (each works once)."""

@@ -27,10 +27,9 @@ from worker.core.contract import (
 from worker.core.egress import EgressPolicy
 from worker.core.errors import PermanentError, RetryableError
 from worker.core.fetch import fetch
-from worker.core.jobs import JobDoc, Slot
+from worker.core.jobs import JobDoc, Slot, job_member
 from worker.core.records import ErrorInfo, RecordPatch, now_iso
 from worker.core.settings import Settings
-from worker.core.urls import epoch_ms
 from worker.store.blobs import BlobStore
 from worker.store.files import PATH_ATTEMPTS, FileStore, PathTaken, Prepared, owned
 from worker.store.kv import KV, Txn
@@ -46,11 +45,6 @@ def queue_name(settings: Settings, resource_class: str) -> str:
     """The queue of an extension's resource class (``extensions``, ``default``, or its own)."""
     return {"extensions": settings.queue_extensions,
             "default": settings.queue_default}.get(resource_class, resource_class)
-
-
-def job_member(doc: JobDoc) -> str:
-    """A job's member in the history indexes: byte order is newest first."""
-    return f"{10 ** 13 - epoch_ms(doc.createdAt):013d}|{doc.jobId}"
 
 
 class Dispatcher:

@@ -2,16 +2,14 @@
 copy, move, rename, folders (create, delete; copy, move and rename as bulk jobs with a
 status endpoint), the bulk tag updates and bulk delete — each scoped to the key's account.
 
-Bulk jobs run in the API process that accepted them, one step per file, each step safe to
-run again; their status is kept in the store (``<ns>:bulkjob:<account>:<jobId>``) for a day.
-An API process that dies mid-job leaves it ``Pending``: submitting it again finishes it.
+Bulk jobs are jobs on the broker (``worker.store.bulkjobs``): the API records and queues
+them, a worker runs them (durable, retried, resumed after a crash), and they are listed with
+the account's other jobs.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
 # `Account` (bound to this app's key store) lives in router()'s scope.
 
-import threading
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -19,12 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.api.deps import Api
 from worker.api.errors import ApiError
-from worker.core.errors import PermanentError
 from worker.core.records import RecordPatch
-from worker.store.kv import Txn
+from worker.store.bulkjobs import BulkJobs
 from worker.store.library import Library
-
-BULK_JOB_TTL_S = 24 * 3600
 
 
 class _Body(BaseModel):
@@ -88,10 +83,9 @@ class FileIdsBody(_Body):
     fileIds: list[str] = Field(..., min_length=1, max_length=100)
 
 
-def router(api: Api, library: Library) -> APIRouter:
+def router(api: Api, library: Library, bulk: BulkJobs) -> APIRouter:
     r = APIRouter(route_class=api.route_type)
     Account = Annotated[str, Depends(api.account)]
-    kv, keys = library.kv, api.settings.keys
 
     # --- versions -----------------------------------------------------------------
 
@@ -153,52 +147,30 @@ def router(api: Api, library: Library) -> APIRouter:
         library.delete_folder(acct, body.folderPath)
         return Response(status_code=204)
 
-    def bulk_job(acct: str, kind: str, work: Any) -> dict[str, Any]:
-        job_id = uuid.uuid4().hex[:24]
-        key = keys.bulk_job(acct, job_id)
-        doc = {"jobId": job_id, "type": kind, "status": "Pending"}
-
-        def put(value: dict[str, Any]) -> None:
-            kv.transact([key], lambda _c: Txn(writes={key: value},
-                                              ttl={key: BULK_JOB_TTL_S}))
-
-        put(doc)
-
-        def run() -> None:
-            try:
-                moved = work()
-                put({**doc, "status": "Completed", "files": moved})
-            except PermanentError as e:
-                put({**doc, "status": "Completed", "error": str(e)})
-            except Exception as e:  # noqa: BLE001 - reported on the job, not lost
-                put({**doc, "status": "Pending", "error": f"{type(e).__name__}: {e} "
-                     "(submit the job again to finish it)"})
-
-        threading.Thread(target=run, name=f"bulkjob-{job_id}", daemon=True).start()
-        return {"jobId": job_id}
-
     @r.post("/v1/bulkJobs/copyFolder")
     def copy_folder(acct: Account, body: FolderCopyBody) -> dict[str, Any]:
         library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
-        return bulk_job(acct, "COPY_FOLDER", lambda: library.folder_move(
-            acct, body.sourceFolderPath, body.destinationPath, copy=True,
-            include_versions=body.includeVersions))
+        return {"jobId": bulk.submit(acct, "COPY_FOLDER", {
+            "source": body.sourceFolderPath, "destination": body.destinationPath,
+            "copy": True, "include_versions": body.includeVersions})}
 
     @r.post("/v1/bulkJobs/moveFolder")
     def move_folder(acct: Account, body: FolderMoveBody) -> dict[str, Any]:
         library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
-        return bulk_job(acct, "MOVE_FOLDER", lambda: library.folder_move(
-            acct, body.sourceFolderPath, body.destinationPath, copy=False))
+        return {"jobId": bulk.submit(acct, "MOVE_FOLDER", {
+            "source": body.sourceFolderPath, "destination": body.destinationPath,
+            "copy": False})}
 
     @r.post("/v1/bulkJobs/renameFolder")
     def rename_folder(acct: Account, body: FolderRenameBody) -> dict[str, Any]:
         library.require_folder(acct, body.folderPath, "folderPath")
-        return bulk_job(acct, "RENAME_FOLDER", lambda: library.folder_move(
-            acct, body.folderPath, "/", copy=False, rename_to=body.newFolderName))
+        return {"jobId": bulk.submit(acct, "RENAME_FOLDER", {
+            "source": body.folderPath, "destination": "/", "copy": False,
+            "rename_to": body.newFolderName})}
 
     @r.get("/v1/bulkJobs/{jobId}")
     def bulk_job_status(acct: Account, jobId: str) -> dict[str, Any]:  # noqa: N803
-        doc = kv.get(keys.bulk_job(acct, jobId))
+        doc = bulk.status(acct, jobId)
         if doc is None:
             raise ApiError(404, f"The requested job does not exist: {jobId}")
         return doc
