@@ -101,3 +101,16 @@ def test_store_benchmark(redis_url, monkeypatch, pg_url):
     modes = [line.split() for line in out.splitlines()
              if line.startswith(("advisory", "SELECT", "SERIALIZABLE"))]
     assert len(modes) == 3 and all(m[-1] == "0" for m in modes)
+
+
+def test_soak_one_minute(models_dir, tiny):
+    """benchmarks/soak.py for one minute: a real api + serve, uploads with remove-bg and
+    tagging, deletes, a flaky receiver, a worker kill -9 and a Redis restart; it exits 0
+    only when every job is final, units match the successes, every webhook is delivered or
+    exhausted, and blobs and records match (memory is judged on longer runs)."""
+    out = _run("benchmarks/soak.py", "--minutes", "1", "--window", "15", "--rate", "0.5",
+               "--keep", "10", "--models-dir", str(models_dir))
+    assert "soak: OK" in out, out
+    assert "kill -9 serve" in out and "Redis killed" in out, out
+    assert " 0 not final" in out and "undelivered 0" in out, out
+    assert "0 without a record, 0 records without their blob" in out, out
