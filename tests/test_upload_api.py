@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -201,3 +202,26 @@ def test_response_fields(acme, astronaut):
                      data={"fileName": "x.jpg", "responseFields": "tags,nonsense"},
                      files={"file": ("x.jpg", b"x", "image/jpeg")})
     assert bad.status_code == 400 and "nonsense" in bad.json()["message"]
+
+
+@pytest.mark.parametrize("extension, message", [
+    ({"name": "sharpen"}, "extensions[0].name: unknown extension 'sharpen'"),
+    ({"maxTags": 3}, "extensions[0].name: field required"),
+    ({"name": "google-auto-tagging", "maxTags": "many"}, "extensions[0].maxTags"),
+])
+def test_an_unknown_or_malformed_extension_is_a_400_before_anything_is_stored(
+        acme, astronaut, settings, extension, message):
+    """The extensions document's rule, as the hosted API keeps it: the request that names
+    an extension the service does not know (or malformed params) is refused — a 400 naming
+    ``extensions[0]…`` — and nothing is stored (no record, no bytes); so is an update."""
+    from worker.store.blobs import BlobStore
+
+    ik, base_url, made = acme
+    with pytest.raises(BadRequestError, match=re.escape(message)):
+        ik.files.upload(file=jpeg(astronaut), file_name="x.jpg", extensions=[extension])
+    assert _files(base_url, made["key"]) == []
+    assert list(BlobStore(settings.blob_root).keys()) == []
+    up = ik.files.upload(file=jpeg(astronaut), file_name="ok.jpg").to_dict()
+    r = httpx.patch(f"{base_url}/v1/files/{up['fileId']}/details", auth=(made["key"], ""),
+                    json={"extensions": [extension]})
+    assert r.status_code == 400 and message in r.json()["message"], r.text

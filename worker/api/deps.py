@@ -64,6 +64,17 @@ class Api:
             out["extensionStatus"] = {n: s.status for n, s in doc.extensions.items()}
         return out
 
+    def check_extensions(self, wanted: list[Any]) -> None:
+        """An unknown or malformed extension is the caller's 400, naming it
+        (``extensions[0].name: unknown extension 'x'``), before anything is stored — as the
+        hosted API refuses it, rather than a `200` with a failed status."""
+        contract = self.runtime.registry.contract
+        for i, raw in enumerate(wanted):
+            try:
+                contract.parse_extension(raw, f"extensions[{i}]")
+            except ValueError as e:
+                raise ApiError(400, str(e)) from None
+
     def run_job(self, job: dict[str, Any]) -> JobDoc:
         """Accept a job as a published one would be; its refusal as a 4xx naming the field."""
         doc = self.pipeline.accept(job)

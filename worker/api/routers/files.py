@@ -38,6 +38,9 @@ def router(api: Api) -> APIRouter:
         unknown = set(body) - set(fields) - {"extensions", "removeAITags", "webhookUrl"}
         if unknown:
             raise ApiError(400, f"{sorted(unknown)[0]}: not a field of Update File Details")
+        if not isinstance(body.get("extensions") or [], list):
+            raise ApiError(400, "extensions: must be a list")
+        api.check_extensions(body.get("extensions") or [])
         job: dict[str, Any] = {"jobId": f"api-{uuid.uuid4().hex}", "accountId": acct,
                                "fileId": fileId, "origin": "update",
                                "extensions": body.get("extensions") or []}

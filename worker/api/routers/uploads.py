@@ -128,6 +128,7 @@ class Uploader:
         # Every field is read before the file is stored: a bad one leaves no bytes behind.
         wanted = (json_field("extensions", extensions, list, settings.api_max_body_bytes)
                   if extensions else [])
+        api.check_extensions(wanted)
         data: bytes | None = None
         if isinstance(file, str):
             if file.startswith(("http://", "https://")):
