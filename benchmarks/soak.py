@@ -177,6 +177,7 @@ class Soak:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="extworker-soak-"))
         self.procs: list[subprocess.Popen[bytes]] = []  # everything started, stopped at close
+        self.log_from: dict[str, int] = {}
         (self.tmp / "redis").mkdir()
         self.redis = PrivateRedis(self.tmp / "redis")
         self.pg = pg_database(args.pg) if args.store == "pg" else None
@@ -229,7 +230,9 @@ class Soak:
         return Reply(200, delay_s=1.5 if roll < 0.15 else 0.0)
 
     def _start(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{name}.log", "a")
+        path = self.tmp / f"{name}.log"
+        self.log_from[name] = path.stat().st_size if path.exists() else 0  # this start's part
+        log = open(path, "a")
         proc = subprocess.Popen([sys.executable, "-m", "worker.cli", *argv], env=self.env,
                                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 start_new_session=True)
@@ -244,7 +247,9 @@ class Soak:
 
     def _ready(self, name: str) -> bool:
         if name == "serve":
-            return "ready for action" in (self.tmp / "serve.log").read_text()
+            with open(self.tmp / "serve.log") as fh:
+                fh.seek(self.log_from[name])
+                return "ready for action" in fh.read()
         try:
             return httpx.get(f"http://127.0.0.1:{self.api_port}/openapi.json",
                              timeout=2).status_code == 200
