@@ -225,3 +225,38 @@ def test_an_unknown_or_malformed_extension_is_a_400_before_anything_is_stored(
     r = httpx.patch(f"{base_url}/v1/files/{up['fileId']}/details", auth=(made["key"], ""),
                     json={"extensions": [extension]})
     assert r.status_code == 400 and message in r.json()["message"], r.text
+
+
+def test_urls_open_wherever_the_api_listens(settings, astronaut, tmp_path):
+    """``extworker api --port P`` without ``EXTWORKER_API_URL``: the file object's ``url``
+    and ``thumbnail`` name that address (they named :8080, where nothing listened)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, _free_port, cli, env_for
+
+    port = _free_port()
+    key = json.loads(cli(settings, "keys", "create", "acme").stdout)["key"]
+    env = {k: v for k, v in env_for(settings).items() if k != "EXTWORKER_API_URL"}
+    with open(tmp_path / "api.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            try:
+                return httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 60, "the API listening")
+        r = httpx.post(f"{base}/api/v1/files/upload", auth=(key, ""), timeout=30,
+                       data={"fileName": "a.jpg"}, files={"file": ("a.jpg", jpeg(astronaut))})
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["url"].startswith(base + "/") and got["thumbnail"].startswith(base + "/")
+        assert httpx.get(got["url"], timeout=30).content == jpeg(astronaut)
+        assert httpx.get(got["thumbnail"], timeout=30).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from worker.cli.common import emit
 from worker.core.errors import ExtworkerError
@@ -22,6 +23,14 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from worker.telemetry.logs import configure
 
     configure(settings)  # JSON lines; the access log names routes, never keys
+    if "api_url" not in settings.model_fields_set:
+        # No address configured: file URLs name the address this API listens on (a
+        # wildcard host as loopback), never a port nothing serves.
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(args.host, args.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        settings = settings.model_copy(update={"api_url": f"http://{host}:{args.port}"})
+        os.environ["EXTWORKER_API_URL"] = settings.api_url  # what --workers processes read
     if args.workers > 1:
         # Each process builds its own app from the environment; delivery's single flight
         # spans them through Redis.
