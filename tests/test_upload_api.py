@@ -260,3 +260,20 @@ def test_urls_open_wherever_the_api_listens(settings, astronaut, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_extension_status_is_absent_when_no_extension_was_asked_for(acme, astronaut):
+    """The upload document: ``extensionStatus`` is in the response of an upload that asked
+    for extensions, and absent otherwise (it was ``{}``)."""
+    ik, base_url, made = acme
+    plain = httpx.post(f"{base_url}/api/v1/files/upload", auth=(made["key"], ""), timeout=30,
+                       data={"fileName": "a.jpg"}, files={"file": ("a.jpg", jpeg(astronaut))})
+    assert plain.status_code == 200 and "extensionStatus" not in plain.json(), plain.json()
+    details = httpx.get(f"{base_url}/v1/files/{plain.json()['fileId']}/details",
+                        auth=(made["key"], "")).json()
+    assert "extensionStatus" not in details and "extensionErrors" not in details
+    asked = httpx.post(f"{base_url}/api/v1/files/upload", auth=(made["key"], ""), timeout=30,
+                       data={"fileName": "b.jpg", "extensions": json.dumps(
+                           [{"name": "remove-bg"}])},
+                       files={"file": ("b.jpg", jpeg(astronaut))})
+    assert asked.json()["extensionStatus"] == {"remove-bg": "pending"}, asked.json()
