@@ -460,28 +460,29 @@ class Soak:
         return orphans, sorted(referenced - listed)
 
     def flatness(self, rows: list[dict[str, float]]) -> list[str]:
-        """Growth per window of each process's RSS and of Redis's used_memory, from its last
-        (re)start on, leaving out the first window after it."""
+        """Growth per window of each process's RSS and of Redis's used_memory, in each stretch
+        between its (re)starts, leaving out each stretch's first window (warm-up); a stretch
+        of at least 4 windows is judged."""
         out: list[str] = []
-        cut = {"api": 0, "serve": 0, "redis": 0, "used_memory": 0}
-        for i, row in enumerate(rows):
-            if i and row["restarts_serve"] != rows[i - 1]["restarts_serve"]:
-                cut["serve"] = i
-            if i and row["restarts_redis"] != rows[i - 1]["restarts_redis"]:
-                cut["redis"] = cut["used_memory"] = i
+        restarts = {"api": None, "serve": "restarts_serve", "redis": "restarts_redis",
+                    "used_memory": "restarts_redis"}
         parts = []
-        judged = []
-        for name, first in cut.items():
-            series = [r[name] for r in rows[first + 1:] if name in r]
-            g = growth(series)
-            parts.append(f"{name} {'-' if g is None else f'{100 * g:+.2f}%'}"
-                         f" over {len(series)} windows")
-            if g is not None and len(series) >= 4:
-                judged.append(name)
-                if g >= 0.02:
+        for name, counter in restarts.items():
+            stretches: list[list[float]] = [[]]
+            for i, row in enumerate(rows):
+                if counter and i and row[counter] != rows[i - 1][counter]:
+                    stretches.append([])
+                if name in row:
+                    stretches[-1].append(row[name])
+            shown = []
+            for series in (st[1:] for st in stretches):
+                g = growth(series)
+                shown.append(f"{'-' if g is None else f'{100 * g:+.2f}%'} over {len(series)}")
+                if g is not None and len(series) >= 4 and g >= 0.02:
                     out.append(f"{name} grows {100 * g:.2f}% per window")
-        print("memory growth per window after warm-up: " + "; ".join(parts)
-              + ("" if judged else " (too few windows to judge)"))
+            parts.append(f"{name} {' then '.join(shown)}")
+        print("memory growth per window after warm-up (windows judged when 4 or more): "
+              + "; ".join(parts))
         return out
 
     def close(self) -> None:
