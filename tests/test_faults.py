@@ -371,3 +371,31 @@ def test_two_serves_and_a_slow_receiver_send_each_webhook_id_once(settings, rcli
         for s in servers:
             s.stop()
         recv.close()
+
+
+def test_a_message_sent_while_redis_restarts_reaches_its_queue(settings, private_redis_dir):
+    """The API accepts a job into the store, then sends its extensions' messages: with Redis
+    down for 1.5 s at that moment, the send waits it out (``EXTWORKER_REDIS_OUTAGE_WAIT_S``)
+    instead of failing the request and leaving the job `accepted` with nothing queued — what
+    the soak found (two uploads at its Redis restart: never run, never final)."""
+    from worker.broker.actors import build_broker
+    from worker.broker.outbox import Outbox
+
+    private = PrivateRedis(private_redis_dir / "redis")
+    try:
+        settings.redis_url = private.url
+        broker = build_broker(settings)
+        broker.declare_queue(settings.queue_extensions)
+        outbox = Outbox(broker, settings)
+        private.proc.kill()
+        private.proc.wait(10)
+        restart = threading.Timer(1.5, private.start)
+        restart.daemon = True
+        restart.start()
+        outbox.execute(settings.queue_extensions, "job-1", "remove-bg")
+        queued = redis.Redis.from_url(private.url).lrange(
+            f"dramatiq:{settings.queue_extensions}", 0, -1)
+        assert len(queued) == 1
+        broker.close()
+    finally:
+        private.stop()

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+import dramatiq.errors
 from dramatiq import Message
 
 from worker.core.settings import Settings
+from worker.store.kv import OUTAGE_ERRORS, through_outage
 
 DISPATCH = "dispatch"
 EXHAUSTED = "extension_exhausted"
@@ -32,8 +34,12 @@ class Outbox:
         self.settings = settings
 
     def _send(self, queue: str, actor: str, *args: Any) -> None:
-        self.broker.enqueue(Message(queue_name=queue, actor_name=actor, args=args, kwargs={},
-                                    options={}))
+        # Through a Redis restart: a job the store has accepted must reach its queue, or it
+        # stays `accepted` with nobody to send it (the API has no broker retry behind it).
+        message = Message(queue_name=queue, actor_name=actor, args=args, kwargs={}, options={})
+        through_outage(lambda: self.broker.enqueue(message),
+                       self.settings.redis_outage_wait_s,
+                       (*OUTAGE_ERRORS, dramatiq.errors.ConnectionError))
 
     def dispatch(self, job: dict[str, Any]) -> None:
         """A job to accept (the intake stream's hand-over)."""

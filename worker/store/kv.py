@@ -112,6 +112,27 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def through_outage(op: Callable[[], T], wait_s: float,
+                   errors: tuple[type[BaseException], ...] = OUTAGE_ERRORS) -> T:
+    """Run ``op``; while Redis is unreachable (or loading its data after a restart), wait
+    and try again for up to ``wait_s`` before giving up (``RetryableError``). A worker thus
+    rides out a restart with its result in hand, instead of failing over to a retry that
+    cannot be enqueued while Redis is down either."""
+    deadline = time.monotonic() + wait_s
+    pause = 0.05
+    while True:
+        try:
+            return op()
+        except errors as e:
+            if time.monotonic() + pause > deadline:
+                raise RetryableError(f"redis unavailable: {e}") from e
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
 class RedisKV:
     """Documents as JSON strings in Redis; ``transact`` is WATCH/MULTI/EXEC."""
 
@@ -122,20 +143,7 @@ class RedisKV:
         self.outage_wait_s = outage_wait_s
 
     def _through_outage(self, op: Callable[[], T]) -> T:
-        """Run ``op``; while Redis is unreachable (or loading its data after a restart),
-        wait and try again for up to ``outage_wait_s`` before giving up. A worker thus
-        rides out a restart with its result in hand, instead of failing over to a retry
-        that cannot be enqueued while Redis is down either."""
-        deadline = time.monotonic() + self.outage_wait_s
-        pause = 0.05
-        while True:
-            try:
-                return op()
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
-                if time.monotonic() + pause > deadline:
-                    raise RetryableError(f"redis unavailable: {e}") from e
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
+        return through_outage(op, self.outage_wait_s)
 
     def get(self, key: str) -> Any | None:
         def op() -> Any | None:
