@@ -56,7 +56,13 @@ class Api:
         return record
 
     def file_out(self, record: FileRecord) -> dict[str, Any]:
-        return record.file_object(self.urls)
+        """The file object as the API answers it: ``extensionStatus``/``extensionErrors``
+        only once an extension was asked for (the upload document's rule)."""
+        out = record.file_object(self.urls)
+        for name in ("extensionStatus", "extensionErrors"):
+            if not out.get(name):
+                out.pop(name, None)
+        return out
 
     def with_status(self, record: FileRecord, doc: JobDoc | None) -> dict[str, Any]:
         out = self.file_out(record)

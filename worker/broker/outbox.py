@@ -39,7 +39,8 @@ class Outbox:
         message = Message(queue_name=queue, actor_name=actor, args=args, kwargs={}, options={})
         through_outage(lambda: self.broker.enqueue(message),
                        self.settings.redis_outage_wait_s,
-                       (*OUTAGE_ERRORS, dramatiq.errors.ConnectionError))
+                       (*OUTAGE_ERRORS, getattr(dramatiq.errors, "BrokerConnectionError",
+                                                dramatiq.errors.ConnectionError)))
 
     def dispatch(self, job: dict[str, Any]) -> None:
         """A job to accept (the intake stream's hand-over)."""

@@ -104,9 +104,6 @@ class FileRecord(BaseModel):
         """The public file object (what the API answers, the CLI prints and webhooks
         carry), with the ``url`` and ``thumbnail`` clients fetch."""
         out = self.model_dump(mode="json", exclude={"versions", "accountId"})
-        for name in ("extensionStatus", "extensionErrors"):  # absent until one is asked for
-            if not out[name]:
-                del out[name]
         out["url"], out["thumbnail"] = urls.file(self), urls.thumbnail(self)
         return out
 

@@ -28,7 +28,7 @@ def router(api: Api) -> APIRouter:
 
     @r.get("/v1/files/{fileId}/details")
     def details(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
-        return owned(fileId, acct).file_object(urls)
+        return api.file_out(owned(fileId, acct))
 
     @r.patch("/v1/files/{fileId}/details")
     def update(acct: Account, fileId: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
@@ -50,7 +50,7 @@ def router(api: Api) -> APIRouter:
             if body.get(k) is not None:
                 job[k] = body[k]
         if not fields and not job["extensions"] and "removeAITags" not in job:
-            return owned(fileId, acct).file_object(urls)
+            return api.file_out(owned(fileId, acct))
         doc = run_job(job)
         return with_status(owned(fileId, acct), doc)
 
@@ -81,7 +81,7 @@ def router(api: Api) -> APIRouter:
         listing.limit = limit - len(shown)
         if listing.limit == 0:
             return shown
-        return shown + [r.file_object(urls) for r in pipeline.files.search(acct, listing)]
+        return shown + [api.file_out(r) for r in pipeline.files.search(acct, listing)]
 
     @r.get("/v1/files/{fileId}/versions")
     def versions(acct: Account, fileId: str) -> list[dict[str, Any]]:  # noqa: N803
