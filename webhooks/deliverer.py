@@ -36,6 +36,7 @@ from worker.core.egress import EgressPolicy, EgressRefused, Target, check
 from worker.core.jobs import JobDoc
 from worker.core.settings import Settings
 from worker.store import claims
+from worker.store.kv import through_outage
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ATTEMPTS = 100
@@ -86,7 +87,11 @@ class Webhooks:
             "status": "pending", "series": 1, "attempt": 0, "createdAt": now, "nextAt": due,
             "lastError": None, "attempts": [], "syncUntil": sync_until,
         }
-        return doc if self.store.create(doc, due) else None
+        # Through a Redis restart (the outage wait of the store and the outbox): the
+        # extension is final in the store already; its webhook must not be lost.
+        created = through_outage(lambda: self.store.create(doc, due),
+                                 self.settings.redis_outage_wait_s)
+        return doc if created else None
 
     def hand_off(self, job: JobDoc, slot: str,
                  file_object: dict[str, Any] | None) -> dict[str, Any] | None:
