@@ -71,6 +71,7 @@ def select(scored: list[tuple[str, float]], min_confidence: float, max_tags: int
 
 class _AutoTagging(VisionExtension):
     setting: ClassVar[str]
+    synchronous = True  # the hosted API tries auto-tagging synchronously first
 
     def run(self, ctx: ExtensionContext, params: _TaggingParams) -> ExtensionResult:
         s = ctx.settings

@@ -65,6 +65,9 @@ class Extension:
     name: ClassVar[str]
     queue: ClassVar[str] = "extensions"
     params_model: ClassVar[type[BaseModel]]
+    # Whether the HTTP API may answer it in an upload's response (the hosted service
+    # "first tries synchronously" only auto-tagging); otherwise always `pending` + webhook.
+    synchronous: ClassVar[bool] = False
 
     @classmethod
     def available(cls) -> bool:

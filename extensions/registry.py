@@ -60,3 +60,8 @@ class Registry:
 
     def get(self, name: str) -> Extension | None:
         return self.handlers.get(name)
+
+    @property
+    def synchronous(self) -> list[str]:
+        """The extensions an HTTP API caller may be answered for in the response."""
+        return sorted(n for n, h in self.handlers.items() if h.synchronous)

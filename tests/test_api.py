@@ -182,21 +182,66 @@ def sync_api(sync_settings, api):
 
 
 @pytest.mark.slow
-def test_the_synchronous_attempt_answers_quick_extensions_in_the_response(
-        settings, sync_api, astronaut, tmp_path):
-    """With EXTWORKER_API_SYNC_WAIT_S, an extension final in time is in the upload's
-    response as ``success`` — and, reported there, it gets no webhook."""
+def test_only_auto_tagging_is_answered_synchronously(settings, sync_api, astronaut, tmp_path):
+    """The extensions document: "background removal is always asynchronous"; auto-tagging
+    "is first tried synchronously" and, when it succeeds, its result and ``AITags`` are in
+    the upload (and update) response. Both run here inside the wait: auto-tagging is
+    answered ``success`` with its AITags and gets no webhook; remove-bg (and a saved
+    extension of it) is ``pending`` in the response and reported by its webhook, once."""
+    base_url, keys = sync_api
+    client = ImageKit(private_key=keys.create("acme")["key"], base_url=base_url)
+    saved = client.saved_extensions.create(name="cut", description="bg",
+                                           config={"name": "remove-bg"})
+    recv = Receiver()
+    worker = Server(settings, tmp_path / "worker.log")
+    tagging = {"name": "google-auto-tagging", "minConfidence": 0, "maxTags": 3}
+    try:
+        t0 = time.monotonic()
+        up = client.files.upload(file=jpeg(astronaut.resize((64, 64))), file_name="a.jpg",
+                                 extensions=[{"name": "remove-bg"}, tagging,
+                                             {"name": "saved-extension", "id": saved.id}],
+                                 webhook_url=recv.url).to_dict()
+        answered_s = time.monotonic() - t0
+        assert up["extensionStatus"] == {"remove-bg": "pending", "google-auto-tagging":
+                                         "success", f"saved-extension:{saved.id}": "pending"}
+        assert [t["source"] for t in up["AITags"]] == ["google-auto-tagging"] * 3
+        assert answered_s < settings.api_sync_wait_s  # it returned once tagging was done
+        wait_until(lambda: len(recv.requests) >= 2, 60, "the two remove-bg webhooks")
+        time.sleep(1.5)
+        services = sorted(json.loads(r.body)["service"] for r in recv.requests)
+        assert services == ["remove-bg", f"saved-extension:{saved.id}"]
+        assert all(json.loads(r.body)["status"] == "SUCCESS" for r in recv.requests)
+        # Update File Details follows the same rule.
+        out = client.files.update(up["fileId"], extensions=[
+            {"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 2}]).to_dict()
+        assert out["extensionStatus"] == {"aws-auto-tagging": "success"}
+        assert {t["source"] for t in out["AITags"]} == {"google-auto-tagging",
+                                                        "aws-auto-tagging"}
+        time.sleep(2)
+        assert len(recv.requests) == 2  # tagging was answered: no webhook
+    finally:
+        recv.close()
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_a_remove_bg_alone_is_answered_at_once(settings, sync_api, astronaut, tmp_path):
+    """Nothing the hosted service tries synchronously was asked for: the upload does not
+    wait at all, and remove-bg's result comes by webhook even though it ends in the wait."""
     base_url, keys = sync_api
     client = ImageKit(private_key=keys.create("acme")["key"], base_url=base_url)
     recv = Receiver()
     worker = Server(settings, tmp_path / "worker.log")
     try:
+        t0 = time.monotonic()
         up = client.files.upload(file=jpeg(astronaut.resize((64, 64))), file_name="a.jpg",
                                  extensions=[{"name": "remove-bg"}], webhook_url=recv.url)
-        assert up.to_dict()["extensionStatus"] == {"remove-bg": "success"}
-        assert up.version_info.name == "Version 2"
-        time.sleep(3)  # the pump would have sent it by now
-        assert recv.requests == []
+        assert time.monotonic() - t0 < 5  # the wait is 30 s
+        assert up.to_dict()["extensionStatus"] == {"remove-bg": "pending"}
+        wait_until(lambda: recv.requests, 60, "remove-bg's webhook")
+        body = json.loads(recv.requests[0].body)
+        assert (body["service"], body["status"]) == ("remove-bg", "SUCCESS")
+        assert body["fileObject"]["versionInfo"]["name"] == "Version 2"
     finally:
         recv.close()
         worker.stop()

@@ -104,7 +104,8 @@ class Webhooks:
         created = self.enqueue(
             account=job.accountId, url=job.webhookUrl, job_id=job.jobId,
             file_id=job.fileId, service=slot, status=ext.status, file_object=file_object,
-            error=ext.error.model_dump() if ext.error else None, sync_until=job.syncUntil)
+            error=ext.error.model_dump() if ext.error else None,
+            sync_until=job.syncUntil if ext.sync else None)
         if created is not None and self.wake is not None and created["nextAt"] <= self.now_ms():
             self.wake()
         return created

@@ -15,7 +15,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from worker.api.errors import ApiError
-from worker.core.jobs import JobDoc
+from worker.broker.client import report
+from worker.core.jobs import FINAL, JobDoc
 from worker.core.records import FileRecord
 from worker.delivery.service import Delivery
 from worker.runtime import Runtime
@@ -64,10 +65,12 @@ class Api:
                 out.pop(name, None)
         return out
 
-    def with_status(self, record: FileRecord, doc: JobDoc | None) -> dict[str, Any]:
+    def with_status(self, record: FileRecord, doc: JobDoc | None,
+                    told: dict[str, str] | None = None) -> dict[str, Any]:
+        """The file object answered for a job: ``told`` (``run_answered``'s) when given."""
         out = self.file_out(record)
         if doc is not None and doc.extensions:
-            out["extensionStatus"] = {n: s.status for n, s in doc.extensions.items()}
+            out["extensionStatus"] = told or {n: s.status for n, s in doc.extensions.items()}
         return out
 
     def check_extensions(self, wanted: list[Any]) -> None:
@@ -94,11 +97,30 @@ class Api:
                            reason.removeprefix("invalid job: "))
         return doc
 
-    def sync_attempt(self, doc: JobDoc, deadline: float) -> JobDoc:
-        """Wait for the job's extensions until ``deadline`` (monotonic)."""
+    def run_answered(self, job: dict[str, Any]) -> tuple[JobDoc, dict[str, str]]:
+        """Accept ``job`` and make the hosted API's synchronous attempt: returns the job
+        document and the ``extensionStatus`` to answer.
+
+        Only the extensions the hosted service "first tries synchronously" (auto-tagging:
+        ``registry.synchronous``) are waited for, up to ``EXTWORKER_API_SYNC_WAIT_S``; one
+        final in time is answered here (claimed, so it gets no webhook). Every other one —
+        remove-bg, descriptions, ai-tasks, a saved extension of those, one still running at
+        the deadline — is answered ``pending`` and reported by its webhook."""
+        wait, started = self.settings.api_sync_wait_s, time.monotonic()
+        if wait and job.get("extensions"):
+            job["syncUntil"] = time.time() + wait
+            job["syncExtensions"] = self.runtime.registry.synchronous
+        doc = self.run_job(job)
+        if not any(s.sync for s in doc.extensions.values()):
+            return doc, {n: "pending" for n in doc.extensions}
+        deadline = started + wait
         while time.monotonic() < deadline - 0.05:
             current = self.pipeline.get_job(doc.jobId) or doc
-            if current.finished:
-                return current
-            time.sleep(0.05)
-        return self.pipeline.get_job(doc.jobId) or doc
+            if all(s.status in FINAL for s in current.extensions.values() if s.sync):
+                break
+            time.sleep(0.02)
+        doc = self.pipeline.get_job(doc.jobId) or doc
+        assert self.runtime.redis is not None  # claims live in Redis
+        told = report(self.runtime.redis, self.settings, self.runtime.kv, job, doc,
+                      list(doc.extensions), claim=True)
+        return doc, told["extensionStatus"]

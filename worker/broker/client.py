@@ -79,7 +79,9 @@ def report(client: redis.Redis, settings: Settings, kv: KV, raw: dict[str, Any],
     for name in slots or dict.fromkeys(asked):
         slot = slots.get(name)
         final = slot is not None and slot.status in FINAL
-        if final and claim:
+        if final and claim and slot is not None and not slot.sync:
+            final = False  # never answered to a waiting caller: its webhook reports it
+        elif final and claim:
             owner = claims.claim(client, settings, raw["jobId"], name, claims.SYNC)
             final = owner == claims.SYNC  # else the webhook reports it
         if not final or slot is None:

@@ -21,6 +21,9 @@ EXHAUSTED = "extension_exhausted"
 DELIVER_DUE = "deliver_due"
 BULK = "bulk_job"
 BULK_EXHAUSTED = "bulk_job_exhausted"
+# dramatiq 2 renamed ConnectionError (the old name warns on use, and goes in 3.0).
+BROKER_DOWN: type[Exception] = (getattr(dramatiq.errors, "BrokerConnectionError", None)
+                                or dramatiq.errors.ConnectionError)
 
 
 def execute_actor_name(queue: str) -> str:
@@ -39,8 +42,7 @@ class Outbox:
         message = Message(queue_name=queue, actor_name=actor, args=args, kwargs={}, options={})
         through_outage(lambda: self.broker.enqueue(message),
                        self.settings.redis_outage_wait_s,
-                       (*OUTAGE_ERRORS, getattr(dramatiq.errors, "BrokerConnectionError",
-                                                dramatiq.errors.ConnectionError)))
+                       (*OUTAGE_ERRORS, BROKER_DOWN))
 
     def dispatch(self, job: dict[str, Any]) -> None:
         """A job to accept (the intake stream's hand-over)."""

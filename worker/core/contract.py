@@ -223,6 +223,12 @@ class _JobFields(BaseModel):
         None, description="Set by a waiting client (epoch seconds): extensions final before "
         "this are reported to it and get no webhook.",
     )
+    syncExtensions: list[Annotated[str, Field(max_length=128)]] | None = Field(
+        None, max_length=64, description="With `syncUntil`: the extensions (by handler name) "
+        "the waiting client may be answered for; every other one always gets its webhook "
+        "(absent: all of them). The HTTP API names the ones the hosted service tries "
+        "synchronously (auto-tagging).",
+    )
 
     @model_validator(mode="after")
     def _target(self) -> _JobFields:

@@ -37,6 +37,9 @@ class Slot(BaseModel):
     device: str | None = None
     finishedAt: str | None = None
     saved: dict[str, Any] | None = None  # {"id", "updatedAt"} of a saved extension
+    # A caller waits (the job's syncUntil) and may be answered for this one: else its
+    # webhook is always sent, whenever it ends.
+    sync: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: the fields that were set, as plain values."""

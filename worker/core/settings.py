@@ -107,6 +107,10 @@ class Settings(BaseSettings):
         "`serve`'s processes."
     )
     remove_bg_model: str = Field("u2netp", description="Default remove-bg model.")
+    remove_bg_type_models: dict[str, str] = Field(
+        default_factory=dict, description="remove-bg's `type` option as a model hint: "
+        'a model per type, e.g. `{"person": "u2net_human_seg"}` (a job\'s own `model` wins).'
+    )
     tagger_google: Literal["classifier", "zero-shot"] = Field(
         "zero-shot", description="Local tagger behind `google-auto-tagging`."
     )
@@ -189,9 +193,12 @@ class Settings(BaseSettings):
         25 * 1024 * 1024, gt=0, description="Largest file an upload may carry (any source)."
     )
     api_sync_wait_s: float = Field(
-        0.0, ge=0, le=60, description="HTTP API uploads wait up to this long for quick "
-        "extensions: those final in time are answered in the response (and get no webhook); "
-        "0: answer at once, every extension `pending`, webhooks for all.")
+        3.0, ge=0, le=60, description="The hosted API's synchronous attempt: an HTTP API "
+        "upload or update with auto-tagging waits up to this long for it; done in time, it is "
+        "answered in the response with its AITags (and gets no webhook). Every other "
+        "extension is answered `pending` and reported by webhook. 0: never wait. The default "
+        "is about twice the p99 of a tagging's end on a 2-core CPU node (ViT-B/16, 1.4 s: "
+        "benchmarks/sync_wait.py).")
     api_max_body_bytes: int = Field(
         26 * 1024 * 1024, description="Largest HTTP API request body (413 above it).")
     upload_base64_max_bytes: int = Field(

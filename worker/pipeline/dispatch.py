@@ -107,6 +107,8 @@ class Dispatcher:
             slot = Slot(name=label, extension=extension, status="pending", config=config,
                         queue=queue, error=None, units=0, output=None,
                         **({"saved": saved_ref} if saved_ref else {}))
+            if job.syncUntil is not None:
+                slot.sync = job.syncExtensions is None or extension in job.syncExtensions
             if error is not None:
                 slot.finish("failed", error=error)
             slots[label] = slot

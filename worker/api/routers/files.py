@@ -18,7 +18,7 @@ def router(api: Api) -> APIRouter:
     r = APIRouter(route_class=api.route_type)
     Account = Annotated[str, Depends(api.account)]
     pipeline, urls, library = api.pipeline, api.urls, api.runtime.library
-    owned, with_status, run_job = api.owned, api.with_status, api.run_job
+    owned, with_status = api.owned, api.with_status
     # --- files ------------------------------------------------------------------
 
     @r.delete("/v1/files/{fileId}", status_code=204)
@@ -51,8 +51,8 @@ def router(api: Api) -> APIRouter:
                 job[k] = body[k]
         if not fields and not job["extensions"] and "removeAITags" not in job:
             return api.file_out(owned(fileId, acct))
-        doc = run_job(job)
-        return with_status(owned(fileId, acct), doc)
+        doc, told = api.run_answered(job)
+        return with_status(owned(fileId, acct), doc, told)
 
     @r.get("/v1/files")
     def list_files(acct: Account, path: str = "", tags: str | None = None,

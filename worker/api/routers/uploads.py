@@ -30,7 +30,6 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from worker.api.deps import Api, Credentials, new_job_id
 from worker.api.errors import ApiError
 from worker.api.limits import json_field
-from worker.broker.client import report
 from worker.delivery.render import output_format, render
 from worker.delivery.service import Target
 from worker.delivery.transform import Chain, TransformError, parse
@@ -157,27 +156,17 @@ class Uploader:
                                "extensions": wanted}
         if webhook_url:
             job["webhookUrl"] = webhook_url
-        started, wait = time.monotonic(), settings.api_sync_wait_s
-        if wait:
-            job["syncUntil"] = time.time() + wait
         try:
-            doc = api.run_job(job)
+            doc, told = api.run_answered(job)
         finally:
             if "blobKey" in up:
                 api.runtime.blobs.delete(up["blobKey"])  # the file keeps its own copy
         assert doc.fileId is not None
-        if wait and doc.extensions:
-            doc = api.sync_attempt(doc, started + wait)
         record = api.owned(doc.fileId, acct)
         for chain in post:
             target = Target(record, record.current, chain, False, None)
             api.delivery.warm(target, output_format(chain, record.mime, False))
-        out = api.with_status(record, doc)
-        if wait and doc.extensions:
-            assert api.runtime.redis is not None
-            told = report(api.runtime.redis, settings, api.runtime.kv, job, doc,  # type: ignore[arg-type]
-                          list(doc.extensions), claim=True)
-            out["extensionStatus"] = told["extensionStatus"]
+        out = api.with_status(record, doc, told)
         return self.shaped(out, record, fields)
 
     def _pre(self, data: bytes, chain: Chain) -> bytes:
