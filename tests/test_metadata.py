@@ -4,7 +4,8 @@ own test suite, each with the tags ExifTool's test suite expects it to print
 
 Given a reference image, when extworker reads its metadata, then every tag ExifTool
 prints has the same value in the media API's shape: keys are the tag names with
-punctuation dropped, numbers are numbers, dates ISO 8601, lists arrays, GPS in degrees.
+punctuation dropped, numbers are numbers, dates ISO 8601, GPS in degrees, and every other
+value exactly as ``exiftool -j`` prints it (one keyword a string, several an array).
 """
 
 from __future__ import annotations
@@ -110,6 +111,30 @@ def test_key_tags_match_exiftool(read, image, description, key):
     assert any(same(ours, p) for p in printed), (key, ours, printed)
 
 
+@pytest.mark.parametrize("image", ["IPTC.jpg", "XMP.jpg", "ExifTool.jpg", "GPS.jpg"])
+def test_every_value_prints_as_exiftool_j_does(read, exiftool, image):
+    """The file object document's ``embeddedMetadata`` is ExifTool's: each value as
+    ``exiftool -j`` prints it — except dates (ISO 8601) and GPS (signed degrees), the media
+    API's own forms."""
+    import json
+    import subprocess
+
+    printed = json.loads(subprocess.run(
+        [exiftool.executable, "-j", "-c", "%.8f", "--File:all", "--System:all",
+         "--ExifTool:all", str(SAMPLES / image)], capture_output=True, check=True).stdout)[0]
+    ours = read[image]
+    compared = 0
+    for tag, value in printed.items():
+        key = media_key(tag)
+        if tag == "SourceFile" or key not in ours or key.startswith("GPS"):
+            continue
+        if isinstance(value, str) and (iso_date(value) or value.startswith("(Binary")):
+            continue
+        assert ours[key] == value, (key, ours[key], value)
+        compared += 1
+    assert compared >= 20, compared
+
+
 def test_values_are_typed_as_the_media_api_shows_them(read):
     gps, iptc = read["GPS.jpg"], read["IPTC.jpg"]
     assert gps["ResolutionUnit"] == "inches" and gps["XResolution"] == 300  # print-converted
@@ -117,6 +142,9 @@ def test_values_are_typed_as_the_media_api_shows_them(read):
     assert gps["DateTimeOriginal"] == "2002-07-13T15:58:28.000Z"
     assert gps["GPSLatitude"] > 0 > gps["GPSLongitude"]  # North, West
     assert iptc["Keywords"] == ["ExifTool", "Test", "IPTC"]
+    assert read["ExifTool.jpg"]["Keywords"] == "jambalaya"  # one: as -j prints it
+    assert read["XMP.jpg"]["Creator"] == "Phil Harvey"
+    assert read["ExifTool.jpg"]["ComponentsConfiguration"] == "Y, Cb, Cr, -"
     assert iptc["DateCreated"] == "2004-02-26T00:00:00.000Z"
     for meta in read.values():
         assert not any(str(v).startswith("(Binary data") for v in meta.values())
@@ -184,7 +212,7 @@ def test_a_cut_out_keeps_rights_and_description_and_reads_its_own(runtime, exift
     assert meta["Copyright"] == "ian Britton - FreeFoto.com"
     assert meta["ImageDescription"] == "Communications"
     assert meta["Rights"] == "ian Britton - FreeFoto.com"  # IPTC CopyrightNotice → XMP
-    assert meta["Creator"] == ["Ian Britton"]  # IPTC By-line → XMP dc:creator
+    assert meta["Creator"] == "Ian Britton"  # IPTC By-line → XMP dc:creator
     assert "GPSLatitude" not in meta and "Make" not in meta  # only rights and description
     assert meta["ImageWidth"] == 120 and meta["ColorType"] == "RGB with Alpha"
 

@@ -38,7 +38,7 @@ def _files(base_url, key):
 def test_v2_upload_through_the_sdk(acme, astronaut):
     ik, base_url, _ = acme
     up = ik.beta.v2.files.upload(file=jpeg(astronaut), file_name="v2.jpg", folder="/v2",
-                                 tags=["a", "b"]).to_dict()
+                                 tags=["a", "b"], response_fields=["tags"]).to_dict()
     assert up["filePath"].startswith("/v2/v2") and up["tags"] == ["a", "b"]
     assert httpx.get(up["url"], timeout=30).status_code == 200
     assert up["thumbnailUrl"] and httpx.get(up["thumbnailUrl"], timeout=30).status_code == 200
@@ -129,7 +129,8 @@ def _jwt(made, fields, lifetime=600, **kw):
 
 def test_v2_client_side_upload_with_a_jwt_over_the_whole_payload(acme, astronaut):
     _, base_url, made = acme
-    fields = {"fileName": "signed.jpg", "folder": "/jwt", "tags": "x,y"}
+    fields = {"fileName": "signed.jpg", "folder": "/jwt", "tags": "x,y",
+              "responseFields": "tags"}
     files = {"file": ("signed.jpg", jpeg(astronaut), "image/jpeg")}
     token = _jwt(made, fields)
     ok = httpx.post(f"{base_url}/api/v2/files/upload", data={**fields, "token": token},
@@ -189,6 +190,32 @@ def test_pre_and_post_transformations(acme, settings, astronaut):
     assert len(_files(base_url, made["key"])) == before  # none of them stored anything
 
 
+def test_response_fields_are_exactly_what_was_asked(acme, astronaut):
+    """The upload document: "Comma-separated values of the fields that you want the API to
+    return in the response" — tags, customCoordinates, isPrivateFile, embeddedMetadata,
+    isPublished, customMetadata, metadata, selectedFieldsSchema: each asked for is there
+    (through the SDK too), and none that was not."""
+    ik, base_url, made = acme
+    optional = {"tags", "customCoordinates", "isPrivateFile", "embeddedMetadata",
+                "isPublished", "customMetadata", "metadata", "selectedFieldsSchema"}
+    for asked in (["isPublished"], ["tags", "customCoordinates", "isPrivateFile"],
+                  ["embeddedMetadata", "customMetadata"]):
+        raw = httpx.post(f"{base_url}/api/v1/files/upload", auth=(made["key"], ""),
+                         timeout=30, data={"fileName": "rf.jpg", "isPublished": "true",
+                                           "responseFields": ",".join(asked)},
+                         files={"file": ("rf.jpg", jpeg(astronaut))}).json()
+        assert optional & set(raw) == set(asked), (asked, sorted(raw))
+        sdk = ik.files.upload(file=jpeg(astronaut), file_name="rf.jpg",
+                              response_fields=asked).to_dict()
+        assert optional & set(sdk) == set(asked), (asked, sorted(sdk))
+        v2 = ik.beta.v2.files.upload(file=jpeg(astronaut), file_name="rf.jpg",
+                                     response_fields=asked).to_dict()
+        assert optional & set(v2) == set(asked), (asked, sorted(v2))
+    plain = ik.files.upload(file=jpeg(astronaut), file_name="rf.jpg").to_dict()
+    assert not optional & set(plain), sorted(plain)  # none asked: none answered
+    assert raw["customMetadata"] == {} and raw["embeddedMetadata"]["JFIFVersion"] == 1.01
+
+
 def test_response_fields(acme, astronaut):
     ik, base_url, made = acme
     up = ik.files.upload(file=jpeg(astronaut), file_name="rf.jpg", tags=["t"],
@@ -196,7 +223,8 @@ def test_response_fields(acme, astronaut):
     assert up["tags"] == ["t"] and up["metadata"]["width"] == 512
     assert "embeddedMetadata" not in up and "customMetadata" not in up
     assert "isPrivateFile" not in up
-    full = ik.files.upload(file=jpeg(astronaut), file_name="rf2.jpg").to_dict()
+    full = ik.files.upload(file=jpeg(astronaut), file_name="rf2.jpg", response_fields=[
+        "embeddedMetadata", "isPrivateFile"]).to_dict()
     assert "embeddedMetadata" in full and "isPrivateFile" in full
     bad = httpx.post(f"{base_url}/api/v1/files/upload", auth=(made["key"], ""),
                      data={"fileName": "x.jpg", "responseFields": "tags,nonsense"},

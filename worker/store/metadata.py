@@ -12,7 +12,8 @@ Normalisation on top of ExifTool's JSON (``-j``): one flat object, ExifTool's ta
 names with punctuation dropped (``Caption-Abstract`` → ``CaptionAbstract``);
 numbers stay numbers; dates become ISO 8601 in the media API's form
 (``2002-07-13T15:58:28.000Z``; a zone offset, when the file has one, is applied);
-list tags are always arrays; GPS coordinates are signed decimal degrees; binary
+a list tag holding one value prints as that value, as ``exiftool -j`` prints it (the
+upload document's example: ``"Creator": "…"``); GPS coordinates are signed decimal degrees; binary
 blobs and the File/System groups (facts about our temporary file) are left out.
 """
 
@@ -35,11 +36,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Tags ExifTool defines as lists: one value is still an array in the media API.
-LIST_TAGS = frozenset({
-    "Keywords", "Subject", "SupplementalCategories", "Creator", "HierarchicalSubject",
-    "Contributor", "PersonInImage", "CatalogSets", "Language", "Publisher",
-})
 # What a derived version (a remove-bg cut-out) keeps from its source: who made it,
 # who owns it, what it shows. Read from any family, written as EXIF + XMP (PNG has no IPTC).
 RIGHTS_TAGS = (
@@ -111,8 +107,6 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
             if value.startswith("(Binary data") or len(value) > MAX_VALUE_CHARS:
                 continue
             value = iso_date(value) or value
-        if key in LIST_TAGS and not isinstance(value, list):
-            value = [value]
         if key in ("GPSLatitude", "GPSLongitude", "GPSDestLatitude", "GPSDestLongitude"):
             ref = str(raw.get(tag + "Ref", ""))
             coordinate = _coordinate(value, ref.startswith(("South", "West", "S", "W")))

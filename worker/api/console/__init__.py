@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from worker.api.console.session import COOKIE, TTL_S, Sessions, same_origin
 from worker.api.deps import Api, new_job_id
 from worker.api.errors import ApiError
-from worker.api.routers.uploads import DEFAULT_FIELDS, Uploader
+from worker.api.routers.uploads import CONSOLE_FIELDS, Uploader
 from worker.core.errors import PermanentError
 from worker.core.records import FileRecord, RecordPatch
 from worker.core.urls import RASTER
@@ -391,7 +391,7 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
         for up in uploads:
             name = up.filename or f"upload-{uuid.uuid4().hex[:8]}"
             try:
-                out = uploader.upload(acct, up, None, [], DEFAULT_FIELDS, webhookUrl or None,
+                out = uploader.upload(acct, up, None, [], CONSOLE_FIELDS, webhookUrl or None,
                                       extensions, {
                     "fileName": name, "useUniqueFileName": True, "folder": folder or "/",
                     "isPrivateFile": False, "isPublished": True, "overwriteFile": True,

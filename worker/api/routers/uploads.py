@@ -37,7 +37,10 @@ from worker.delivery.transform import Chain, TransformError, parse
 MAX_TOKEN_LIFETIME_S = 3600
 OPTIONAL_FIELDS = ("tags", "customCoordinates", "isPrivateFile", "embeddedMetadata",
                    "isPublished", "customMetadata", "metadata", "selectedFieldsSchema")
-DEFAULT_FIELDS = OPTIONAL_FIELDS[:6]  # without responseFields: what extworker always sent
+# The upload document: each optional field is answered only when `responseFields` asks for
+# it ("Send tags in responseFields in API request to get the value of this field").
+DEFAULT_FIELDS: tuple[str, ...] = ()
+CONSOLE_FIELDS = OPTIONAL_FIELDS[:6]  # the console's uploader shows them all
 UNSUPPORTED_POST = ("gif-to-video", "abs")
 
 
