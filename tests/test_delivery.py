@@ -101,6 +101,32 @@ def test_build_url_transformations_in_both_forms(client, api, astronaut):
     assert force.size == (50, 120)
 
 
+def test_backgrounds_by_name_and_with_opacity(client, astronaut):
+    """The transformation document's background: "a standard color name (e.g. red)", an
+    RGB hex code, or an RGBA code whose last two digits are the opacity, 00 to 99
+    (``FFAABB50``) — and a name is the same derivative as its hex."""
+    ik, _, _ = client
+    up = _upload(ik, jpeg(astronaut), "bg.jpg")
+    named = httpx.get(f"{up['url']}?tr=w-300,h-100,cm-pad_resize,bg-red")
+    assert named.status_code == 200, named.text
+    assert max(abs(a - b) for a, b in zip(_image(named).convert("RGB").getpixel((2, 50)),
+                                          (255, 0, 0), strict=True)) <= 3
+    same = httpx.get(f"{up['url']}?tr=w-300,h-100,cm-pad_resize,bg-FF0000")
+    assert same.headers["x-extworker-derivative"] == "stored"  # bg-red's, not a second one
+    half = _image(httpx.get(f"{up['url']}?tr=w-300,h-100,cm-pad_resize,bg-FFFFFF50,f-png"))
+    assert half.mode == "RGBA" and half.getpixel((2, 50)) == (255, 255, 255, 129)
+    clear = _image(httpx.get(f"{up['url']}?tr=w-300,h-100,cm-pad_resize,bg-00000000,f-png"))
+    assert clear.getpixel((2, 50))[3] == 0
+    for bad in ("bg-notacolour", "bg-FFFFFFFF", "bg-12345"):
+        r = httpx.get(f"{up['url']}?tr=w-300,h-100,cm-pad_resize,{bad}")
+        assert r.status_code == 400 and bad in r.json()["message"], (bad, r.text)
+    # The upload document's own example: pre and post chains with a named background.
+    made = ik.files.upload(file=jpeg(astronaut), file_name="ex.jpg", transformation={
+        "pre": "w-300,h-200,cm-pad_resize,bg-red", "post": [
+            {"type": "transformation", "value": "w-100,h-100,cm-pad_resize,bg-FFFFFF50"}]})
+    assert (made.width, made.height) == (300, 200)
+
+
 def test_a_bad_transformation_is_a_400_naming_it(client, astronaut):
     ik, endpoint, _ = client
     up = _upload(ik, jpeg(astronaut), "bad.jpg")

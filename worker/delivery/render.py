@@ -51,8 +51,10 @@ def _side(value: str | None, current: int) -> int | None:
 
 def _rgba(hexa: str | None) -> tuple[int, int, int, int]:
     hexa = hexa or "FFFFFF"
-    parts = [int(hexa[i:i + 2], 16) for i in range(0, len(hexa), 2)]
-    return (*parts[:3], parts[3] if len(parts) > 3 else 255)  # type: ignore[return-value]
+    r, g, b = (int(hexa[i:i + 2], 16) for i in range(0, 6, 2))
+    # RRGGBBAA: AA is the opacity in percent, 00-99 (the hosted form; 99 is opaque).
+    alpha = round(int(hexa[6:]) * 255 / 99) if len(hexa) == 8 else 255
+    return r, g, b, alpha
 
 
 def _box(step: Step, width: int, height: int) -> tuple[int | None, int | None]:
@@ -77,8 +79,11 @@ def _resize(im: Image.Image, step: Step, max_pixels: int) -> Image.Image:
     crop, mode = step.get("c") or "maintain_ratio", step.get("cm")
     if mode == "pad_resize" and w and h:
         fill = _rgba(step.get("bg"))
-        if im.mode not in ("RGB", "RGBA"):
-            im = im.convert("RGBA" if "A" in im.getbands() or fill[3] < 255 else "RGB")
+        see_through = "A" in im.getbands() or "transparency" in im.info or fill[3] < 255
+        if im.mode != "RGBA" and see_through:
+            im = im.convert("RGBA")  # a see-through fill needs an alpha channel
+        elif im.mode not in ("RGB", "RGBA"):
+            im = im.convert("RGB")
         return ImageOps.pad(im, (w, h), LANCZOS, color=fill if im.mode == "RGBA"
                             else fill[:3])
     if w and h and crop == "force":

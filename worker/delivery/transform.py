@@ -73,6 +73,24 @@ class Chain:
         return bool(self.steps)
 
 
+def background(value: str) -> str:
+    """The background's canonical text: ``RRGGBB``, or ``RRGGBBAA`` with the hosted form's
+    opacity ``AA`` (``00``-``99``, percent: ``bg-FFFFFF50`` is half-transparent white); a
+    colour name (``bg-red``) becomes its hex, so both spellings share one derivative."""
+    from PIL import ImageColor
+
+    if _HEX.match(value):
+        if len(value) == 8 and not value[6:].isdigit():
+            raise TransformError(f"bg-{value}: the last two digits of RRGGBBAA are the "
+                                 "opacity, 00 to 99")
+        return value.upper()
+    if re.fullmatch(r"[A-Za-z]{3,30}", value) and value.lower() in ImageColor.colormap:
+        r, g, b = ImageColor.getrgb(value.lower())[:3]
+        return f"{r:02X}{g:02X}{b:02X}"
+    raise TransformError(f"bg-{value}: bg must be a colour name (red), RRGGBB or RRGGBBAA "
+                         "(AA the opacity, 00-99)")
+
+
 def _int(key: str, value: str, low: int, high: int) -> str:
     if not value.isdigit() or not low <= int(value) <= high:
         raise TransformError(f"{key}-{value}: {key} must be a whole number from {low} to {high}")
@@ -109,9 +127,7 @@ def _check(key: str, value: str) -> str:
             raise TransformError(f"cm-{value}: cm must be pad_resize")
         return value
     if key == "bg":
-        if not _HEX.match(value):
-            raise TransformError(f"bg-{value}: bg must be RRGGBB or RRGGBBAA hex")
-        return value.upper()
+        return background(value)
     if key == "q":
         return _int(key, value, 1, 100)
     if key == "f":
