@@ -305,3 +305,21 @@ def test_extension_status_is_absent_when_no_extension_was_asked_for(acme, astron
                            [{"name": "remove-bg"}])},
                        files={"file": ("b.jpg", jpeg(astronaut))})
     assert asked.json()["extensionStatus"] == {"remove-bg": "pending"}, asked.json()
+
+
+def test_version_one_is_named_by_the_file_id(acme, astronaut):
+    """The file object document: a new file's ``versionInfo`` is ``{"id": <fileId>, "name":
+    "Version 1"}``; a later version has an id of its own, and version 1 keeps the file's."""
+    ik, base_url, made = acme
+    up = ik.files.upload(file=jpeg(astronaut), file_name="v.jpg", use_unique_file_name=False)
+    assert (up.version_info.id, up.version_info.name) == (up.file_id, "Version 1")
+    again = ik.files.upload(file=jpeg(astronaut.rotate(90)), file_name="v.jpg",
+                            use_unique_file_name=False)
+    assert again.file_id == up.file_id and again.version_info.name == "Version 2"
+    assert again.version_info.id != up.file_id
+    listed = ik.files.versions.list(up.file_id)
+    assert [(v.version_info.id == up.file_id, v.version_info.name) for v in listed] == [
+        (True, "Version 1"), (False, "Version 2")]
+    ik.files.copy(source_file_path=up.file_path, destination_path="/copies/")
+    copy = next(f for f in _files(base_url, made["key"]) if f["filePath"] == "/copies/v.jpg")
+    assert copy["versionInfo"]["id"] == copy["fileId"] != up.file_id

@@ -328,9 +328,12 @@ class FileStore:
         return record, Txn(writes={self.file_key(record.fileId): record.model_dump(mode="json")})
 
     def _new_record(self, p: Prepared, account: str, file_path: str) -> FileRecord:
-        up, now, version_id = p.upload, now_iso(), new_id()
+        # Version 1's id is the file's own (the file object document: "versionInfo": {"id":
+        # <fileId>, "name": "Version 1"}); later versions get ids of their own.
+        up, now = p.upload, now_iso()
+        file_id = version_id = new_id()
         return FileRecord.model_validate({
-            "fileId": new_id(), "accountId": account, "name": file_path.rsplit("/", 1)[1],
+            "fileId": file_id, "accountId": account, "name": file_path.rsplit("/", 1)[1],
             "filePath": file_path, "tags": up.tags or None,
             "customMetadata": p.custom_metadata or {}, "description": up.description,
             "customCoordinates": up.customCoordinates or None,

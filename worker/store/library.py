@@ -129,7 +129,7 @@ class Library:
                 self.blobs.put(key, self.blobs.get(v.blobKey))
                 written.append(key)
                 copied.append(v.model_copy(update={
-                    "id": new_id(), "blobKey": key, "name": f"Version {n}",
+                    "id": file_id if n == 1 else new_id(), "blobKey": key, "name": f"Version {n}",
                     "origin": f"copy/{source.fileId}/{v.id}"}))
             now = now_iso()
             record = source.model_copy(update={
