@@ -23,12 +23,12 @@ COPY webhooks ./webhooks
 # hadolint ignore=DL3013
 RUN if [ "$DEVICE" = "cuda" ]; then \
       pip install "torch==${TORCH_VERSION}" \
-      && pip install ".[bg,vision,api,s3]" \
+      && pip install ".[bg,vision,api,s3,video]" \
       && pip uninstall -y onnxruntime \
       && pip install ".[gpu]"; \
     else \
       pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}" \
-      && pip install ".[bg,vision,api,s3]"; \
+      && pip install ".[bg,vision,api,s3,video]"; \
     fi
 
 # --- models: pulled once, verified, copied into the final image ---------------------

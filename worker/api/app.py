@@ -49,19 +49,31 @@ class GuardAndMeasure:
     ``BaseHTTPMiddleware``, which wraps every response in a stream of its own: measured
     here as a share of a delivered thumbnail's time)."""
 
-    def __init__(self, app: Any, max_body: Callable[[], int]) -> None:
-        self.app, self.max_body = app, max_body  # read per request
+    def __init__(self, app: Any, max_body: Callable[[str], int]) -> None:
+        self.app, self.max_body = app, max_body  # read per request, by path
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body()
+        limit = self.max_body(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await _error(413, f"request body larger than {limit} bytes")(
                     scope, receive, send)
                 return
+        # A body without a Content-Length (chunked) is counted as it arrives.
+        seen = [0]
+        upstream = receive
+
+        async def receive(upstream: Any = upstream) -> Any:
+            message = await upstream()
+            if message.get("type") == "http.request":
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > limit:
+                    raise BodyError(413, f"request body larger than {limit} bytes")
+            return message
+
         started, status = time.perf_counter(), [500]
 
         async def measured(message: Any) -> None:
@@ -90,12 +102,19 @@ def create_app(runtime: Runtime) -> FastAPI:
                         on_derive=lambda outcome: DERIVATIVES.labels(outcome).inc())
     # max_body_size: Starlette's body limit, which also stops a body streamed without a
     # Content-Length (chunked) once it passes the limit — a 413 (answered by _body_error).
+    # Uploads may carry a video (EXTWORKER_VIDEO_MAX_BYTES); every other body keeps
+    # EXTWORKER_API_MAX_BODY_BYTES (GuardAndMeasure holds each route to its own).
+    upload_body = max(settings.api_max_body_bytes, settings.video_max_bytes + 2**20)
+
+    def body_limit(path: str) -> int:
+        return upload_body if path.endswith("/files/upload") else settings.api_max_body_bytes
+
     app = FastAPI(title="extworker", version="1", description=__doc__,
-                  max_body_size=settings.api_max_body_bytes)
+                  max_body_size=upload_body)
     # Before any route is declared: every JSON body is decoded within the limits.
     app.router.route_class = bounded_route(settings.api_max_body_bytes)
 
-    app.add_middleware(GuardAndMeasure, max_body=lambda: settings.api_max_body_bytes)
+    app.add_middleware(GuardAndMeasure, max_body=body_limit)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -109,7 +128,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Our own ``BodyError``s and Starlette's (its body limit: 413), in the API's shape."""
         if exc.status_code == 413 and not isinstance(exc, BodyError):
-            return _error(413, f"request body larger than {settings.api_max_body_bytes} bytes")
+            return _error(413, f"request body larger than {body_limit(request.url.path)} "
+                          "bytes")
         return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(PermanentError)

@@ -42,6 +42,9 @@ class AITag(BaseModel):
     source: str
 
 
+VIDEO_FIELDS = ("duration", "bitRate", "videoCodec", "audioCodec")
+
+
 class VersionInfo(BaseModel):
     id: str
     name: str
@@ -94,6 +97,11 @@ class FileRecord(BaseModel):
     height: int | None = None
     size: int
     hasAlpha: bool = False
+    # Video (the file object document): seconds, bits/s, the streams' codecs; absent else.
+    duration: int | None = None
+    bitRate: int | None = None
+    videoCodec: str | None = None
+    audioCodec: str | None = None
     createdAt: str
     updatedAt: str
     extensionStatus: dict[str, ExtStatus] = Field(default_factory=dict)
@@ -104,6 +112,9 @@ class FileRecord(BaseModel):
         """The public file object (what the API answers, the CLI prints and webhooks
         carry), with the ``url`` and ``thumbnail`` clients fetch."""
         out = self.model_dump(mode="json", exclude={"versions", "accountId"})
+        if self.duration is None:  # not a video: the video fields are not in its object
+            for name in VIDEO_FIELDS:
+                out.pop(name, None)
         out["url"], out["thumbnail"] = urls.file(self), urls.thumbnail(self)
         return out
 
@@ -137,6 +148,10 @@ class NewVersion(BaseModel):
     hasAlpha: bool = False
     origin: str
     embeddedMetadata: dict[str, Any] = Field(default_factory=dict)
+    duration: int | None = None  # a video's (VIDEO_FIELDS), whole seconds
+    bitRate: int | None = None
+    videoCodec: str | None = None
+    audioCodec: str | None = None
 
 
 class RecordPatch(BaseModel):
@@ -220,4 +235,6 @@ def _add_version(r: FileRecord, v: NewVersion, max_versions: int) -> None:
     r.url, r.mime, r.size = v.url, v.mime, v.size
     r.width, r.height, r.hasAlpha = v.width, v.height, v.hasAlpha
     r.fileType = "image" if v.mime.startswith("image/") else "non-image"
+    r.duration, r.bitRate, r.videoCodec, r.audioCodec = (v.duration, v.bitRate,
+                                                          v.videoCodec, v.audioCodec)
     r.embeddedMetadata = v.embeddedMetadata

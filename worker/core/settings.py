@@ -192,6 +192,9 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(
         25 * 1024 * 1024, gt=0, description="Largest file an upload may carry (any source)."
     )
+    video_max_bytes: int = Field(
+        300 * 1024 * 1024, gt=0, description="Largest video (mp4, webm, mov) an upload may "
+        "carry: the upload document's 300 MB; other files keep EXTWORKER_UPLOAD_MAX_BYTES.")
     api_sync_wait_s: float = Field(
         3.0, ge=0, le=60, description="The hosted API's synchronous attempt: an HTTP API "
         "upload or update with auto-tagging waits up to this long for it; done in time, it is "

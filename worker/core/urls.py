@@ -56,8 +56,8 @@ class Urls:
         return self.path(record.accountId, record.filePath)
 
     def thumbnail(self, record: Any) -> str | None:
-        if record.mime not in RASTER:
-            return None
+        if record.mime not in RASTER and not record.mime.startswith("video/"):
+            return None  # a video's thumbnail is its opening keyframe
         return self.path(record.accountId, record.filePath, THUMBNAIL)
 
     def version(self, record: Any, version: Any) -> str:

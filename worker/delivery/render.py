@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageOps
 
+from worker.core import video
+from worker.core.video import looks_like_video
 from worker.delivery.transform import FORMATS, Chain, Step, TransformError
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -40,7 +42,24 @@ def output_format(chain: Chain, source_mime: str, accepts_webp: bool) -> str:
         fmt = None
     if fmt:
         return fmt
+    if source_mime.startswith("video/"):
+        return "jpg"  # a video's frame (its thumbnail)
     return {v: k for k, v in FORMATS.items()}.get(source_mime, "png")
+
+
+def _gif_to_video(data: bytes, max_pixels: int) -> Rendered:
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001 - Pillow raises many kinds for bad input
+        raise TransformError(f"f-mp4: the file cannot be decoded ({e})") from None
+    if im.format != "GIF":
+        raise TransformError("f-mp4: applies to GIFs (gif-to-video)")
+    if im.width * im.height * getattr(im, "n_frames", 1) > 4 * max_pixels:
+        raise TransformError("f-mp4: the GIF has more frames x pixels than may be encoded")
+    if not video.available():
+        raise TransformError("f-mp4: needs the video extra (PyAV) on this node")
+    out = video.gif_to_mp4(data)
+    return Rendered(out, "video/mp4", im.width // 2 * 2, im.height // 2 * 2)
 
 
 def _side(value: str | None, current: int) -> int | None:
@@ -109,11 +128,20 @@ def _apply(im: Image.Image, step: Step) -> Image.Image:
 
 
 def render(data: bytes, chain: Chain, fmt: str, max_pixels: int) -> Rendered:
-    """The chain applied to ``data`` (an image's bytes), encoded as ``fmt``."""
-    try:
-        im = Image.open(io.BytesIO(data))
-    except Exception as e:  # noqa: BLE001 - Pillow raises many kinds for bad input
-        raise TransformError(f"tr: the file cannot be decoded as an image ({e})") from None
+    """The chain applied to ``data`` (an image's bytes, or a video's: its opening keyframe),
+    encoded as ``fmt``; ``mp4`` turns an animated GIF into a video (``gif-to-video``)."""
+    if fmt == "mp4":
+        return _gif_to_video(data, max_pixels)
+    if looks_like_video(data[:16]):
+        frame = video.thumbnail_frame(data) if video.available() else None
+        if frame is None:
+            raise TransformError("tr: no frame of this video can be decoded")
+        im = frame
+    else:
+        try:
+            im = Image.open(io.BytesIO(data))
+        except Exception as e:  # noqa: BLE001 - Pillow raises many kinds for bad input
+            raise TransformError(f"tr: the file cannot be decoded as an image ({e})") from None
     if im.width * im.height > max_pixels:
         raise TransformError(f"tr: the image has more than the {max_pixels} pixels "
                              "transformations may read")

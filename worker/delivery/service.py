@@ -32,8 +32,9 @@ from worker.core.errors import BlobNotFound
 from worker.core.records import FileRecord, StoredVersion
 from worker.core.settings import Settings
 from worker.core.urls import RASTER, epoch_ms
+from worker.core.video import VIDEO_MIMES
 from worker.delivery.render import output_format, render
-from worker.delivery.transform import FORMATS, Chain, TransformError, parse
+from worker.delivery.transform import FORMATS, VIDEO_FORMATS, Chain, TransformError, parse
 from worker.store.apikeys import ApiKeys
 from worker.store.blobs import BlobStore
 from worker.store.files import FileStore
@@ -135,7 +136,10 @@ class Delivery:
             for v in record.versions:
                 if epoch_ms(v.createdAt) == int(wanted):
                     version, immutable = v, True
-        if chain and version.mime not in RASTER:
+        if chain.format == "mp4" and version.mime != "image/gif":
+            raise TransformError(f"f-mp4: applies to GIFs (gif-to-video; this file is "
+                                 f"{version.mime})")
+        if chain and version.mime not in RASTER and version.mime not in VIDEO_MIMES:
             raise TransformError(f"tr: transformations apply to images only (this file is "
                                  f"{version.mime})")
         if chain and (version.width or 0) * (version.height or 0) > \
@@ -195,7 +199,7 @@ class Delivery:
         except BlobNotFound:
             return None
         self.on_derive("stored")
-        return Derived(key, size, FORMATS[fmt], etag, False, None)
+        return Derived(key, size, {**FORMATS, **VIDEO_FORMATS}[fmt], etag, False, None)
 
     def _derive(self, target: Target, fmt: str, key: str, etag: str) -> Derived:
         found = self._stored(key, fmt, etag)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 MAX_SIDE = 8192
 NAMED = {"ik_ml_thumbnail": "w-200,h-200,c-at_max,q-80"}
 FORMATS = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+VIDEO_FORMATS = {"mp4": "video/mp4"}  # f-mp4: a GIF as a video (gif-to-video)
 _HEX = re.compile(r"^[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?$")
 _NUM = re.compile(r"^\d+(\.\d+)?$")
 _ORDER = ("n", "w", "h", "ar", "c", "cm", "bg", "rt", "bl", "e", "q", "f")
@@ -132,8 +133,8 @@ def _check(key: str, value: str) -> str:
         return _int(key, value, 1, 100)
     if key == "f":
         value = "jpg" if value == "jpeg" else value
-        if value not in ("auto", *FORMATS):
-            raise TransformError(f"f-{value}: f must be auto, jpg, png or webp")
+        if value not in ("auto", *FORMATS, *VIDEO_FORMATS):
+            raise TransformError(f"f-{value}: f must be auto, jpg, png, webp or mp4 (a GIF)")
         return value
     if key == "bl":
         return _int(key, value, 1, 100)

@@ -168,7 +168,9 @@ class Dispatcher:
         s, upload = self.settings, job.upload
         assert upload is not None
         data = read_source(
-            upload, blobs=self.blobs, max_bytes=s.upload_max_bytes,
+            # The larger limit here; the file store applies each kind's own once it knows
+            # whether the bytes are a video.
+            upload, blobs=self.blobs, max_bytes=max(s.upload_max_bytes, s.video_max_bytes),
             base64_max_bytes=s.upload_base64_max_bytes,
             fetch=lambda url, cap: fetch(url, self.egress, s.fetch_timeout_s, cap,
                                          s.fetch_deadline_s))

@@ -24,9 +24,10 @@ from typing import Any
 
 from worker.core.contract import Update, UploadFields
 from worker.core.errors import PermanentError
-from worker.core.imaging import probe
+from worker.core.imaging import ImageInfo, probe
 from worker.core.records import FileRecord, NewVersion, RecordPatch, new_id, now_iso
 from worker.core.settings import Settings
+from worker.core.video import probe as probe_video
 from worker.store import search
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore, validate_value
@@ -74,10 +75,11 @@ class Prepared:
     has_alpha: bool
     embedded: dict[str, Any]
     origin: str  # "<jobId>/upload": a redelivered job adds no second version
+    video: dict[str, Any] | None = None  # duration, bitRate, videoCodec, audioCodec
 
     def facts(self) -> dict[str, Any]:
         return {"mime": self.mime, "width": self.width, "height": self.height,
-                "hasAlpha": self.has_alpha, "size": self.size}
+                "hasAlpha": self.has_alpha, "size": self.size, **(self.video or {})}
 
 
 class FileStore:
@@ -214,6 +216,16 @@ class FileStore:
         custom = self.check_custom_metadata(account, upload.customMetadata,
                                             "upload.customMetadata")
         info = probe(data)
+        clip = None if info is not None else probe_video(data)
+        limit = self.settings.video_max_bytes if clip else self.settings.upload_max_bytes
+        if len(data) > limit:
+            raise PermanentError(
+                f"upload: the file is {len(data)} bytes, above the {limit}-byte limit for "
+                + ("videos" if clip else "images and other files (videos: "
+                   f"{self.settings.video_max_bytes})"), code="upload_too_large")
+        if clip is not None:
+            info = ImageInfo(mime=clip.mime, width=clip.width, height=clip.height,
+                             has_alpha=False)
         if upload.customCoordinates:
             _check_inside(upload.customCoordinates, info.width if info else None,
                           info.height if info else None, "upload.customCoordinates")
@@ -229,7 +241,7 @@ class FileStore:
                                          or "application/octet-stream"),
             width=info.width if info else None, height=info.height if info else None,
             has_alpha=info.has_alpha if info else False, embedded=embedded,
-            origin=f"{job_id}/upload")
+            origin=f"{job_id}/upload", video=clip.fields() if clip else None)
 
     def target_path(self, prepared: Prepared) -> str:
         """The path this upload writes to (a fresh unique suffix on every call)."""

@@ -12,8 +12,9 @@ Authentication, either:
 
 ``transformation``: ``pre`` (a chain) is applied to the bytes before they are stored;
 ``post`` steps of type ``transformation`` and ``thumbnail`` are computed right after the
-upload (delivery's derivatives: the first request finds them stored); ``gif-to-video`` and
-``abs`` are a 400. ``responseFields`` chooses the optional fields of the answer.
+upload (delivery's derivatives: the first request finds them stored), ``gif-to-video`` makes
+a GIF's MP4 (served at ``?tr=f-mp4``); ``abs`` is a 400. ``responseFields`` chooses the
+optional fields of the answer.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from worker.api.deps import Api, Credentials, new_job_id
 from worker.api.errors import ApiError
 from worker.api.limits import json_field
+from worker.core.video import looks_like_video
 from worker.delivery.render import output_format, render
 from worker.delivery.service import Target
 from worker.delivery.transform import Chain, TransformError, parse
@@ -41,7 +43,7 @@ OPTIONAL_FIELDS = ("tags", "customCoordinates", "isPrivateFile", "embeddedMetada
 # it ("Send tags in responseFields in API request to get the value of this field").
 DEFAULT_FIELDS: tuple[str, ...] = ()
 CONSOLE_FIELDS = OPTIONAL_FIELDS[:6]  # the console's uploader shows them all
-UNSUPPORTED_POST = ("gif-to-video", "abs")
+UNSUPPORTED_POST = ("abs",)
 
 
 async def raw_form(request: Request) -> dict[str, Any]:
@@ -63,8 +65,18 @@ def _post_steps(raw: Any) -> list[Chain]:
         kind = step["type"]
         if kind in UNSUPPORTED_POST:
             raise ApiError(400, f"{where}.type: {kind} is not supported by this deployment")
+        if kind == "gif-to-video":  # the GIF as an MP4, served at the file's ?tr=f-mp4
+            value = step.get("value")
+            if value is not None and not isinstance(value, str):
+                raise ApiError(400, f"{where}.value: must be a transformation string")
+            if value:
+                raise ApiError(400, f"{where}.value: a gif-to-video takes no transformation "
+                               "here (the video keeps the GIF's size)")
+            chains.append(parse("f-mp4"))
+            continue
         if kind not in ("transformation", "thumbnail"):
-            raise ApiError(400, f"{where}.type: must be transformation or thumbnail")
+            raise ApiError(400, f"{where}.type: must be transformation, thumbnail or "
+                           "gif-to-video")
         if not isinstance(step.get("value"), str) or not step["value"]:
             raise ApiError(400, f"{where}.value: a transformation (w-300,h-300) is required")
         try:
@@ -146,12 +158,18 @@ class Uploader:
                 except (binascii.Error, ValueError):
                     raise ApiError(400, "file: not a URL and not base64") from None
         else:
-            data = file.file.read(settings.upload_max_bytes + 1)
+            data = file.file.read(max(settings.upload_max_bytes, settings.video_max_bytes) + 1)
         if data is not None:
-            if len(data) > settings.upload_max_bytes:
-                raise ApiError(413, f"file: larger than {settings.upload_max_bytes} bytes")
+            video = looks_like_video(data[:16])
+            limit = settings.video_max_bytes if video else settings.upload_max_bytes
+            if len(data) > limit:
+                raise ApiError(413, f"file: larger than {limit} bytes"
+                               + (" (a video)" if video else
+                                  f" (videos: up to {settings.video_max_bytes})"))
             if pre is not None:
                 data = self._pre(data, pre)
+            if any(c.format == "mp4" for c in post) and data[:6] not in (b"GIF87a", b"GIF89a"):
+                raise ApiError(400, "transformation.post: gif-to-video applies to GIFs")
             key = f"incoming/{job_id}"
             api.runtime.blobs.put(key, data)
             up["blobKey"] = key
