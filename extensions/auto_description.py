@@ -7,11 +7,11 @@ sentence case. Model and length are settings (``EXTWORKER_CAPTION_MODEL``,
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Literal
 
 from worker.core.contract import StrictParams
 from worker.core.errors import PermanentError
-from worker.core.imaging import open_image
 from worker.core.records import RecordPatch
 
 from . import loaders
@@ -32,8 +32,10 @@ class AiAutoDescription(VisionExtension):
     def run(self, ctx: ExtensionContext, params: AiAutoDescriptionParams) -> ExtensionResult:
         s = ctx.settings
         model = loaders.get(ctx.models, "captioner", s.caption_model, s)
-        image = open_image(ctx.read_source(), s.max_image_pixels, model.decode_side)
-        text = model.predict(image, s.caption_max_tokens)
+        images = self.images(ctx.read_source(), s, model.decode_side)
+        # A video: each keyframe captioned; the caption most frames share (else the first).
+        captions = [c for c in (model.predict(im, s.caption_max_tokens) for im in images) if c]
+        text = Counter(captions).most_common(1)[0][0] if captions else ""
         if not text:
             raise PermanentError("the captioning model produced no text", code="empty_output")
         return ExtensionResult(

@@ -19,7 +19,6 @@ from pydantic import AliasChoices, Field
 
 from worker.core.contract import StrictParams
 from worker.core.errors import PermanentError
-from worker.core.imaging import open_image
 from worker.core.records import AITag, RecordPatch
 
 from . import loaders
@@ -81,16 +80,21 @@ class _AutoTagging(VisionExtension):
         name = s.classifier_model if kind == "classifier" else s.zero_shot_model
         model = loaders.get(ctx.models, kind, name, s)
         # Decoded only as large as the model can use (JPEG: at 1/2-1/8 scale).
-        image = open_image(ctx.read_source(), s.max_image_pixels, model.decode_side)
-        if kind == "classifier":
-            scored = model.predict(image)
-        else:
-            vocabulary = load_vocabulary(str(s.tag_vocabulary_file or DEFAULT_VOCABULARY))
-            scored = model.predict(image, vocabulary)
-        tags = select(scored, params.minConfidence, params.maxTags, self.name)
+        images = self.images(ctx.read_source(), s, model.decode_side)
+        vocabulary = (None if kind == "classifier" else
+                      load_vocabulary(str(s.tag_vocabulary_file or DEFAULT_VOCABULARY)))
+        best: dict[str, float] = {}
+        for image in images:  # a video's keyframes: each label at its best frame's score
+            scored = model.predict(image) if vocabulary is None else model.predict(
+                image, vocabulary)
+            for label, p in scored:
+                best[label] = max(best.get(label, 0.0), p)
+        merged = sorted(best.items(), key=lambda kv: -kv[1])
+        tags = select(merged, params.minConfidence, params.maxTags, self.name)
         return ExtensionResult(
             patch=RecordPatch(ai_tags=tags, ai_tags_source=self.name),
-            output={"AITags": [t.model_dump() for t in tags], "tagger": kind},
+            output={"AITags": [t.model_dump() for t in tags], "tagger": kind,
+                    "frames": len(images)},
             model=name, device=model.device,
         )
 

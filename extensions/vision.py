@@ -26,15 +26,22 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from worker.core import video
+from worker.core.errors import PermanentError
+from worker.core.imaging import open_image
+from worker.core.video import looks_like_video
 from worker.models.batching import MicroBatcher
 from worker.models.catalog import require
 from worker.models.devices import torch_device
 
 from .base import Extension
+
+if TYPE_CHECKING:
+    from worker.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,19 @@ class VisionExtension(Extension):
     @classmethod
     def available(cls) -> bool:
         return vision_available()
+
+    @staticmethod
+    def images(data: bytes, settings: Settings, decode_side: int = 0) -> list[Image.Image]:
+        """What the model looks at: the file's image (decoded only as large as the model
+        uses), or a video's keyframes — ``EXTWORKER_VIDEO_KEYFRAMES`` spread over its
+        duration (the hosted service tags images only; here a video is tagged too)."""
+        if looks_like_video(data[:16]) and video.available():
+            frames = video.keyframes(data, settings.video_keyframes)
+            if not frames:
+                raise PermanentError("the video has no frame that can be decoded",
+                                     code="invalid_image")
+            return frames
+        return [open_image(data, settings.max_image_pixels, decode_side)]
 
 
 def _offline() -> None:

@@ -60,8 +60,8 @@ def test_dockerfile_shape():
     assert "ARG DEVICE" in text and "onnxruntime-gpu" not in final
     assert "USER 10001" in final and "HEALTHCHECK" in final and "/healthz" in final
     assert 'ENTRYPOINT ["extworker"]' in final and 'CMD ["serve"]' in final
-    # The same image runs `extworker api`, and reaches blobs on object storage (s3).
-    assert text.count('".[bg,vision,api,s3]"') == 2
+    # The same image runs `extworker api`, reaches blobs on object storage (s3), reads video.
+    assert text.count('".[bg,vision,api,s3,video]"') == 2
     assert "ARG MODELS" in text and "models pull" in text
     # No compilers in the final image: its one system package is ExifTool (Perl).
     installs = [line.split("--no-install-recommends", 1)[1].split()

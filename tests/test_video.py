@@ -101,3 +101,47 @@ def test_gif_to_video_post_transformation(ik):
     with pytest.raises(BadRequestError, match="gif-to-video applies to GIFs"):
         client.files.upload(file=jpeg(Image.new("RGB", (8, 8))), file_name="x.jpg",
                             transformation={"post": [{"type": "gif-to-video"}]})
+
+
+@pytest.mark.parametrize(("ext", "kind"), [("aws-auto-tagging", "classifier"),
+                                           ("google-auto-tagging", "zero-shot")])
+def test_tagging_a_video_merges_its_keyframes(runtime, ext, kind):
+    """Beyond the hosted service: a video is tagged on keyframes spread over it, each tag
+    at its best frame's confidence; charged once, as for an image (the units table)."""
+    from extensions import loaders
+    from extensions.auto_tagging import DEFAULT_VOCABULARY, load_vocabulary
+    from tests.test_pipeline import run_job
+
+    data = make_video("mp4", seconds=4.0)
+    rec = runtime.pipeline.add_file(data, "clip.mp4")
+    doc = run_job(runtime, {"fileId": rec.fileId, "extensions": [
+        {"name": ext, "minConfidence": 0, "maxTags": 30}]})
+    slot = doc["extensions"][ext]
+    assert slot["status"] == "success", slot
+    assert slot["output"]["frames"] == runtime.settings.video_keyframes == 4
+    s = runtime.settings
+    model = loaders.get(runtime.models, kind, s.classifier_model if kind == "classifier"
+                        else s.zero_shot_model, s)
+    best: dict[str, float] = {}
+    for frame in video.keyframes(data, 4):
+        scored = model.predict(frame) if kind == "classifier" else model.predict(
+            frame, load_vocabulary(str(s.tag_vocabulary_file or DEFAULT_VOCABULARY)))
+        for name, p in scored:
+            best[name] = max(best.get(name, 0.0), p)
+    tags = runtime.pipeline.get_file(rec.fileId).AITags or []
+    assert {t.name: t.confidence for t in tags} == {
+        n: round(p * 100, 2) for n, p in sorted(best.items(), key=lambda kv: -kv[1])[:30]}
+    assert runtime.pipeline.usage("default")["extensions"] == {ext: s.unit_cost(ext)}
+
+
+def test_a_video_is_described_from_its_keyframes(runtime):
+    from tests.test_pipeline import run_job
+
+    rec = runtime.pipeline.add_file(make_video("webm", seconds=2.0), "clip.webm")
+    doc = run_job(runtime, {"fileId": rec.fileId, "extensions": [
+        {"name": "ai-auto-description"}]})
+    assert doc["extensions"]["ai-auto-description"]["status"] == "success", doc
+    assert runtime.pipeline.get_file(rec.fileId).description
+    cut = run_job(runtime, {"fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]})
+    err = cut["extensions"]["remove-bg"]["error"]
+    assert err["code"] == "invalid_image" and "not an image" in err["message"]

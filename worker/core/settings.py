@@ -192,6 +192,9 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(
         25 * 1024 * 1024, gt=0, description="Largest file an upload may carry (any source)."
     )
+    video_keyframes: int = Field(
+        4, ge=1, le=32, description="Keyframes auto-tagging and ai-auto-description look at "
+        "in a video, spread over its duration (tags merged: each at its best frame's score).")
     video_max_bytes: int = Field(
         300 * 1024 * 1024, gt=0, description="Largest video (mp4, webm, mov) an upload may "
         "carry: the upload document's 300 MB; other files keep EXTWORKER_UPLOAD_MAX_BYTES.")
