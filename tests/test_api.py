@@ -147,9 +147,22 @@ def test_limits_metrics_access_log_and_delete(settings, api, rclient, caplog, as
     caplog.set_level(logging.INFO, logger="worker.api.access")
     with httpx.Client(base_url=base_url, auth=(key, "")) as http:
         settings.api_max_body_bytes = 100_000  # (read per request)
+        settings.video_max_bytes = 50_000  # upload routes: the larger of the two
         too_big = http.post("/api/v1/files/upload", data={"fileName": "big.bin"},
-                            files={"file": ("big.bin", b"x" * 100_001)})
+                            files={"file": ("big.bin", b"x" * 1_100_001)})
         assert too_big.status_code == 413 and "larger than" in too_big.json()["message"]
+        settings.upload_max_bytes = 1000  # the file itself: its kind's limit
+        big_file = http.post("/api/v1/files/upload", data={"fileName": "big.bin"},
+                             files={"file": ("big.bin", b"x" * 1001)})
+        assert big_file.status_code == 413 and "file: larger than 1000" in big_file.json()[
+            "message"]
+        settings.upload_max_bytes = 25 * 1024 * 1024
+        json_too_big = http.patch("/v1/files/nope/details", content=b"[" * 100_001,
+                                  headers={"content-type": "application/json"})
+        assert json_too_big.status_code == 413, json_too_big.text
+        chunked = http.patch("/v1/files/nope/details", content=iter([b"[" * 60_000] * 2),
+                             headers={"content-type": "application/json"})
+        assert chunked.status_code == 413, chunked.text  # no Content-Length: counted
         settings.api_max_body_bytes = 26 * 1024 * 1024
         made = http.post("/api/v1/files/upload", data={"fileName": "a.jpg"},
                          files={"file": ("a.jpg", jpeg(astronaut.resize((32, 32))))})
@@ -197,8 +210,11 @@ def test_only_auto_tagging_is_answered_synchronously(settings, sync_api, astrona
     tagging = {"name": "google-auto-tagging", "minConfidence": 0, "maxTags": 3}
     try:
         t0 = time.monotonic()
-        up = client.files.upload(file=jpeg(astronaut.resize((64, 64))), file_name="a.jpg",
-                                 extensions=[{"name": "remove-bg"}, tagging,
+        # remove.bg's own options travel as the hosted API passes them on, and are honoured.
+        cut = {"name": "remove-bg", "options": {"format": "webp", "size": "preview",
+                                                "bg_colour": "green"}}
+        up = client.files.upload(file=jpeg(astronaut.resize((640, 640))), file_name="a.jpg",
+                                 extensions=[cut, tagging,
                                              {"name": "saved-extension", "id": saved.id}],
                                  webhook_url=recv.url).to_dict()
         answered_s = time.monotonic() - t0
@@ -211,6 +227,12 @@ def test_only_auto_tagging_is_answered_synchronously(settings, sync_api, astrona
         services = sorted(json.loads(r.body)["service"] for r in recv.requests)
         assert services == ["remove-bg", f"saved-extension:{saved.id}"]
         assert all(json.loads(r.body)["status"] == "SUCCESS" for r in recv.requests)
+        webp = next(json.loads(r.body)["fileObject"] for r in recv.requests
+                    if json.loads(r.body)["service"] == "remove-bg")
+        assert webp["mime"] == "image/webp" and webp["width"] * webp["height"] <= 250_000
+        with pytest.raises(BadRequestError, match=r"extensions\[0\]\.options\.format: zip"):
+            client.files.upload(file=jpeg(astronaut), file_name="z.jpg", extensions=[
+                {"name": "remove-bg", "options": {"format": "zip"}}])
         # Update File Details follows the same rule.
         out = client.files.update(up["fileId"], extensions=[
             {"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 2}]).to_dict()

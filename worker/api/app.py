@@ -104,13 +104,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     # Content-Length (chunked) once it passes the limit — a 413 (answered by _body_error).
     # Uploads may carry a video (EXTWORKER_VIDEO_MAX_BYTES); every other body keeps
     # EXTWORKER_API_MAX_BODY_BYTES (GuardAndMeasure holds each route to its own).
-    upload_body = max(settings.api_max_body_bytes, settings.video_max_bytes + 2**20)
-
-    def body_limit(path: str) -> int:
-        return upload_body if path.endswith("/files/upload") else settings.api_max_body_bytes
+    def body_limit(path: str) -> int:  # read per request, as the settings may change
+        if path.endswith("/files/upload"):
+            return max(settings.api_max_body_bytes, settings.video_max_bytes + 2**20)
+        return settings.api_max_body_bytes
 
     app = FastAPI(title="extworker", version="1", description=__doc__,
-                  max_body_size=upload_body)
+                  max_body_size=body_limit("/files/upload"))
     # Before any route is declared: every JSON body is decoded within the limits.
     app.router.route_class = bounded_route(settings.api_max_body_bytes)
 
