@@ -44,6 +44,17 @@ def test_webhooks_benchmark(redis_url, rclient):
     assert "deliveries/s" in out and "ratio" in out
 
 
+def test_sync_wait_benchmark(models_dir, redis_url, tiny):
+    """serve + two APIs (wait 0 and wait W), three phases, the ratios against the first."""
+    out = _run("benchmarks/sync_wait.py", "--tagger", "tiny", "--uploads", "3", "--clients",
+               "1", "--wait", "5", "--models-dir", str(models_dir), "--redis", redis_url)
+    rows = {line.split(",")[0]: line.split() for line in out.splitlines()
+            if line.startswith(("tagging,", "remove-bg,"))}
+    assert set(rows) == {"tagging", "remove-bg"} and len(out.splitlines()) >= 5, out
+    answered = [line for line in out.splitlines() if line.startswith("tagging, wait 5")]
+    assert answered and answered[0].split()[6] == "100%", out  # 5 s is plenty for tiny models
+
+
 def test_vision_benchmark():
     out = _run("benchmarks/vision.py", "--images", "2")
     assert "classifier" in out and "captioner" in out

@@ -145,3 +145,22 @@ def test_a_video_is_described_from_its_keyframes(runtime):
     cut = run_job(runtime, {"fileId": rec.fileId, "extensions": [{"name": "remove-bg"}]})
     err = cut["extensions"]["remove-bg"]["error"]
     assert err["code"] == "invalid_image" and "not an image" in err["message"]
+
+
+@pytest.mark.skipif(__import__("shutil").which("ffprobe") is None,
+                    reason="Debian's ffprobe is not installed (apt-get install ffmpeg)")
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_probe_agrees_with_ffprobe(tmp_path, kind):
+    """PyAV's facts are FFmpeg's: the same as Debian's ffprobe prints for the file (the bit
+    rate within 0.1 %: the two releases round the container's duration differently)."""
+    from benchmarks.video_probe import ffprobe
+
+    data = make_video(kind, seconds=3.0, size=(320, 180))
+    path = tmp_path / KINDS[kind][3]
+    path.write_bytes(data)
+    info = video.probe(data)
+    assert info is not None
+    theirs = ffprobe(path)
+    ours = {**info.fields(), "width": info.width, "height": info.height}
+    assert abs(ours.pop("bitRate") - theirs.pop("bitRate")) < 0.001 * info.bit_rate
+    assert ours == theirs
