@@ -59,13 +59,15 @@ def load_vocabulary(path: str) -> tuple[str, ...]:
 
 def select(scored: list[tuple[str, float]], min_confidence: float, max_tags: int,
            source: str) -> list[AITag]:
-    """Apply the thresholds exactly: confidence ≥ minConfidence, at most maxTags, best first."""
+    """Apply the thresholds exactly: confidence ≥ minConfidence, at most maxTags, in the
+    tagger's order (best first; the imagenet tagger puts a narrower tag before a broader one
+    of about the same confidence)."""
     tags = []
     for name, p in scored:
         confidence = round(p * 100, 2)
         if confidence >= min_confidence and len(tags) < max_tags:
             tags.append(AITag(name=name, confidence=confidence, source=source))
-    return sorted(tags, key=lambda t: -t.confidence)
+    return tags
 
 
 class _AutoTagging(VisionExtension):
@@ -75,13 +77,14 @@ class _AutoTagging(VisionExtension):
     def run(self, ctx: ExtensionContext, params: _TaggingParams) -> ExtensionResult:
         s = ctx.settings
         kind = getattr(s, self.setting)
-        if kind not in ("classifier", "zero-shot"):  # the settings validator prevents this
+        if kind not in ("imagenet", "classifier", "zero-shot"):  # the settings prevent this
             raise PermanentError(f"unknown tagger kind {kind!r}", code="misconfigured")
-        name = s.classifier_model if kind == "classifier" else s.zero_shot_model
+        name = {"imagenet": s.imagenet_model, "classifier": s.classifier_model,
+                "zero-shot": s.zero_shot_model}[kind]
         model = loaders.get(ctx.models, kind, name, s)
         # Decoded only as large as the model can use (JPEG: at 1/2-1/8 scale).
         images = self.images(ctx.read_source(), s, model.decode_side)
-        vocabulary = (None if kind == "classifier" else
+        vocabulary = (None if kind != "zero-shot" else
                       load_vocabulary(str(s.tag_vocabulary_file or DEFAULT_VOCABULARY)))
         best: dict[str, float] = {}
         for image in images:  # a video's keyframes: each label at its best frame's score
@@ -89,7 +92,8 @@ class _AutoTagging(VisionExtension):
                 image, vocabulary)
             for label, p in scored:
                 best[label] = max(best.get(label, 0.0), p)
-        merged = sorted(best.items(), key=lambda kv: -kv[1])
+        merged = (model.order(best) if hasattr(model, "order")
+                  else sorted(best.items(), key=lambda kv: -kv[1]))
         tags = select(merged, params.minConfidence, params.maxTags, self.name)
         return ExtensionResult(
             patch=RecordPatch(ai_tags=tags, ai_tags_source=self.name),

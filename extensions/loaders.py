@@ -13,7 +13,7 @@ from worker.core.settings import Settings
 from worker.models.cache import ModelCache
 from worker.models.devices import inference_threads
 
-KINDS = ("remove-bg", "classifier", "zero-shot", "captioner")
+KINDS = ("remove-bg", "imagenet", "classifier", "zero-shot", "captioner")
 
 
 def loader(kind: str, name: str, settings: Settings,
@@ -26,6 +26,11 @@ def loader(kind: str, name: str, settings: Settings,
 
         return lambda: RembgModel(name, s.models_dir, s.device, inference_threads(s),
                                   s.batch_max_size, s.batch_max_wait_ms, sizes)
+    if kind == "imagenet":
+        from .imagenet_tagger import ImageNetTagger
+
+        return lambda: ImageNetTagger(name, s.models_dir, s.device, inference_threads(s),
+                                      s.batch_max_size, s.batch_max_wait_ms, sizes)
     from .vision import Captioner, ImageClassifier, ZeroShotTagger
 
     cls = {"classifier": ImageClassifier, "zero-shot": ZeroShotTagger,

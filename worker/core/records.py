@@ -184,8 +184,9 @@ class RecordPatch(BaseModel):
                 r.AITags = [t for t in r.AITags if t.name not in drop] or None
         if self.ai_tags_source is not None:
             kept = [t for t in (r.AITags or []) if t.source != self.ai_tags_source]
-            merged = kept + list(self.ai_tags or [])
-            r.AITags = sorted(merged, key=lambda t: -t.confidence) or None
+            # Each source's tags stay in its tagger's order (best first; the imagenet
+            # tagger puts "espresso" before "beverage"), sources in the order they ran.
+            r.AITags = kept + list(self.ai_tags or []) or None
         if self.replace_tags is not None:
             r.tags = list(dict.fromkeys(self.replace_tags)) or None
         if self.add_tags or self.remove_tags:

