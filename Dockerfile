@@ -2,7 +2,7 @@
 # extworker worker image, per device:
 #   docker build -t extworker:cpu .
 #   docker build -t extworker:cuda --build-arg DEVICE=cuda .
-#   docker build --build-arg MODELS="u2netp siglip-base vit-base-imagenet blip-caption-base" .
+#   docker build --build-arg MODELS="u2netp efficientnet-lite0 siglip-base blip-caption-base" .
 # Models are pulled at build time into /models; nothing downloads at run time.
 ARG PYTHON_VERSION=3.11
 
@@ -33,7 +33,7 @@ RUN if [ "$DEVICE" = "cuda" ]; then \
 
 # --- models: pulled once, verified, copied into the final image ---------------------
 FROM build AS models
-ARG MODELS="u2netp"
+ARG MODELS="u2netp efficientnet-lite0"
 ENV EXTWORKER_MODELS_DIR=/models
 RUN mkdir -p /models && for model in $MODELS; do extworker models pull "$model"; done
 

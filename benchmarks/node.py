@@ -152,6 +152,11 @@ def tagger_models(kind: str, models_dir: Path) -> str | None:
         return None
     from tests.tiny_models import build, build_full_size
 
+    if kind == "efficientnet-lite0":  # the trained default (the `imagenet` tagger)
+        from worker.models.catalog import pull
+
+        pull(kind, models_dir)
+        return kind
     if kind == "tiny":
         return build(models_dir)["classifier"]
     if kind == "full":
@@ -173,13 +178,16 @@ def run_extworker(args: argparse.Namespace, models_dir: Path, tagger: str | None
     preload = [f"remove-bg:{args.model}"]
     if tagger:
         extensions.append({"name": "google-auto-tagging", "minConfidence": 0, "maxTags": 5})
-        preload.append(f"classifier:{tagger}")
+        preload.append(f"{'imagenet' if tagger == 'efficientnet-lite0' else 'classifier'}:"
+                       f"{tagger}")
     env = {**os.environ, "EXTWORKER_REDIS_URL": args.redis, "EXTWORKER_NAMESPACE": namespace,
            "EXTWORKER_DATA_DIR": str(data_dir), "EXTWORKER_MODELS_DIR": str(models_dir),
            "EXTWORKER_PRELOAD": json.dumps(preload), "EXTWORKER_HTTP_PORT": str(_free_port()),
            "EXTWORKER_DEVICE": args.device, "EXTWORKER_SHARED_MODELS": args.shared_models,
            "PYTHONUNBUFFERED": "1"}
-    if tagger:
+    if tagger == "efficientnet-lite0":
+        env.update({"EXTWORKER_IMAGENET_MODEL": tagger, "EXTWORKER_TAGGER_GOOGLE": "imagenet"})
+    elif tagger:
         env.update({"EXTWORKER_CLASSIFIER_MODEL": tagger, "EXTWORKER_TAGGER_GOOGLE": "classifier"})
     log = data_dir / "serve.log"
     with open(log, "w") as fh:
@@ -314,8 +322,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=24)
     ap.add_argument("--model", default="u2netp")
     ap.add_argument("--tagger", default="none",
-                    help="none | tiny (tests' random model) | full (ViT-B/16, random weights) "
-                         "| a model name in MODELS_DIR/hf")
+                    help="none | efficientnet-lite0 (the trained default) | tiny (tests' random "
+                         "model) | full (ViT-B/16, random weights) | a model name in MODELS_DIR/hf")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--shared-models", default="auto", choices=["auto", "on", "off"],
                     help="one inference process for the node (auto: when a GPU is visible)")

@@ -55,6 +55,12 @@ def test_sync_wait_benchmark(models_dir, redis_url, tiny):
     assert answered and answered[0].split()[6] == "100%", out  # 5 s is plenty for tiny models
 
 
+def test_tag_quality_benchmark(models_dir):
+    out = _run("benchmarks/tag_quality.py", "--models-dir", str(models_dir), "--rounds", "3")
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "espresso" in rows["coffee"] and "images/s at batch 1" in out, out
+
+
 def test_vision_benchmark():
     out = _run("benchmarks/vision.py", "--images", "2")
     assert "classifier" in out and "captioner" in out
