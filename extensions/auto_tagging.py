@@ -70,6 +70,16 @@ def select(scored: list[tuple[str, float]], min_confidence: float, max_tags: int
     return tags
 
 
+def _mean(vectors: list[list[float]]) -> list[float] | None:
+    """One embedding for the file: a video's keyframes averaged, L2-normalised again."""
+    if not vectors:
+        return None
+    n = len(vectors[0])
+    mean = [sum(v[i] for v in vectors) / len(vectors) for i in range(n)]
+    norm = max(sum(x * x for x in mean) ** 0.5, 1e-12)
+    return [x / norm for x in mean]
+
+
 class _AutoTagging(VisionExtension):
     setting: ClassVar[str]
     synchronous = True  # the hosted API tries auto-tagging synchronously first
@@ -87,9 +97,14 @@ class _AutoTagging(VisionExtension):
         vocabulary = (None if kind != "zero-shot" else
                       load_vocabulary(str(s.tag_vocabulary_file or DEFAULT_VOCABULARY)))
         best: dict[str, float] = {}
+        embeddings = []
         for image in images:  # a video's keyframes: each label at its best frame's score
-            scored = model.predict(image) if vocabulary is None else model.predict(
-                image, vocabulary)
+            if hasattr(model, "predict_and_embed"):  # the imagenet tagger: one run, both
+                scored, embedding = model.predict_and_embed(image)
+                embeddings.append(embedding)
+            else:
+                scored = model.predict(image) if vocabulary is None else model.predict(
+                    image, vocabulary)
             for label, p in scored:
                 best[label] = max(best.get(label, 0.0), p)
         merged = (model.order(best) if hasattr(model, "order")
@@ -99,7 +114,7 @@ class _AutoTagging(VisionExtension):
             patch=RecordPatch(ai_tags=tags, ai_tags_source=self.name),
             output={"AITags": [t.model_dump() for t in tags], "tagger": kind,
                     "frames": len(images)},
-            model=name, device=model.device,
+            model=name, device=model.device, embedding=_mean(embeddings),
         )
 
 

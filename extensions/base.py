@@ -57,6 +57,8 @@ class ExtensionResult:
     output: dict[str, Any] = field(default_factory=dict)  # for logs and `--wait`
     model: str | None = None
     device: str | None = None
+    # An L2-normalised image embedding of the file's current version (for similar images).
+    embedding: list[float] | None = None
 
 
 class Extension:

@@ -129,6 +129,14 @@ class ImageNetTagger:
         return self.order({name: float(probs[idx].sum()) for name, idx in zip(
             self.tags, self.members, strict=True)})
 
+    def predict_and_embed(self, image: Image.Image) -> tuple[list[tuple[str, float]],
+                                                             list[float]]:
+        """``predict`` and ``embed`` from one run of the model."""
+        probs, e = self.probabilities(image)
+        scored = self.order({name: float(probs[idx].sum()) for name, idx in zip(
+            self.tags, self.members, strict=True)})
+        return scored, (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32).tolist()
+
     def order(self, scored: dict[str, float]) -> list[tuple[str, float]]:
         """``scored`` (tag → confidence) in ``ranked`` order: a video's merged frames too."""
         return ranked(scored, self.broader)

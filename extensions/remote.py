@@ -49,6 +49,15 @@ class RemoteVision:
         return self.client.call(self.key, "scores", self._small(image), prompts)  # type: ignore[no-any-return]
 
 
+class RemoteImageNet(RemoteVision):
+    """The imagenet tagger: tags and the embedding from one call."""
+
+    def predict_and_embed(self, image: Image.Image) -> Any:
+        return self.client.call(self.key, "predict_and_embed", self._small(image))
+
+
 def remote_model(kind: str, name: str, client: InferenceClient) -> RemoteRembg | RemoteVision:
     key = f"{kind}:{name}"
-    return RemoteRembg(key, client) if kind == "remove-bg" else RemoteVision(key, client)
+    if kind == "remove-bg":
+        return RemoteRembg(key, client)
+    return RemoteImageNet(key, client) if kind == "imagenet" else RemoteVision(key, client)

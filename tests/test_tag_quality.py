@@ -111,3 +111,40 @@ def test_the_model_is_the_wheels_weights_converted_once(real, runtime):
     probs, embedding = tagger.probabilities(Image.open(io.BytesIO(photo("coffee"))))
     assert np.allclose(logits.softmax(-1)[0].numpy(), probs, atol=1e-5)
     assert np.allclose(emb[0].numpy(), embedding, atol=1e-4)
+
+
+def test_similar_images_find_the_mirror_image_first(real, runtime, api):
+    """Beyond the hosted service: ``GET /v1/files/{id}/similar`` ranks the account's files
+    by their embeddings (computed with the tags): chelsea's mirror image is chelsea's
+    nearest; coffee is not."""
+    import httpx
+    from PIL import ImageOps
+
+    base_url, keys = api
+    key = keys.create("default")["key"]
+    chelsea = Image.open(io.BytesIO(photo("chelsea")))
+    buf = io.BytesIO()
+    ImageOps.mirror(chelsea).save(buf, "JPEG", quality=90)
+    ids = {}
+    for name, data in (("chelsea", photo("chelsea")), ("mirror", buf.getvalue()),
+                       ("coffee", photo("coffee")), ("camera", photo("camera")),
+                       ("stereo_motorcycle", photo("stereo_motorcycle"))):
+        rec = runtime.pipeline.add_file(data, f"{name}.jpg")
+        doc = run_job(runtime, {"fileId": rec.fileId, "extensions": [
+            {"name": "google-auto-tagging", "minConfidence": 0, "maxTags": 5}]})
+        assert doc["extensions"]["google-auto-tagging"]["status"] == "success"
+        ids[name] = rec.fileId
+    names = {v: k for k, v in ids.items()}
+    got = httpx.get(f"{base_url}/v1/files/{ids['chelsea']}/similar", params={"limit": 4},
+                    auth=(key, ""), timeout=30)
+    assert got.status_code == 200, got.text
+    ranked = [(names[f["fileId"]], f["similarity"]) for f in got.json()]
+    assert ranked[0][0] == "mirror" and ranked[0][1] > 0.9, ranked  # coffee is not
+    assert len(ranked) == 4 and "chelsea" not in [n for n, _ in ranked]  # itself left out
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert ranked[0][1] - ranked[1][1] > 0.1, ranked  # and by a margin
+    # A new version that was not tagged has no embedding yet: a clear 409, not a stale one.
+    plain = runtime.pipeline.add_file(photo("camera"), "untagged.jpg")
+    none = httpx.get(f"{base_url}/v1/files/{plain.fileId}/similar", auth=(key, ""),
+                     timeout=30)
+    assert none.status_code == 409 and "google-auto-tagging" in none.json()["message"]

@@ -30,6 +30,7 @@ from worker.store.apikeys import ApiKeys
 from worker.store.backends import open_store
 from worker.store.blobs import BlobStore
 from worker.store.bulkjobs import BulkJobs
+from worker.store.embeddings import Embeddings
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
 from worker.store.kv import KV, LocalKV
@@ -95,6 +96,7 @@ class Runtime:
         self.exiftool = ExifTool(settings.exiftool)
         self.files = FileStore(kv, self.blobs, settings, self.fields, self.exiftool)
         self.library = Library(self.files)
+        self.embeddings = Embeddings(kv, settings)
         self.bulk = BulkJobs(kv, settings, self.library,
                              self.outbox.bulk if self.outbox is not None else None)
         egress = EgressPolicy.parse(settings.egress_allowlist, settings.egress_https_only)

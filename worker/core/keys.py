@@ -28,7 +28,8 @@ _WORDS = frozenset({"job", "file", "path", "files", "units", "claim", "apikey", 
 # Redis; ``extworker store copy`` moves exactly these. Everything else under the namespace
 # is Redis's own — claims, locks, sessions, the intake stream, webhook deliveries.
 STORE_WORDS = frozenset({"job", "file", "path", "files", "units", "folders", "jobs",
-                         "filejobs", "apikey", *ACCOUNT_DOC_KINDS,
+                         "filejobs", "apikey", "embedding", "embeddings",
+                         *ACCOUNT_DOC_KINDS,
                          "bulkjob"})  # bulk jobs of versions before they were jobs
 
 
@@ -69,6 +70,17 @@ class Keys:
     def file(self, file_id: str) -> str:
         """A file record (JSON)."""
         return self._k("file", file_id)
+
+    def embedding(self, account: str, file_id: str) -> str:
+        """A file's image embedding (``worker.store.embeddings``), by account."""
+        return self._k("embedding", _id(account), file_id)
+
+    def embedding_prefix(self, account: str) -> str:
+        return self._k("embedding", _id(account), "")
+
+    def embedding_index(self, account: str) -> str:
+        """Sorted index of the account's files that have an embedding."""
+        return self._k("embeddings", _id(account))
 
     def file_pattern(self) -> str:
         """SCAN pattern of every file record."""

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # What a worker may call on each kind of model, besides ``describe``.
 METHODS: dict[str, frozenset[str]] = {
     "remove-bg": frozenset({"infer"}),
-    "imagenet": frozenset({"predict", "embed"}),
+    "imagenet": frozenset({"predict", "embed", "predict_and_embed"}),
     "classifier": frozenset({"predict"}),
     "zero-shot": frozenset({"predict", "scores"}),
     "captioner": frozenset({"predict"}),

@@ -29,6 +29,7 @@ from worker.core.settings import Settings
 from worker.models.cache import ModelCache
 from worker.store import metering
 from worker.store.blobs import BlobStore
+from worker.store.embeddings import embedding_doc
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
 from worker.store.kv import KV, Txn
@@ -226,6 +227,7 @@ class Executor:
                 return Txn(result=(job or doc, False, None))
             slot = job.extensions[slot_name]
             writes: dict[str, Any] = {}
+            indexed: dict[str, list[str]] = {}
             outcome_error = error
             record = FileRecord.model_validate(raw_record) if raw_record else None
             if outcome_error is None and record is None:
@@ -240,6 +242,11 @@ class Executor:
                         "new_version": new_version})
                     record = patch.apply(record, self.settings.max_versions)
                     writes[fk] = record.model_dump(mode="json")
+                    if result.embedding is not None:  # for /similar: of the current version
+                        writes[keys.embedding(record.accountId, record.fileId)] = \
+                            embedding_doc(record.versionInfo.id, result.model,
+                                          result.embedding)
+                        indexed[keys.embedding_index(record.accountId)] = [record.fileId]
                     if units:  # a saved extension is metered under its base name
                         writes[uk] = metering.charged(cur[uk], slot.extension, units)
                     slot.units, slot.output = units, result.output
@@ -260,7 +267,8 @@ class Executor:
                 ttl[uk] = 400 * 24 * 3600  # a month's counter outlives the month
             file_object = (FileRecord.model_validate(writes[fk]).file_object(self.settings.urls)
                            if fk in writes else None)
-            return Txn(writes=writes, result=(job, True, file_object), ttl=ttl)
+            return Txn(writes=writes, result=(job, True, file_object), ttl=ttl,
+                       index_add=indexed)
 
         job, changed, file_object = self.kv.transact([jk, fk, uk], txn)  # type: ignore[misc]
         slot = job.extensions[slot_name]

@@ -30,6 +30,25 @@ def router(api: Api) -> APIRouter:
     def details(acct: Account, fileId: str) -> dict[str, Any]:  # noqa: N803
         return api.file_out(owned(fileId, acct))
 
+    @r.get("/v1/files/{fileId}/similar")
+    def similar(acct: Account, fileId: str,  # noqa: N803
+                limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict[str, Any]]:
+        """Beyond the hosted API: the account's files that look most like this one, best
+        first, each file object with its ``similarity`` (cosine, -1..1)."""
+        record = owned(fileId, acct)
+        try:
+            found = api.runtime.embeddings.similar(record, limit)
+        except LookupError:
+            raise ApiError(409, f"fileId: {fileId} has no image embedding yet: run "
+                           "google-auto-tagging or aws-auto-tagging on it (the imagenet "
+                           "tagger computes one)") from None
+        out = []
+        for other_id, score in found:
+            other = pipeline.files.get(other_id, acct)
+            if other is not None:
+                out.append({**api.file_out(other), "similarity": round(score, 4)})
+        return out
+
     @r.patch("/v1/files/{fileId}/details")
     def update(acct: Account, fileId: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
         owned(fileId, acct)
