@@ -30,6 +30,7 @@ def hostile_api(settings, rclient, caplog):
     """The API in a thread, uvicorn's loggers propagating (``log_config=None``) so that every
     line it logs, tracebacks included, reaches ``caplog``."""
     settings.api_max_body_bytes = 1024 * 1024
+    settings.video_max_bytes = 512 * 1024  # upload routes: up to this + 1 MiB (1.5 MiB)
     runtime = Runtime(settings, broker=build_broker(settings))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
@@ -96,7 +97,7 @@ def test_a_streamed_body_without_a_length_is_capped(hostile_api, caplog):
                       content=chunks(3 * 1024 * 1024, head=part, tail=b"\r\n--zz--\r\n"),
                       headers={"Content-Type": "multipart/form-data; boundary=zz"})
         assert r.status_code == 413, r.text[:300]
-        assert "larger than 1048576 bytes" in r.json()["message"]
+        assert "larger than 1572864 bytes" in r.json()["message"]
         r = http.patch("/v1/files/x/details", content=chunks(2 * 1024 * 1024),
                        headers={"Content-Type": "application/json"})
         assert r.status_code == 413, r.text[:300]

@@ -178,7 +178,7 @@ def test_pre_and_post_transformations(acme, settings, astronaut):
 
     before = len(_files(base_url, made["key"]))
     for transformation, named in (
-            ({"post": [{"type": "gif-to-video"}]}, "gif-to-video is not supported"),
+            ({"post": [{"type": "gif-to-video"}]}, "gif-to-video applies to GIFs"),
             ({"post": [{"type": "abs", "value": "mp4", "protocol": "hls"}]}, "abs is not"),
             ({"pre": "w-0"}, "transformation.pre: w-0"),
             ({"post": [{"type": "transformation", "value": "zz-1"}]}, "post[0].value: zz"),

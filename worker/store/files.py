@@ -219,8 +219,10 @@ class FileStore:
         clip = None if info is not None else probe_video(data)
         limit = self.settings.video_max_bytes if clip else self.settings.upload_max_bytes
         if len(data) > limit:
+            source = next((f"upload.{k}" for k in ("blobKey", "url", "base64")
+                           if getattr(upload, k, None)), "upload")
             raise PermanentError(
-                f"upload: the file is {len(data)} bytes, above the {limit}-byte limit for "
+                f"{source}: the file is {len(data)} bytes, above the {limit}-byte limit for "
                 + ("videos" if clip else "images and other files (videos: "
                    f"{self.settings.video_max_bytes})"), code="upload_too_large")
         if clip is not None:
