@@ -214,6 +214,7 @@ class Soak:
         self.rng = random.Random(11)
         self.lock = threading.Lock()
         self.uploaded: dict[str, float] = {}  # fileId → when its upload started
+        self.answered: dict[str, dict[str, str]] = {}  # fileId → extensionStatus answered
         self.kept: list[str] = []  # live files, oldest first
         self.latencies: list[tuple[float, float]] = []  # (finished at, seconds)
         self.final: set[str] = set()
@@ -274,6 +275,8 @@ class Soak:
                 fid = r.json()["fileId"]
                 with self.lock:
                     self.uploaded[fid] = t0
+                    # The synchronous attempt: auto-tagging answered here gets no webhook.
+                    self.answered[fid] = r.json().get("extensionStatus") or {}
                     self.kept.append(fid)
                     gone = self.kept.pop(0) if len(self.kept) > self.args.keep else None
                 if gone:
@@ -410,10 +413,17 @@ class Soak:
         time.sleep(2)  # a slow answer in flight is counted too
         acked = self.acked
         statuses = Counter(d["status"] if d else "final, trimmed from the log" for d in docs)
+        # A delivery `suppressed` was reported to the uploader instead (the synchronous
+        # attempt): the upload's answer must say so, final, for that extension.
+        told = {webhook_id(j.jobId, n): self.answered.get(j.fileId or "", {}).get(n)
+                for j, n, _ in slots}
         undelivered = [i for i, d in zip(ids, docs, strict=True)
                        if (d is None and not acked[i])
                        or (d is not None and d["status"] == "delivered" and not acked[i])
-                       or (d is not None and d["status"] not in ("delivered", "exhausted"))]
+                       or (d is not None and d["status"] == "suppressed"
+                           and told[i] not in ("success", "failed"))
+                       or (d is not None and d["status"] not in ("delivered", "exhausted",
+                                                                  "suppressed"))]
         duplicates = sum(c - 1 for c in acked.values() if c > 1)
         success = Counter(s.extension for _, _, s in slots if s.status == "success")
         expected = {e: n * self.settings.unit_cost(e) for e, n in success.items()}
