@@ -75,9 +75,6 @@ class Keys:
         """A file's image embedding (``worker.store.embeddings``), by account."""
         return self._k("embedding", _id(account), file_id)
 
-    def embedding_prefix(self, account: str) -> str:
-        return self._k("embedding", _id(account), "")
-
     def embedding_index(self, account: str) -> str:
         """Sorted index of the account's files that have an embedding."""
         return self._k("embeddings", _id(account))
