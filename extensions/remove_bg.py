@@ -41,6 +41,14 @@ _LENGTH = r"(?:\d+(?:\.\d+)?)(?:px|%)?"
 _PERCENT = r"(?:\d+(?:\.\d+)?)%"
 
 
+def _parts(v: str, counts: tuple[int, ...], pattern: str, what: str) -> list[str]:
+    """``v``'s space-separated values, each matching ``pattern``, as many as ``counts`` allows."""
+    parts = v.split()
+    if len(parts) not in counts or not all(re.fullmatch(pattern, p) for p in parts):
+        raise ValueError(f"{v!r} is not {what}")
+    return parts
+
+
 def _lengths(v: object) -> object:
     return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
 
@@ -112,9 +120,7 @@ class RemoveBgOptions(StrictParams):
     @field_validator("roi")
     @classmethod
     def _roi(cls, v: str) -> str:
-        parts = v.split()
-        if len(parts) != 4 or not all(re.fullmatch(_LENGTH, p) for p in parts):
-            raise ValueError(f"{v!r} is not `x1 y1 x2 y2` (each px or %)")
+        parts = _parts(v, (4,), _LENGTH, "`x1 y1 x2 y2` (each px or %)")
         if any(p.endswith("%") and float(p[:-1]) > 100 for p in parts):
             raise ValueError(f"{v!r}: a percentage above 100%")
         return v
@@ -122,10 +128,7 @@ class RemoveBgOptions(StrictParams):
     @field_validator("crop_margin")
     @classmethod
     def _margin(cls, v: str) -> str:
-        parts = v.split()
-        if len(parts) not in (1, 2, 4) or not all(re.fullmatch(_LENGTH, p) for p in parts):
-            raise ValueError(f"{v!r} is not 1, 2 or 4 lengths (px or %)")
-        for p in parts:
+        for p in _parts(v, (1, 2, 4), _LENGTH, "1, 2 or 4 lengths (px or %)"):
             if p.endswith("%") and float(p[:-1]) > 50:
                 raise ValueError(f"{p}: at most 50% of the subject a side")
             if not p.endswith("%") and float(p.removesuffix("px")) > 500:
@@ -142,12 +145,11 @@ class RemoveBgOptions(StrictParams):
     @field_validator("position")
     @classmethod
     def _position(cls, v: str) -> str:
-        parts = v.split()
         if v in ("original", "center"):
             return v
-        if len(parts) not in (1, 2) or not all(re.fullmatch(_PERCENT, p) and
-                                               float(p[:-1]) <= 100 for p in parts):
-            raise ValueError(f"{v!r} is not `original`, `center` or `x% [y%]` (0%-100%)")
+        what = "`original`, `center` or `x% [y%]` (0%-100%)"
+        if any(float(p[:-1]) > 100 for p in _parts(v, (1, 2), _PERCENT, what)):
+            raise ValueError(f"{v!r} is not {what}")
         return v
 
     @field_validator("bg_color")
