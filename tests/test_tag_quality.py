@@ -148,3 +148,44 @@ def test_similar_images_find_the_mirror_image_first(real, runtime, api):
     none = httpx.get(f"{base_url}/v1/files/{plain.fileId}/similar", auth=(key, ""),
                      timeout=30)
     assert none.status_code == 409 and "google-auto-tagging" in none.json()["message"]
+
+
+def test_the_console_file_page_shows_the_similar_files(real, runtime, api):
+    """The console's file page has a "Similar" strip: the files that look most like this
+    one, nearest first, each a thumbnail that loads and links to its page."""
+    from PIL import ImageOps
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_console import CHROMIUM, _loaded, _shot, _sign_in
+
+    base, keys = api
+    key = keys.create("default")["key"]
+    buf = io.BytesIO()
+    ImageOps.mirror(Image.open(io.BytesIO(photo("chelsea")))).save(buf, "JPEG", quality=90)
+    ids = {}
+    for name, data in (("chelsea", photo("chelsea")), ("mirror", buf.getvalue()),
+                       ("coffee", photo("coffee")), ("untagged", photo("camera"))):
+        rec = runtime.pipeline.add_file(data, f"{name}.jpg")
+        ids[name] = rec.fileId
+        if name != "untagged":
+            run_job(runtime, {"fileId": rec.fileId, "extensions": [
+                {"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 3}]})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            _sign_in(page, base, key)
+            page.goto(f"{base}/console/files/{ids['chelsea']}")
+            strip = page.get_by_role("region", name="Similar files")
+            links = strip.locator("li.tile a")
+            assert links.count() == 2  # the mirror and coffee; the untagged file is not
+            assert links.first.inner_text().strip().startswith("mirror")
+            wait_until(lambda: _loaded(strip.locator("img")), 20, "the similar thumbnails")
+            _shot(page, "file-similar")
+            links.first.click()
+            page.wait_for_url(f"{base}/console/files/{ids['mirror']}")
+            page.goto(f"{base}/console/files/{ids['untagged']}")
+            assert "Run auto-tagging" in page.get_by_role(
+                "region", name="Similar files").inner_text()
+        finally:
+            browser.close()

@@ -257,8 +257,18 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
             obj = record.version_object(v.id, api.urls)
             versions.append({**obj, "url": signed(record, obj["url"]),
                              "image": v.mime in RASTER})
+        try:  # files that look like this one (the imagenet tagger's embeddings)
+            alike = []
+            for other_id, score in api.runtime.embeddings.similar(record, 6):
+                other = api.pipeline.files.get(other_id, acct)
+                if other is not None:
+                    alike.append({**other.file_object(api.urls), "similarity": round(score, 3),
+                                  "thumb": signed(other, api.urls.thumbnail(other))
+                                  if other.mime in RASTER else None})
+        except LookupError:
+            alike = None  # not tagged by the imagenet tagger yet
         return page(request, "file.html", acct, status=status_code,
-                    f=record.file_object(api.urls), versions=versions,
+                    f=record.file_object(api.urls), versions=versions, similar=alike,
                     history=api.pipeline.jobs(acct, count=20, file_id=file_id),
                     meta_fields=[f.public() for f in api.runtime.fields.all(acct).values()],
                     meta_errors=meta_errors or {})
