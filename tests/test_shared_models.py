@@ -68,6 +68,15 @@ def test_results_through_the_inference_process_equal_the_local_models(inference,
         _same(remote["classifier"].predict(small), classifier.predict(small))
         _same(remote["zero-shot"].predict(small, labels), zero_shot.predict(small, labels))
         assert remote["captioner"].predict(small, 5) == captioner.predict(small, 5)
+    # The trained default tagger too: its tags and its embedding, from one call.
+    from extensions.imagenet_tagger import ImageNetTagger
+
+    far = loaders.get(cache, "imagenet", s.imagenet_model, s)
+    near = ImageNetTagger(s.imagenet_model, s.models_dir, "cpu")
+    im = photo(PHOTOS[0]).resize((200, 200))
+    (tags, emb), (want, want_emb) = far.predict_and_embed(im), near.predict_and_embed(im)
+    _same(tags[:20], want[:20])
+    assert np.allclose(emb, want_emb, atol=1e-4) and not hasattr(far, "session")
     assert remote["remove-bg"].device == "cpu"
     # This process holds proxies only: no session, no torch module.
     assert not hasattr(remote["remove-bg"], "session")
