@@ -86,6 +86,10 @@ def pixels(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def _unit(e: np.ndarray) -> list[float]:
+    return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32).tolist()
+
+
 class ImageNetTagger:
     """One EfficientNet-Lite0 session per process; concurrent calls share one run."""
 
@@ -125,26 +129,25 @@ class ImageNetTagger:
     def predict(self, image: Image.Image) -> list[tuple[str, float]]:
         """Every tag with its confidence (0–1, a sum of class probabilities), in ``ranked``
         order."""
-        probs, _ = self.probabilities(image)
-        return self.order({name: float(probs[idx].sum()) for name, idx in zip(
-            self.tags, self.members, strict=True)})
+        return self._tags(self.probabilities(image)[0])
+
+    def embed(self, image: Image.Image) -> list[float]:
+        """The image's embedding, L2-normalised (cosine similarity is a dot product)."""
+        return _unit(self.probabilities(image)[1])
 
     def predict_and_embed(self, image: Image.Image) -> tuple[list[tuple[str, float]],
                                                              list[float]]:
         """``predict`` and ``embed`` from one run of the model."""
         probs, e = self.probabilities(image)
-        scored = self.order({name: float(probs[idx].sum()) for name, idx in zip(
-            self.tags, self.members, strict=True)})
-        return scored, (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32).tolist()
+        return self._tags(probs), _unit(e)
 
     def order(self, scored: dict[str, float]) -> list[tuple[str, float]]:
         """``scored`` (tag → confidence) in ``ranked`` order: a video's merged frames too."""
         return ranked(scored, self.broader)
 
-    def embed(self, image: Image.Image) -> list[float]:
-        """The image's embedding, L2-normalised (cosine similarity is a dot product)."""
-        _, e = self.probabilities(image)
-        return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32).tolist()
+    def _tags(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        return self.order({name: float(probs[idx].sum()) for name, idx in zip(
+            self.tags, self.members, strict=True)})
 
     def stats(self) -> dict[str, Any]:
         return {"batches": list(self.batcher.batches)}
