@@ -53,8 +53,8 @@ class Embeddings:
             yield from ((f, d) for f, d in zip(ids, docs, strict=True) if d is not None)
             offset += len(ids)
 
-    def similar(self, record: FileRecord, limit: int) -> list[tuple[str, float]]:
-        """``(fileId, cosine similarity)`` of the account's files most like ``record``, best
+    def similar(self, record: FileRecord, limit: int) -> list[tuple[FileRecord, float]]:
+        """``(record, cosine similarity)`` of the account's files most like ``record``, best
         first (itself left out); ``LookupError`` when ``record`` has no embedding."""
         mine = self.of(record)
         if mine is None:
@@ -72,7 +72,7 @@ class Embeddings:
         if not ids:
             return []
         scores = np.stack(vectors) @ mine
-        out: list[tuple[str, float]] = []
+        out: list[tuple[FileRecord, float]] = []
         order = np.argsort(-scores)
         for start in range(0, len(order), max(limit, 1) * 2):
             chunk = [int(i) for i in order[start:start + max(limit, 1) * 2]]
@@ -80,7 +80,7 @@ class Embeddings:
             for i, raw in zip(chunk, files, strict=True):
                 # Still the file's current version, and the file is still there.
                 if raw is not None and raw.get("versionInfo", {}).get("id") == versions[i]:
-                    out.append((ids[i], float(scores[i])))
+                    out.append((FileRecord.model_validate(raw), float(scores[i])))
                 if len(out) >= limit:
                     return out
         return out

@@ -258,13 +258,10 @@ def router(api: Api, library: Library, webhooks: Any) -> APIRouter:
             versions.append({**obj, "url": signed(record, obj["url"]),
                              "image": v.mime in RASTER})
         try:  # files that look like this one (the imagenet tagger's embeddings)
-            alike = []
-            for other_id, score in api.runtime.embeddings.similar(record, 6):
-                other = api.pipeline.files.get(other_id, acct)
-                if other is not None:
-                    alike.append({**other.file_object(api.urls), "similarity": round(score, 3),
-                                  "thumb": signed(other, api.urls.thumbnail(other))
-                                  if other.mime in RASTER else None})
+            alike = [{**other.file_object(api.urls), "similarity": round(score, 3),
+                      "thumb": signed(other, api.urls.thumbnail(other))
+                      if other.mime in RASTER else None}
+                     for other, score in api.runtime.embeddings.similar(record, 6)]
         except LookupError:
             alike = None  # not tagged by the imagenet tagger yet
         return page(request, "file.html", acct, status=status_code,

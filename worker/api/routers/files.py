@@ -42,12 +42,8 @@ def router(api: Api) -> APIRouter:
             raise ApiError(409, f"fileId: {fileId} has no image embedding yet: run "
                            "google-auto-tagging or aws-auto-tagging on it (the imagenet "
                            "tagger computes one)") from None
-        out = []
-        for other_id, score in found:
-            other = pipeline.files.get(other_id, acct)
-            if other is not None:
-                out.append({**api.file_out(other), "similarity": round(score, 4)})
-        return out
+        return [{**api.file_out(other), "similarity": round(score, 4)}
+                for other, score in found]
 
     @r.patch("/v1/files/{fileId}/details")
     def update(acct: Account, fileId: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
