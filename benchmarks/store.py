@@ -233,8 +233,8 @@ def contention(pg_url: str, writers: int, each: int) -> list[tuple[str, float, i
     from psycopg.types.json import Jsonb
 
     from worker.core.keys import Keys
+    from worker.store.backends.postgres_kv import PostgresKV
     from worker.store.kv import Txn
-    from worker.store.pgkv import PostgresKV
     from worker.store.search import FileColumns
 
     kv = PostgresKV(pg_url, FileColumns(Keys("contention").file("")), max_size=writers + 2)

@@ -26,7 +26,7 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
 from worker.core.contract import StrictParams, bounded_value
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 from worker.core.imaging import open_image
 from worker.core.records import RecordPatch
 from worker.core.settings import Settings
@@ -160,7 +160,7 @@ def engine_for(ctx: ExtensionContext) -> TaskEngine:
     if s.task_engine == "zero-shot":
         return ZeroShotEngine(loaders.get(ctx.models, "zero-shot", s.task_model or
                                           s.zero_shot_model, s))
-    raise PermanentError(f"unknown task engine {s.task_engine!r}", code="misconfigured")
+    raise PermanentError(f"unknown task engine {s.task_engine!r}", code=ErrorCode.MISCONFIGURED)
 
 
 def choose(options: list[Any], scores: list[float], min_sel: int, max_sel: int,
@@ -210,7 +210,7 @@ def _field(fields: dict[str, CustomField], name: str, where: str) -> CustomField
     f = fields.get(name)
     if f is None:
         raise PermanentError(f"{where}: unknown custom metadata field {name!r}",
-                             code="unknown_field")
+                             code=ErrorCode.UNKNOWN_FIELD)
     return f
 
 
@@ -282,13 +282,13 @@ class AiTasksExtension(VisionExtension):
         if not options:
             raise PermanentError(
                 f"tasks[{i}].vocabulary: required for the {f.schema_.type} field {f.name!r}",
-                code="invalid_params")
+                code=ErrorCode.INVALID_PARAMS)
         if f.schema_.type in ("SingleSelect", "MultiSelect"):
             allowed = f.schema_.selectOptions or []
             outside = [o for o in options if o not in allowed]
             if outside:
                 raise PermanentError(f"tasks[{i}].vocabulary: {outside!r} are not options of "
-                                     f"the field {f.name!r}", code="invalid_params")
+                                     f"the field {f.name!r}", code=ErrorCode.INVALID_PARAMS)
         scores = engine.score_options(image, task.instruction, [str(o) for o in options])
         max_sel = 1 if f.schema_.type != "MultiSelect" else task.max_selections
         picked = choose(list(options), scores, min(task.min_selections, max_sel), max_sel,

@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Literal
 
 from worker.core.contract import StrictParams
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 from worker.core.records import RecordPatch
 
 from . import loaders
@@ -37,7 +37,8 @@ class AiAutoDescription(VisionExtension):
         captions = [c for c in (model.predict(im, s.caption_max_tokens) for im in images) if c]
         text = Counter(captions).most_common(1)[0][0] if captions else ""
         if not text:
-            raise PermanentError("the captioning model produced no text", code="empty_output")
+            raise PermanentError("the captioning model produced no text",
+                                 code=ErrorCode.EMPTY_OUTPUT)
         return ExtensionResult(
             patch=RecordPatch(set_fields={"description": text}),
             output={"description": text}, model=s.caption_model, device=model.device,

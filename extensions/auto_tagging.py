@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import AliasChoices, Field
 
 from worker.core.contract import StrictParams
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 from worker.core.records import AITag, RecordPatch
 
 from . import loaders
@@ -87,7 +87,7 @@ class _AutoTagging(VisionExtension):
         s = ctx.settings
         kind = getattr(s, self.setting)
         if kind not in ("imagenet", "classifier", "zero-shot"):  # the settings prevent this
-            raise PermanentError(f"unknown tagger kind {kind!r}", code="misconfigured")
+            raise PermanentError(f"unknown tagger kind {kind!r}", code=ErrorCode.MISCONFIGURED)
         name = {"imagenet": s.imagenet_model, "classifier": s.classifier_model,
                 "zero-shot": s.zero_shot_model}[kind]
         model = loaders.get(ctx.models, kind, name, s)

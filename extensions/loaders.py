@@ -1,4 +1,4 @@
-"""How each kind of model is loaded, keyed ``"<kind>:<name>"`` in the ``ModelCache``.
+"""How each kind of model is loaded, keyed by its ``ModelRef`` in the ``ModelCache``.
 
 One place for the cache keys, so extensions and the preload list agree.
 """
@@ -12,53 +12,53 @@ from typing import Any
 from worker.core.settings import Settings
 from worker.models.cache import ModelCache
 from worker.models.devices import inference_threads
+from worker.models.ref import ModelKind, ModelRef
 
-KINDS = ("remove-bg", "imagenet", "classifier", "zero-shot", "captioner")
+KINDS = tuple(k.value for k in ModelKind)
 
 
-def loader(kind: str, name: str, settings: Settings,
+def loader(ref: ModelRef, settings: Settings,
            on_batch: Callable[[str, int], None] | None = None) -> Callable[[], Any]:
-    """How to load model ``name`` of ``kind``; ``on_batch(name, size)`` sees its batches."""
-    s = settings
+    """How to load ``ref``; ``on_batch(name, size)`` sees its batches."""
+    s, kind, name = settings, ref.kind, ref.name
     sizes = functools.partial(on_batch, name) if on_batch is not None else None
-    if kind == "remove-bg":
+    if kind is ModelKind.REMOVE_BG:
         from .rembg_session import RembgModel
 
         return lambda: RembgModel(name, s.models_dir, s.device, inference_threads(s),
                                   s.batch_max_size, s.batch_max_wait_ms, sizes)
-    if kind == "imagenet":
+    if kind is ModelKind.IMAGENET:
         from .imagenet_tagger import ImageNetTagger
 
         return lambda: ImageNetTagger(name, s.models_dir, s.device, inference_threads(s),
                                       s.batch_max_size, s.batch_max_wait_ms, sizes)
     from .vision import Captioner, ImageClassifier, ZeroShotTagger
 
-    cls = {"classifier": ImageClassifier, "zero-shot": ZeroShotTagger,
-           "captioner": Captioner}.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
+    cls = {ModelKind.CLASSIFIER: ImageClassifier, ModelKind.ZERO_SHOT: ZeroShotTagger,
+           ModelKind.CAPTIONER: Captioner}[kind]
     return lambda: cls(name, s.models_dir, s.device, s.fp16, inference_threads(s),
                        s.batch_max_size, s.batch_max_wait_ms, sizes)
 
 
 def get(models: ModelCache, kind: str, name: str, settings: Settings) -> Any:
     """The loaded model (loading it once per process if needed); with an inference process
-    (``models.remote``), a proxy to the one it holds."""
+    (``models.remote``), a proxy to the one it holds. ``ValueError`` for an unknown kind."""
+    return get_ref(models, ModelRef.of(kind, name), settings)
+
+
+def get_ref(models: ModelCache, ref: ModelRef, settings: Settings) -> Any:
     if models.remote is not None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
         from .remote import remote_model
 
         client = models.remote
-        return models.get(f"{kind}:{name}", lambda: remote_model(kind, name, client))
-    return models.get(f"{kind}:{name}", loader(kind, name, settings, models.on_batch))
+        return models.get(ref, lambda: remote_model(ref, client))
+    return models.get(ref, loader(ref, settings, models.on_batch))
 
 
 def preload(models: ModelCache, settings: Settings) -> list[str]:
-    """Load the settings' preload list; returns the keys loaded."""
+    """Load the settings' preload list (``<kind>:<name>`` entries); returns those loaded."""
     done = []
-    for key in settings.preload:
-        kind, _, name = key.partition(":")
-        get(models, kind, name, settings)
-        done.append(key)
+    for entry in settings.preload:
+        get_ref(models, ModelRef.parse(entry), settings)
+        done.append(entry)
     return done

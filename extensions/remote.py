@@ -12,15 +12,16 @@ from typing import Any
 
 from PIL import Image
 
+from worker.models.ref import ModelKind, ModelRef
 from worker.models.remote import InferenceClient
 
 from .rembg_session import RECIPES, mask_with
 
 
 class RemoteRembg:
-    def __init__(self, key: str, client: InferenceClient) -> None:
+    def __init__(self, key: ModelRef, client: InferenceClient) -> None:
         self.key, self.client = key, client
-        self.name = key.partition(":")[2]
+        self.name = key.name
         self.recipe = RECIPES[self.name]
         self.device = client.call(key, "describe")["device"]  # loads it there, or fails
 
@@ -32,7 +33,7 @@ class RemoteRembg:
 
 
 class RemoteVision:
-    def __init__(self, key: str, client: InferenceClient) -> None:
+    def __init__(self, key: ModelRef, client: InferenceClient) -> None:
         self.key, self.client = key, client
         info = client.call(key, "describe")
         self.device, self.decode_side = info["device"], info["decode_side"]
@@ -56,8 +57,8 @@ class RemoteImageNet(RemoteVision):
         return self.client.call(self.key, "predict_and_embed", self._small(image))
 
 
-def remote_model(kind: str, name: str, client: InferenceClient) -> RemoteRembg | RemoteVision:
-    key = f"{kind}:{name}"
-    if kind == "remove-bg":
-        return RemoteRembg(key, client)
-    return RemoteImageNet(key, client) if kind == "imagenet" else RemoteVision(key, client)
+def remote_model(ref: ModelRef, client: InferenceClient) -> RemoteRembg | RemoteVision:
+    if ref.kind is ModelKind.REMOVE_BG:
+        return RemoteRembg(ref, client)
+    return RemoteImageNet(ref, client) if ref.kind is ModelKind.IMAGENET else \
+        RemoteVision(ref, client)

@@ -18,7 +18,7 @@ from PIL import Image, ImageChops, ImageColor, ImageFilter, ImageOps
 from pydantic import AliasChoices, Field, HttpUrl, field_validator, model_validator
 
 from worker.core.contract import StrictParams
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 from worker.core.imaging import encode_png, open_image
 from worker.models.devices import inference_threads
 
@@ -201,7 +201,7 @@ def roi_box(roi: str, size: tuple[int, int]) -> tuple[int, int, int, int]:
     box = (max(0, round(x1)), max(0, round(y1)), min(w, round(x2)), min(h, round(y2)))
     if box[0] >= box[2] or box[1] >= box[3]:
         raise PermanentError(f"options.roi: {roi!r} leaves nothing of a {w}x{h} image",
-                             code="invalid_params")
+                             code=ErrorCode.INVALID_PARAMS)
     return box
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from worker.core import video
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 from worker.core.imaging import open_image
 from worker.core.video import looks_like_video
 from worker.models.batching import MicroBatcher
@@ -69,7 +69,7 @@ class VisionExtension(Extension):
             frames = video.keyframes(data, settings.video_keyframes)
             if not frames:
                 raise PermanentError("the video has no frame that can be decoded",
-                                     code="invalid_image")
+                                     code=ErrorCode.INVALID_IMAGE)
             return frames
         return [open_image(data, settings.max_image_pixels, decode_side)]
 

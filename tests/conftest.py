@@ -574,7 +574,7 @@ def empty_pg_url() -> Iterator[str]:
 def pgkv(pg_url: str) -> Iterator[object]:
     """The PostgreSQL document store on this run's database, emptied for each test."""
     from worker.core.keys import Keys
-    from worker.store.pgkv import PostgresKV
+    from worker.store.backends.postgres_kv import PostgresKV
     from worker.store.search import FileColumns
 
     kv = PostgresKV(pg_url, FileColumns(Keys("extworker").file("")), max_size=60)

@@ -22,7 +22,7 @@ from tests.conftest import Server, jpeg, wait_until
 from tests.receiver import Receiver
 from webhooks.deliverer import Webhooks
 from worker.store.apikeys import ApiKeys
-from worker.store.kv import RedisKV
+from worker.store.backends.redis_kv import RedisKV
 
 _wait = wait_until
 

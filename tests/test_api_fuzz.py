@@ -16,7 +16,7 @@ from worker.api.app import create_app
 from worker.broker.actors import build_broker
 from worker.runtime import Runtime
 from worker.store.apikeys import ApiKeys
-from worker.store.kv import RedisKV
+from worker.store.backends.redis_kv import RedisKV
 
 
 @pytest.fixture
@@ -90,5 +90,5 @@ def test_openapi_reuses_the_job_contract(api_app):
     patch = doc["paths"]["/v1/files/{fileId}/details"]["patch"]["requestBody"]["content"]
     assert {"$ref": "#/components/schemas/Update"} in patch["application/json"]["schema"][
         "allOf"]
-    form = schemas["Body_upload_api_v1_files_upload_post"]["properties"]["extensions"]
+    form = schemas["Body_upload"]["properties"]["extensions"]
     assert form["contentSchema"] == {"$ref": "#/components/schemas/Extensions"}

@@ -20,7 +20,7 @@ from worker.api.app import create_app
 from worker.broker.actors import build_broker
 from worker.runtime import Runtime
 from worker.store.apikeys import ApiKeys
-from worker.store.kv import RedisKV
+from worker.store.backends.redis_kv import RedisKV
 
 DEEP = "[" * 100_000
 

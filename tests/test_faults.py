@@ -77,7 +77,7 @@ def test_a_redis_restart_between_model_and_commit_loses_nothing(settings, privat
 
 def test_an_outage_longer_than_the_wait_is_handed_to_retries(settings, private_redis_dir):
     from worker.core.errors import RetryableError
-    from worker.store.kv import RedisKV
+    from worker.store.backends.redis_kv import RedisKV
 
     srv = PrivateRedis(private_redis_dir / "redis")
     try:

@@ -17,8 +17,8 @@ from worker.broker import doctor
 from worker.core.egress import EgressPolicy
 from worker.core.errors import RetryableError
 from worker.pipeline.dispatch import Dispatcher
+from worker.store.backends.redis_kv import RedisKV
 from worker.store.files import FileStore, PathTaken
-from worker.store.kv import RedisKV
 
 
 def _job(job_id: str, data: bytes) -> dict:

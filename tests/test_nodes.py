@@ -26,7 +26,7 @@ from tests.receiver import Receiver
 from webhooks.deliverer import Webhooks
 from worker.broker.intake import publish
 from worker.store.apikeys import ApiKeys
-from worker.store.kv import RedisKV
+from worker.store.backends.redis_kv import RedisKV
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,9 @@ import pytest
 
 from worker.core.errors import PermanentError
 from worker.core.records import AITag, FileRecord, NewVersion, RecordPatch
-from worker.store.kv import DELETE, LocalKV, RedisKV, Txn
+from worker.store.backends.redis_kv import RedisKV
+from worker.store.backends.sqlite_kv import LocalKV
+from worker.store.kv import DELETE, Txn
 
 
 def _record(fid: str = "f1") -> FileRecord:
@@ -177,7 +179,7 @@ def test_local_kv_patches_from_two_processes_none_lost(tmp_path):
 def test_postgres_store_honours_ttls_migrates_once_and_keeps_all_or_nothing(pgkv, pg_url):
     import time
 
-    from worker.store.pgkv import SCHEMA_VERSION, PostgresKV
+    from worker.store.backends.postgres_kv import SCHEMA_VERSION, PostgresKV
 
     pgkv.transact([], lambda cur: Txn(writes={"a": {"x": 1}, "b": [1]}, ttl={"b": 1}))
     assert pgkv.get_many(["a", "b"]) == [{"x": 1}, [1]]
@@ -204,7 +206,7 @@ def test_postgres_migrations_from_empty_and_from_the_previous_version(empty_pg_u
 
     from worker.core.keys import Keys
     from worker.store import search
-    from worker.store.pgkv import SCHEMA_VERSION, PostgresKV
+    from worker.store.backends.postgres_kv import SCHEMA_VERSION, PostgresKV
     from worker.store.search import FileColumns
 
     columns = FileColumns(Keys("extworker").file(""))

@@ -14,10 +14,12 @@ from worker.core.keys import Keys
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
 from worker.store import search
+from worker.store.backends.redis_kv import RedisKV
+from worker.store.backends.sqlite_kv import LocalKV
 from worker.store.blobs import BlobStore
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore, Listing
-from worker.store.kv import LocalKV, RedisKV, Txn
+from worker.store.kv import Txn
 from worker.store.metadata import ExifTool
 from worker.store.search import QueryError
 

@@ -11,9 +11,10 @@ import psycopg
 
 from tests.conftest import RecordingRuntime, cli, jpeg
 from worker.store import search
+from worker.store.backends.redis_kv import RedisKV
+from worker.store.backends.sqlite_kv import LocalKV
 from worker.store.copy import RedisSource, copy_id, copy_store, summarise
 from worker.store.files import Listing
-from worker.store.kv import LocalKV, RedisKV
 
 
 def _fill(rt, image: bytes) -> None:

@@ -36,7 +36,7 @@ from worker.core.egress import EgressPolicy, EgressRefused, Target, check
 from worker.core.jobs import JobDoc
 from worker.core.settings import Settings
 from worker.store import claims
-from worker.store.kv import through_outage
+from worker.store.backends.redis_kv import through_outage
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ATTEMPTS = 100

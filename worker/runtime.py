@@ -28,12 +28,13 @@ from worker.models.remote import InferenceClient, InferenceServer
 from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
 from worker.store.apikeys import ApiKeys
 from worker.store.backends import open_store
+from worker.store.backends.sqlite_kv import LocalKV
 from worker.store.blobs import BlobStore
 from worker.store.bulkjobs import BulkJobs
 from worker.store.embeddings import Embeddings
 from worker.store.fields import FieldStore
 from worker.store.files import FileStore
-from worker.store.kv import KV, LocalKV
+from worker.store.kv import KV
 from worker.store.library import Library
 from worker.store.metadata import ExifTool
 from worker.store.saved import SavedStore
@@ -124,8 +125,7 @@ def run_inference_server(settings: Settings, address: str, authkey: bytes, paren
                                         "processes": 1})
     models = ModelCache(idle_ttl_s=settings.model_idle_ttl_s, on_batch=observe_batch)
     loaders.preload(models, local)
-    server = InferenceServer(address, authkey, lambda key: loaders.get(
-        models, *key.split(":", 1), local))
+    server = InferenceServer(address, authkey, lambda ref: loaders.get_ref(models, ref, local))
     threading.Thread(target=server.serve_forever, daemon=True, name="inference").start()
     while os.getppid() == parent:
         time.sleep(0.5)

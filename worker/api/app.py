@@ -9,8 +9,7 @@ published job: the dispatch step runs in this process (the file is written, the 
 follows from the worker that finishes it.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
-# `Account` (a dependency bound to this app's key store) lives in create_app's scope.
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
 
 import json
 import logging
@@ -18,17 +17,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from worker import services
 from worker.api import console
-from worker.api.deps import Api
-from worker.api.errors import ApiError
+from worker.api.deps import RuntimeDep
+from worker.api.errors import HANDLED, answer
 from worker.api.errors import error as _error
-from worker.api.limits import BodyError, bounded_route
+from worker.api.limits import BodyError
 from worker.api.routers import delivery as delivery_routes
 from worker.api.routers import fields as field_routes
 from worker.api.routers import files as file_routes
@@ -36,7 +34,6 @@ from worker.api.routers import library as library_routes
 from worker.api.routers import saved as saved_routes
 from worker.api.routers import uploads as upload_routes
 from worker.api.routers import usage as usage_routes
-from worker.core.errors import PermanentError
 from worker.delivery.service import Delivery
 from worker.runtime import Runtime
 from worker.telemetry.metrics import API_REQUESTS, API_SECONDS, DERIVATIVES
@@ -95,13 +92,14 @@ class GuardAndMeasure:
 
 def create_app(runtime: Runtime) -> FastAPI:
     """The API over one process's ``Runtime`` (built with a broker, so dispatched work
-    reaches the workers' queues)."""
+    reaches the workers' queues): the runtime and its services go on ``app.state``, where
+    every route's dependencies (``worker.api.deps``) find them."""
     settings = runtime.settings
-    keys = runtime.apikeys
-    delivery = Delivery(settings, runtime.blobs, runtime.files, keys, runtime.redis,
+    delivery = Delivery(settings, runtime.blobs, runtime.files, runtime.apikeys, runtime.redis,
                         on_derive=lambda outcome: DERIVATIVES.labels(outcome).inc())
+
     # max_body_size: Starlette's body limit, which also stops a body streamed without a
-    # Content-Length (chunked) once it passes the limit — a 413 (answered by _body_error).
+    # Content-Length (chunked) once it passes the limit — a 413 (answered by errors.answer).
     # Uploads may carry a video (EXTWORKER_VIDEO_MAX_BYTES); every other body keeps
     # EXTWORKER_API_MAX_BODY_BYTES (GuardAndMeasure holds each route to its own).
     def body_limit(path: str) -> int:  # read per request, as the settings may change
@@ -111,77 +109,48 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(title="extworker", version="1", description=__doc__,
                   max_body_size=body_limit("/files/upload"))
-    # Before any route is declared: every JSON body is decoded within the limits.
-    app.router.route_class = bounded_route(settings.api_max_body_bytes)
-
+    app.state.runtime = runtime
+    app.state.services = services.build(runtime, delivery)
+    app.state.body_limit = body_limit
     app.add_middleware(GuardAndMeasure, max_body=body_limit)
+    for kind in HANDLED:
+        app.add_exception_handler(kind, answer)
 
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Our own ``BodyError``s and Starlette's (its body limit: 413), in the API's shape."""
-        if exc.status_code == 413 and not isinstance(exc, BodyError):
-            return _error(413, f"request body larger than {body_limit(request.url.path)} "
-                          "bytes")
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(PermanentError)
-    async def _permanent(request: Request, exc: PermanentError) -> JSONResponse:
-        status = {"not_found": 404, "file_not_found": 404, "version_not_found": 404,
-                  "file_exists": 409}.get(exc.code, 400)
-        return _error(status, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path"))
-            parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
-        return _error(400, "; ".join(parts) or "invalid request")
-
-    api = Api(runtime, delivery, app.router.route_class)
-
-    app.include_router(upload_routes.router(api))
-    app.include_router(library_routes.router(api, runtime.library, runtime.bulk))
-    app.include_router(file_routes.router(api))
-    app.include_router(saved_routes.router(api))
-    app.include_router(field_routes.router(api))
-    app.include_router(usage_routes.router(api))
-
-    app.openapi = lambda: _openapi(app, runtime)  # type: ignore[method-assign]
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, Any]:
-        return {"ok": True, "at": time.time()}
-
-    @app.get("/readyz", include_in_schema=False)
-    def readyz() -> JSONResponse:
-        """Ready when Redis answers (every request needs it)."""
-        try:
-            assert runtime.redis is not None
-            runtime.redis.ping()
-        except Exception as e:
-            return JSONResponse({"ready": False, "reason": f"redis: {e}"}, status_code=503)
-        return JSONResponse({"ready": True})
-
+    app.include_router(ops_router)
+    for routes in (upload_routes, library_routes, file_routes, saved_routes, field_routes,
+                   usage_routes):
+        app.include_router(routes.router)
     if runtime.webhooks is not None:  # the console needs Redis (sessions, webhooks)
-        app.include_router(console.router(api, runtime.library, runtime.webhooks))
-
-        @app.exception_handler(console.SignIn)
-        async def _sign_in(request: Request, exc: Exception) -> Response:
-            base = request.scope.get("root_path", "").rstrip("/") + "/console"
-            return RedirectResponse(base + "/login", status_code=303)
-
+        app.state.console = console.Console(app.state.services)
+        app.include_router(console.router)
     # Last: /<account>/<filePath> would otherwise shadow the routes above.
-    app.include_router(delivery_routes.router(delivery))
+    app.include_router(delivery_routes.router)
+    app.openapi = lambda: _openapi(app, runtime)  # type: ignore[method-assign]
     return app
+
+
+ops_router = APIRouter(include_in_schema=False)
+
+
+@ops_router.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@ops_router.get("/healthz")
+def healthz() -> dict[str, Any]:
+    return {"ok": True, "at": time.time()}
+
+
+@ops_router.get("/readyz")
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """Ready when Redis answers (every request needs it)."""
+    try:
+        assert runtime.redis is not None
+        runtime.redis.ping()
+    except Exception as e:
+        return JSONResponse({"ready": False, "reason": f"redis: {e}"}, status_code=503)
+    return JSONResponse({"ready": True})
 
 
 def _openapi(app: FastAPI, runtime: Runtime) -> dict[str, Any]:
@@ -208,8 +177,7 @@ def _openapi(app: FastAPI, runtime: Runtime) -> dict[str, Any]:
         {"type": "object", "properties": {
             "extensions": ref, "webhookUrl": {"type": "string", "format": "uri"},
             "removeAITags": contract["properties"]["removeAITags"]}}]}
-    for body in ("Body_upload_api_v1_files_upload_post",
-                 "Body_upload_v2_api_v2_files_upload_post"):
+    for body in ("Body_upload", "Body_uploadV2"):
         form = schemas[body]["properties"]
         form["extensions"] = {**form["extensions"], "contentMediaType": "application/json",
                               "contentSchema": ref}

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from worker.broker.intake import publish
 from worker.core.contract import JobEnvelope, extension_label, format_validation_error
 from worker.core.errors import PermanentError
-from worker.core.jobs import FINAL, JobDoc
+from worker.core.jobs import FINAL, JobDoc, wait_for
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
 from worker.store import claims
@@ -58,14 +58,16 @@ def submit(
     kv = store if store is not None else open_store(settings, client)
     deadline = started + (wait or 0)
     asked = [extension_label(e, i) for i, e in enumerate(raw["extensions"])]
-    while True:
+
+    def read() -> JobDoc | None:
         stored = kv.get(settings.keys.job(raw["jobId"]))
-        doc = JobDoc.model_validate(stored) if stored is not None else None
-        finished = doc is not None and doc.finished
-        # Leave a little time for the claims and the record read.
-        if finished or wait is None or time.monotonic() >= deadline - 2 * poll_s:
-            return report(client, settings, kv, raw, doc, asked, claim=wait is not None)
-        time.sleep(poll_s)
+        return JobDoc.model_validate(stored) if stored is not None else None
+
+    # Without --wait: one read. With it: until finished, leaving a little time for the
+    # claims and the record read.
+    doc = wait_for(read, lambda d: d.finished, deadline if wait is not None else 0.0,
+                   poll_s, margin_s=2 * poll_s)
+    return report(client, settings, kv, raw, doc, asked, claim=wait is not None)
 
 
 def report(client: redis.Redis, settings: Settings, kv: KV, raw: dict[str, Any],

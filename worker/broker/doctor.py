@@ -43,8 +43,9 @@ from worker.broker.intake import CLAIM_IDLE_MS, GROUP, IntakeConsumer
 from worker.core.jobs import FINAL, JobDoc
 from worker.core.records import FileRecord
 from worker.core.settings import Settings
+from worker.store.backends.redis_kv import RedisKV, persistence_problem
 from worker.store.blobs import BlobStore
-from worker.store.kv import KV, RedisKV, persistence_problem
+from worker.store.kv import KV
 
 Send = Callable[[str, str, str], None]  # (queue, jobId, slot): an execute message
 

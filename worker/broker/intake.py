@@ -40,6 +40,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from worker.core.contract import ID_PATTERN
+from worker.core.errors import IntakeFull  # noqa: F401  (raised here; imported from here too)
 from worker.core.jobs import JobDoc
 from worker.core.jsonlimits import MAX_DEPTH, loads, top_level_string
 from worker.core.settings import Settings
@@ -50,8 +51,6 @@ CLAIM_IDLE_MS = 60_000
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 
 
-class IntakeFull(Exception):
-    """The backlog of unread jobs is at its cap: the publisher must slow down."""
 
 
 def publish(client: redis.Redis, settings: Settings, job: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ import dramatiq.errors
 from dramatiq import Message
 
 from worker.core.settings import Settings
-from worker.store.kv import OUTAGE_ERRORS, through_outage
+from worker.store.backends.redis_kv import OUTAGE_ERRORS, through_outage
 
 DISPATCH = "dispatch"
 EXHAUSTED = "extension_exhausted"

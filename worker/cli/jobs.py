@@ -113,13 +113,11 @@ def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
         emit(rec.file_object(settings.urls))
         return 0
     if args.files_cmd == "list":
-        from worker.store import search
-        from worker.store.files import Listing
+        from worker.services.files import FileService
 
-        listing = Listing(query=search.parse(args.query) if args.query else None,
-                          path=args.path or "", tags=[args.tag] if args.tag else None,
-                          sort=search.check_sort(args.sort), skip=args.skip, limit=args.limit)
-        emit([r.file_object(settings.urls) for r in pipeline.files.search(acct, listing)])
+        emit(FileService(runtime).listing(acct, path=args.path or "", tags=args.tag,
+                                          query=args.query, sort=args.sort, skip=args.skip,
+                                          limit=args.limit))
         return 0
     rec = pipeline.get_file(args.file_id, acct)
     if rec is None:

@@ -17,8 +17,8 @@ def open_url(url: str, settings: Settings) -> Any:
     import redis
 
     from worker.store.backends import open_store
+    from worker.store.backends.redis_kv import RedisKV
     from worker.store.copy import RedisSource
-    from worker.store.kv import RedisKV
 
     kv = open_store(settings.model_copy(update={"store_url": url}),
                     redis.Redis.from_url(url) if url.startswith(("redis", "unix")) else None)

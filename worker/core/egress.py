@@ -19,13 +19,13 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from worker.core.errors import EgressRefused  # noqa: F401  (raised here; imported from here too)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 
-class EgressRefused(Exception):
-    """The URL may not be contacted; the message says why."""
 
 
 @dataclass(frozen=True)

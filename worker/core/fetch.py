@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from worker.core.egress import EgressPolicy, EgressRefused, check
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 
 
 def display_url(url: str) -> str:
@@ -46,12 +46,12 @@ async def _get(url: str, target_url: str, host: str, host_header: str,
                 raise PermanentError(f"cannot fetch {shown}: HTTP {resp.status_code}"
                                      + (" (redirects are not followed)"
                                         if 300 <= resp.status_code < 400 else ""),
-                                     code="url_unreachable")
+                                     code=ErrorCode.URL_UNREACHABLE)
             declared = int(resp.headers.get("content-length") or 0)
             if declared > max_bytes:
                 raise PermanentError(
                     f"cannot fetch {shown}: {declared} bytes is above the {max_bytes}-byte "
-                    "limit", code="url_too_large")
+                    "limit", code=ErrorCode.URL_TOO_LARGE)
             chunks, total = [], 0
             async with asyncio.timeout_at(deadline):
                 async for chunk in resp.aiter_bytes():
@@ -59,7 +59,7 @@ async def _get(url: str, target_url: str, host: str, host_header: str,
                     if total > max_bytes:
                         raise PermanentError(
                             f"cannot fetch {shown}: body above the {max_bytes}-byte limit",
-                            code="url_too_large")
+                            code=ErrorCode.URL_TOO_LARGE)
                     chunks.append(chunk)
             return b"".join(chunks)
         finally:
@@ -78,7 +78,7 @@ def fetch(url: str, policy: EgressPolicy, timeout_s: float, max_bytes: int,
     try:
         target = check(url, policy)
     except EgressRefused as e:
-        raise PermanentError(f"cannot fetch {shown}: {e}", code="url_refused") from None
+        raise PermanentError(f"cannot fetch {shown}: {e}", code=ErrorCode.URL_REFUSED) from None
     limit = deadline_s if deadline_s is not None else 2 * timeout_s
 
     async def run() -> bytes:
@@ -95,8 +95,8 @@ def fetch(url: str, policy: EgressPolicy, timeout_s: float, max_bytes: int,
         raise PermanentError(
             f"cannot fetch {shown}: no complete response within {min(waited, limit):.0f} s "
             f"(headers within {timeout_s:g} s, everything within {limit:g} s)",
-            code="url_unreachable") from None
+            code=ErrorCode.URL_UNREACHABLE) from None
     except httpx.HTTPError as e:
         raise PermanentError(
             f"cannot fetch {shown}: {type(e).__name__}" + (f": {e}" if str(e) else ""),
-            code="url_unreachable") from None
+            code=ErrorCode.URL_UNREACHABLE) from None

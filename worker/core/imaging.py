@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from zlib_ng import zlib_ng  # the zlib format, deflated 3-4x faster than stock zlib
 
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 
 
 @dataclass
@@ -34,7 +34,7 @@ def _check_pixels(im: Image.Image, max_pixels: int) -> None:
         raise PermanentError(
             f"image is {im.width}x{im.height} = {im.width * im.height} pixels, above the "
             f"limit of {max_pixels}",
-            code="image_too_large",
+            code=ErrorCode.IMAGE_TOO_LARGE,
         )
 
 
@@ -64,7 +64,7 @@ def open_image(data: bytes, max_pixels: int, min_side: int = 0) -> Image.Image:
     sides at least that long (libjpeg's DCT scaling: the work shrinks with the pixels, and
     the result is a proper area-averaged reduction). 0: full size."""
     if not data:
-        raise PermanentError("the file is empty (0 bytes)", code="invalid_image")
+        raise PermanentError("the file is empty (0 bytes)", code=ErrorCode.INVALID_IMAGE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -77,10 +77,11 @@ def open_image(data: bytes, max_pixels: int, min_side: int = 0) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise PermanentError(
-            "the file is not an image in a supported format", code="invalid_image"
+            "the file is not an image in a supported format", code=ErrorCode.INVALID_IMAGE
         ) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise PermanentError(f"the image is corrupt or truncated: {e}", code="invalid_image") from e
+        raise PermanentError(f"the image is corrupt or truncated: {e}",
+                             code=ErrorCode.INVALID_IMAGE) from e
     ImageOps.exif_transpose(im, in_place=True)  # no full-size copy when upright
     return im
 

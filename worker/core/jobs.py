@@ -8,10 +8,13 @@ Unknown fields are kept, so documents written by other versions survive a round 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.core.errors import ErrorCode
 from worker.core.records import ErrorInfo, now_iso
 from worker.core.urls import epoch_ms
 
@@ -81,7 +84,7 @@ class JobDoc(BaseModel):
         return self.model_dump(exclude_unset=True)
 
     @classmethod
-    def rejected(cls, job_id: str, message: str, code: str = "invalid_job") -> JobDoc:
+    def rejected(cls, job_id: str, message: str, code: str = ErrorCode.INVALID_JOB) -> JobDoc:
         """The document of a message that never became a job (the publisher sees why)."""
         return cls(jobId=job_id, state="rejected", error=ErrorInfo(message=message, code=code),
                    extensions={}, createdAt=now_iso())
@@ -90,3 +93,16 @@ class JobDoc(BaseModel):
 def job_member(doc: JobDoc) -> str:
     """A job's member in the history indexes: byte order is newest first."""
     return f"{10 ** 13 - epoch_ms(doc.createdAt):013d}|{doc.jobId}"
+
+
+def wait_for(read: Callable[[], JobDoc | None], done: Callable[[JobDoc], bool],
+             deadline: float, poll_s: float = 0.02, margin_s: float = 0.0) -> JobDoc | None:
+    """The one synchronous wait (the API's sync attempt, ``submit --wait``): read the job
+    document every ``poll_s`` until ``done`` holds or ``deadline`` (``time.monotonic``)
+    less ``margin_s`` — the time left for the claims and the record read — has passed.
+    Returns the last document read."""
+    while True:
+        doc = read()
+        if (doc is not None and done(doc)) or time.monotonic() >= deadline - margin_s:
+            return doc
+        time.sleep(poll_s)

@@ -15,11 +15,15 @@ from typing import Any
 
 import ijson
 
+from worker.core.errors import ErrorCode, PermanentError
+
 MAX_DEPTH = 64
 
 
-class JSONLimitError(ValueError):
+class JSONLimitError(PermanentError, ValueError):
     """JSON that is too large, too deep or malformed; the message starts with the field."""
+
+    code = ErrorCode.INVALID_BODY
 
 
 def _path(stack: list[Any], shown: int = 4) -> str:
@@ -99,3 +103,12 @@ def top_level_string(data: bytes, key: str) -> str | None:
     except ijson.JSONError:
         return None
     return found
+
+
+def field(name: str, raw: str | bytes, kind: type, max_bytes: int) -> Any:
+    """A form field that holds JSON of ``kind`` (list or dict), decoded within the limits;
+    ``JSONLimitError`` (a 400) naming the field otherwise."""
+    value = loads(raw, name, max_bytes=max_bytes)
+    if not isinstance(value, kind):
+        raise JSONLimitError(f"{name}: must be a JSON {'array' if kind is list else 'object'}")
+    return value

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 
 if TYPE_CHECKING:
     from worker.core.urls import Urls
@@ -222,7 +222,7 @@ def _add_version(r: FileRecord, v: NewVersion, max_versions: int) -> None:
         raise PermanentError(
             f"file {r.fileId} already has {len(r.versions)} versions (the maximum is "
             f"{max_versions}); no new version was written",
-            code="version_limit",
+            code=ErrorCode.VERSION_LIMIT,
         )
     # One more than the highest: after a version is deleted, names stay unique.
     n = max((int(sv.name.rsplit(" ", 1)[-1]) for sv in r.versions

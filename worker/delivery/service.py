@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from worker.core.errors import BlobNotFound
+from worker.core.errors import BlobNotFound, Busy, NotFound, Unauthorized
 from worker.core.records import FileRecord, StoredVersion
 from worker.core.settings import Settings
 from worker.core.urls import RASTER, epoch_ms
@@ -45,18 +45,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class NotFound(Exception):
-    pass
-
-
-class Unauthorized(Exception):
-    pass
-
-
-class Busy(Exception):
-    pass
 
 
 @dataclass
@@ -126,7 +114,7 @@ class Delivery:
         chain = parse(path_tr, query.get("tr"))
         record = self.files.by_path(account, "/" + path)
         if record is None or not record.isPublished:
-            raise NotFound(path)
+            raise NotFound(f"The requested file does not exist: /{path}")
         expires = None
         if record.isPrivateFile:
             expires = self._check_signature(account, rel_raw, raw_query)
@@ -183,7 +171,7 @@ class Delivery:
         flight = self._flights.get(key)
         if flight is None:
             if len(self._flights) >= self.settings.delivery_queue:
-                raise Busy("too many derivations in progress")
+                raise Busy("delivery is busy: too many derivations in progress")
             loop = asyncio.get_running_loop()
             flight = asyncio.ensure_future(loop.run_in_executor(
                 self.pool, self._derive, target, fmt, key, etag))
@@ -213,7 +201,7 @@ class Delivery:
             if found is not None:
                 return found
             if time.monotonic() > deadline:
-                raise Busy("the derivative is being computed elsewhere")
+                raise Busy("delivery is busy: the derivative is being computed elsewhere")
         try:
             found = self._stored(key, fmt, etag)
             if found is not None:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from worker.core.errors import ErrorCode, PermanentError
+
 MAX_SIDE = 8192
 NAMED = {"ik_ml_thumbnail": "w-200,h-200,c-at_max,q-80"}
 FORMATS = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -38,8 +40,10 @@ _NUM = re.compile(r"^\d+(\.\d+)?$")
 _ORDER = ("n", "w", "h", "ar", "c", "cm", "bg", "rt", "bl", "e", "q", "f")
 
 
-class TransformError(ValueError):
+class TransformError(PermanentError, ValueError):
     """A transformation the grammar does not allow; the message names the parameter."""
+
+    code = ErrorCode.INVALID_TRANSFORMATION
 
 
 @dataclass(frozen=True)

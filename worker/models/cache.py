@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from worker.models.ref import ModelRef
 from worker.models.remote import InferenceClient
 
 
 class ModelCache:
     """Loaded models, once per process: concurrent ``get``s of one key load it once.
 
-    Keys are ``"<kind>:<model name>"``. A model unused for ``idle_ttl_s`` is
+    Keys are ``ModelRef``s (``worker.models.ref``). A model unused for ``idle_ttl_s`` is
     dropped by ``sweep`` (a running inference keeps its own reference, so an
     unload never breaks it). Owned by the worker's runtime, not a module
     global; extensions receive it in their context.
@@ -32,14 +33,14 @@ class ModelCache:
         self.on_batch = on_batch
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
-        self._items: dict[str, Any] = {}
-        self._used: dict[str, float] = {}
+        self._items: dict[ModelRef, Any] = {}
+        self._used: dict[ModelRef, float] = {}
         self.idle_ttl_s = idle_ttl_s
         self.clock = clock
         self.loads = 0  # how many loads ran (tests: concurrent gets load once)
         self.on_change = on_change
 
-    def get(self, key: str, loader: Callable[[], Any]) -> Any:
+    def get(self, key: ModelRef, loader: Callable[[], Any]) -> Any:
         self._used[key] = self.clock()
         item = self._items.get(key)
         if item is not None:
@@ -65,7 +66,7 @@ class ModelCache:
         if self.on_change is not None:
             self.on_change(len(self._items))
 
-    def sweep(self) -> list[str]:
+    def sweep(self) -> list[ModelRef]:
         """Unload models idle for longer than ``idle_ttl_s``; returns their keys."""
         if self.idle_ttl_s is None:
             return []
@@ -85,7 +86,8 @@ class ModelCache:
         return dropped
 
     def loaded(self) -> list[str]:
-        return sorted(self._items)
+        """The loaded models, ``<kind>:<name>`` each."""
+        return sorted(str(k) for k in self._items)
 
     def loaded_names(self) -> set[str]:
-        return {k.split(":", 1)[1] for k in self._items}
+        return {k.name for k in self._items}

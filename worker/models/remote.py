@@ -33,6 +33,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
 from worker.core.errors import PermanentError, RetryableError
+from worker.models.ref import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def describe(model: Any) -> dict[str, Any]:
 class InferenceServer:
     """Serves ``get_model(key)``'s models to every connection, one thread per connection."""
 
-    def __init__(self, address: str, authkey: bytes, get_model: Callable[[str], Any]) -> None:
+    def __init__(self, address: str, authkey: bytes, get_model: Callable[[ModelRef], Any]) -> None:
         self.address, self.authkey, self.get_model = address, authkey, get_model
 
     def serve_forever(self) -> None:
@@ -88,8 +89,8 @@ class InferenceServer:
                 except Exception as e:  # noqa: BLE001 - a result that cannot be pickled
                     conn.send(("retry", f"inference server could not send the result: {e}", ""))
 
-    def _answer(self, key: str, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        kind = key.partition(":")[0]
+    def _answer(self, key: ModelRef, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        kind = key.kind
         try:
             if method != "describe" and method not in METHODS.get(kind, ()):
                 raise PermanentError(f"inference server: {kind!r} has no method {method!r}")
@@ -157,7 +158,7 @@ class InferenceClient:
                 problems.append(f"inference process at {address} does not answer: {e}")
         return problems
 
-    def call(self, key: str, method: str, *args: Any) -> Any:
+    def call(self, key: ModelRef, method: str, *args: Any) -> Any:
         try:
             conn = self._conn()
             conn.send((key, method, args))

@@ -25,7 +25,14 @@ from worker.core.contract import (
     format_validation_error,
 )
 from worker.core.egress import EgressPolicy
-from worker.core.errors import PermanentError, RetryableError
+from worker.core.errors import (
+    ErrorCode,
+    FileNotFound,
+    NotAvailable,
+    PermanentError,
+    RetryableError,
+    SavedExtensionNotFound,
+)
 from worker.core.fetch import fetch
 from worker.core.jobs import JobDoc, Slot, job_member
 from worker.core.records import ErrorInfo, RecordPatch, now_iso
@@ -89,21 +96,20 @@ class Dispatcher:
                 if isinstance(params, SavedExtensionRef):
                     saved = self.saved.get(job.accountId, params.id)
                     if saved is None:
-                        raise LookupError(f"saved extension not found: {params.id}")
+                        raise SavedExtensionNotFound(f"saved extension not found: {params.id}")
                     params = contract.parse_extension(saved["config"],
                                                       f"extensions[{i}] ({params.id})")
                     saved_ref = {"id": saved["id"], "updatedAt": saved["updatedAt"]}
                 name = params.name  # type: ignore[attr-defined]
                 handler = self.registry.get(name)
                 if handler is None:
-                    raise ValueError(f"extension {name!r} is not available in this deployment")
+                    raise NotAvailable(f"extension {name!r} is not available in this deployment")
                 extension, queue = name, queue_name(self.settings, handler.queue)
                 config = params.model_dump(mode="json", by_alias=True)
-            except LookupError as e:
-                error = ErrorInfo(message=str(e), code="saved_extension_not_found")
-            except ValueError as e:
-                code = "not_available" if "not available" in str(e) else "invalid_params"
-                error = ErrorInfo(message=str(e), code=code)
+            except (SavedExtensionNotFound, NotAvailable) as e:
+                error = ErrorInfo(message=str(e), code=e.code)
+            except ValueError as e:  # the contract's refusal of the parameters
+                error = ErrorInfo(message=str(e), code=ErrorCode.INVALID_PARAMS)
             slot = Slot(name=label, extension=extension, status="pending", config=config,
                         queue=queue, error=None, units=0, output=None,
                         **({"saved": saved_ref} if saved_ref else {}))
@@ -180,7 +186,7 @@ class Dispatcher:
         assert job.update is not None and job.fileId is not None
         record = self.files.get(job.fileId, job.accountId)
         if record is None:
-            raise PermanentError(f"file not found: {job.fileId}", code="file_not_found")
+            raise FileNotFound(f"file not found: {job.fileId}")
         return self.files.update_patch(job.update, record, job.accountId)
 
     def _job_doc(self, job: JobEnvelope, planned: dict[str, Slot],
@@ -230,7 +236,7 @@ class Dispatcher:
                                                        file_id)
                     doc.fileId = record.fileId
                 elif record is None and job.update is not None:
-                    raise PermanentError(f"file not found: {job.fileId}", code="file_not_found")
+                    raise FileNotFound(f"file not found: {job.fileId}")
                 elif record is not None and update is not None:
                     record = update.apply(record, self.settings.max_versions)
             except PermanentError as e:
@@ -240,7 +246,7 @@ class Dispatcher:
             writes: dict[str, Any] = dict(upload.writes)
             if record is None:  # a job naming a file that is not there (or not its account's)
                 missing = ErrorInfo(message=f"file not found: {job.fileId}",
-                                    code="file_not_found")
+                                    code=ErrorCode.FILE_NOT_FOUND)
                 for slot in doc.extensions.values():
                     if slot.status == "pending":
                         slot.finish("failed", error=missing)

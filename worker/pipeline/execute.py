@@ -20,7 +20,13 @@ from pydantic import BaseModel
 from extensions.base import ExtensionContext, ExtensionResult
 from extensions.registry import Registry
 from worker.core.egress import EgressPolicy
-from worker.core.errors import PermanentError, QuotaExceeded, RetryableError
+from worker.core.errors import (
+    ErrorCode,
+    FileNotFound,
+    PermanentError,
+    QuotaExceeded,
+    RetryableError,
+)
 from worker.core.fetch import fetch
 from worker.core.imaging import probe
 from worker.core.jobs import JobDoc, Slot
@@ -111,12 +117,12 @@ class Executor:
             if handler is None:
                 raise PermanentError(
                     f"extension {ext_name!r} is not available in this deployment",
-                    code="not_available")
+                    code=ErrorCode.NOT_AVAILABLE)
             params = _parsed(handler.params_model, json.dumps(slot.config, sort_keys=True))
             units = 0 if doc.dryRun else handler.units(params, self.settings)
             record = self.files.get(doc.fileId)
             if record is None:
-                raise PermanentError(f"file not found: {doc.fileId}", code="file_not_found")
+                raise FileNotFound(f"file not found: {doc.fileId}")
             quota = self.settings.quota_for(doc.accountId)
             if quota is not None and units:  # early refusal; the commit checks again
                 metering.check_quota(self.kv.get(self._units_key(doc)), units, quota)
@@ -133,7 +139,7 @@ class Executor:
         except Exception as e:  # a handler bug must not crash the worker or loop forever
             log.exception("extension %s of job %s crashed", slot_name, job_id)
             error = ErrorInfo(message=f"internal error in {ext_name}: {type(e).__name__}: {e}",
-                              code="internal_error")
+                              code=ErrorCode.INTERNAL_ERROR)
         try:
             if error is None:
                 slot, changed = self._commit(doc, slot_name, result, units, None, stored)
@@ -145,7 +151,7 @@ class Executor:
             log.exception("extension %s of job %s: result not recordable", slot_name, job_id)
             slot, changed = self._commit(doc, slot_name, None, 0, ErrorInfo(
                 message=f"internal error in {ext_name}: its result could not be recorded: "
-                f"{type(e).__name__}: {str(e)[:300]}", code="internal_error"))
+                f"{type(e).__name__}: {str(e)[:300]}", code=ErrorCode.INTERNAL_ERROR))
         if stored is not None and slot.status == "failed":
             self.blobs.delete(stored.key)
         if changed and self.observe is not None:
@@ -232,7 +238,7 @@ class Executor:
             record = FileRecord.model_validate(raw_record) if raw_record else None
             if outcome_error is None and record is None:
                 outcome_error = ErrorInfo(message=f"file not found: {doc.fileId}",
-                                          code="file_not_found")
+                                          code=ErrorCode.FILE_NOT_FOUND)
             if outcome_error is None and result is not None and record is not None:
                 try:
                     metering.check_quota(cur[uk], units, quota)

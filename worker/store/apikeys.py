@@ -18,7 +18,7 @@ import hashlib
 import secrets
 from typing import Any, Protocol
 
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, NotFound, PermanentError
 from worker.core.records import now_iso
 from worker.store.kv import DELETE, AccountDocs, Txn
 
@@ -53,7 +53,7 @@ class ApiKeys(AccountDocs):
         if account in RESERVED_ACCOUNTS:
             raise PermanentError(f"account: {account!r} is a path of the API (its files would "
                                  f"be served at /{account}/…): choose another id",
-                                 code="invalid_request")
+                                 code=ErrorCode.INVALID_REQUEST)
         key = PREFIX + secrets.token_urlsafe(32)
         public = PUBLIC_PREFIX + secrets.token_urlsafe(18)
         item = {"id": "key_" + digest(key)[:16], "accountId": account, "createdAt": now_iso(),
@@ -96,7 +96,7 @@ class ApiKeys(AccountDocs):
         index = self._key(account)
         item = self._doc(account).get(key_id)
         if item is None:
-            raise PermanentError(f"key not found: {key_id}", code="not_found")
+            raise NotFound(f"key not found: {key_id}")
         records = [self.settings.keys.api_key(item[k]) for k in ("digest", "publicDigest")
                    if item.get(k)]
 

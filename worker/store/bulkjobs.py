@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 from worker.core.jobs import JobDoc, Slot, job_member
 from worker.core.records import ErrorInfo, now_iso
 from worker.core.settings import Settings
@@ -104,7 +104,7 @@ class BulkJobs:
         self._put(job_id, done)
         log.info("bulk job %s (%s): %d file(s)", job_id, kind, moved)
 
-    def fail(self, job_id: str, message: str, code: str = "internal_error") -> None:
+    def fail(self, job_id: str, message: str, code: str = ErrorCode.INTERNAL_ERROR) -> None:
         self._put(job_id, lambda s: s.finish("failed", error=ErrorInfo(message=message,
                                                                         code=code)))
 

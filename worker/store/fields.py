@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from worker.core.contract import format_validation_error
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, NotFound, PermanentError
 from worker.store.kv import AccountDocs, Txn
 
 FieldType = Literal["Text", "Textarea", "Number", "Date", "Boolean", "SingleSelect", "MultiSelect"]
@@ -65,7 +65,7 @@ def validate_value(f: CustomField, value: Any, where: str) -> Any:
 
     def bad(msg: str) -> PermanentError:
         return PermanentError(f"{where}: {msg} for custom metadata field {f.name!r}",
-                              code="invalid_metadata")
+                              code=ErrorCode.INVALID_METADATA)
 
     if s.type in ("Text", "Textarea"):
         if not isinstance(value, str):
@@ -142,8 +142,7 @@ class FieldStore(AccountDocs):
         def txn(cur: dict[str, Any]) -> Txn[CustomField]:
             doc = cur[key] or {}
             if name not in doc:
-                raise PermanentError(f"custom metadata field not found: {name}",
-                                     code="not_found")
+                raise NotFound(f"custom metadata field not found: {name}")
             raw = {**doc[name], **({"label": label} if label is not None else {}),
                    **({"schema": schema} if schema is not None else {})}
             try:

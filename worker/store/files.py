@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.core.contract import Update, UploadFields
-from worker.core.errors import PermanentError
+from worker.core.errors import (
+    ErrorCode,
+    FileExists,
+    PathTaken,  # noqa: F401  (raised here; imported from here too)
+    PermanentError,
+    VersionNotFound,
+)
 from worker.core.imaging import ImageInfo, probe
 from worker.core.records import FileRecord, NewVersion, RecordPatch, new_id, now_iso
 from worker.core.settings import Settings
@@ -54,8 +60,6 @@ class Listing:
     limit: int = 1000
 
 
-class PathTaken(Exception):
-    """The path read before a transaction changed inside it: choose again."""
 
 
 @dataclass
@@ -184,7 +188,7 @@ class FileStore:
         for v in record.versions:
             if v.id == version_id:
                 return self.exiftool.read(self.blobs.get(v.blobKey))
-        raise PermanentError(f"version not found: {version_id}", code="version_not_found")
+        raise VersionNotFound(f"version not found: {version_id}")
 
     # --- uploads --------------------------------------------------------------
 
@@ -200,7 +204,7 @@ class FileStore:
             field = defined.get(key)
             if field is None:
                 raise PermanentError(f"{where}.{key}: no custom metadata field {key!r} in this "
-                                     "account (create it first)", code="invalid_metadata")
+                                     "account (create it first)", code=ErrorCode.INVALID_METADATA)
             if value is None and allow_null:
                 out[key] = None
                 continue
@@ -224,7 +228,7 @@ class FileStore:
             raise PermanentError(
                 f"{source}: the file is {len(data)} bytes, above the {limit}-byte limit for "
                 + ("videos" if clip else "images and other files (videos: "
-                   f"{self.settings.video_max_bytes})"), code="upload_too_large")
+                   f"{self.settings.video_max_bytes})"), code=ErrorCode.UPLOAD_TOO_LARGE)
         if clip is not None:
             info = ImageInfo(mime=clip.mime, width=clip.width, height=clip.height,
                              has_alpha=False)
@@ -286,7 +290,7 @@ class FileStore:
                 raise
             assert record is not None
             return record
-        raise PermanentError("upload: no free path found", code="file_exists")
+        raise FileExists("upload: no free path found")
 
     def delete(self, file_id: str, account: str) -> bool:
         """Delete a file of ``account``: its record, its path and index entry, then the
@@ -335,9 +339,9 @@ class FileStore:
             }
             return record, Txn(writes=writes, index_add=self.placed(account, file_path))
         if not up.overwriteFile:
-            raise PermanentError(
+            raise FileExists(
                 f"upload.fileName: a file already exists at {file_path} and overwriteFile is "
-                "false (nothing was written)", code="file_exists")
+                "false (nothing was written)")
         record = overwrite_patch(prepared).apply(existing, self.settings.max_versions)
         return record, Txn(writes={self.file_key(record.fileId): record.model_dump(mode="json")})
 
@@ -428,8 +432,8 @@ def _check_inside(coords: str, width: int | None, height: int | None, where: str
     x, y, w, h = (int(v) for v in coords.split(","))
     if width is None or height is None:
         raise PermanentError(f"{where}: only images have custom coordinates",
-                             code="invalid_upload")
+                             code=ErrorCode.INVALID_UPLOAD)
     if x + w > width or y + h > height:
         raise PermanentError(
             f"{where}: the area {coords} reaches beyond the {width}x{height} image",
-            code="invalid_upload")
+            code=ErrorCode.INVALID_UPLOAD)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, FileExists, NotFound, PermanentError
 from worker.core.records import (
     FileRecord,
     NewVersion,
@@ -37,14 +37,13 @@ from worker.store.kv import DELETE, Txn
 from worker.store.uploads import normalise_folder, sanitize_file_name
 
 
-class NotOwned(PermanentError):
-    def __init__(self, what: str) -> None:
-        super().__init__(what, code="not_found")
+class NotOwned(NotFound):
+    """Another account's (or nobody's) file: not found."""
 
 
 def _folder(path: str, field: str) -> str:
     if not isinstance(path, str) or not path:
-        raise PermanentError(f"{field}: required", code="invalid_request")
+        raise PermanentError(f"{field}: required", code=ErrorCode.INVALID_REQUEST)
     return normalise_folder(path)
 
 
@@ -82,8 +81,7 @@ class Library:
             if now.filePath == new_path:
                 return Txn(result=now)
             if cur[new_pk] is not None:
-                raise PermanentError(f"a file already exists at {new_path} (nothing moved)",
-                                     code="file_exists")
+                raise FileExists(f"a file already exists at {new_path} (nothing moved)")
             moved = now.model_copy(update={"filePath": new_path,
                                            "name": new_path.rsplit("/", 1)[1],
                                            "updatedAt": now_iso()})
@@ -101,7 +99,7 @@ class Library:
     def rename(self, account: str, file_path: str, new_name: str) -> FileRecord:
         record = self._at(account, file_path, "filePath")
         if not new_name or "/" in new_name:
-            raise PermanentError("newFileName: a name, without /", code="invalid_request")
+            raise PermanentError("newFileName: a name, without /", code=ErrorCode.INVALID_REQUEST)
         folder = record.filePath.rsplit("/", 1)[0] + "/"
         return self.relocate(account, record.fileId, folder + sanitize_file_name(new_name))
 
@@ -141,8 +139,7 @@ class Library:
 
             def txn(cur: dict[str, Any]) -> Txn[FileRecord]:
                 if cur[pk] is not None:
-                    raise PermanentError(f"a file already exists at {path} (nothing copied)",
-                                         code="file_exists")
+                    raise FileExists(f"a file already exists at {path} (nothing copied)")
                 return Txn(writes={fk: record.model_dump(mode="json"), pk: {"fileId": file_id}},
                            index_add=files.placed(account, path), result=record)
 
@@ -184,7 +181,7 @@ class Library:
                 raise NotOwned(f"The requested file version does not exist: {version_id}")
             if gone.id == record.versionInfo.id:
                 raise PermanentError("versionId: the current version cannot be deleted "
-                                     "(restore another one first)", code="invalid_request")
+                                     "(restore another one first)", code=ErrorCode.INVALID_REQUEST)
             kept = [v for v in record.versions if v.id != version_id]
             changed = record.model_copy(update={"versions": kept, "updatedAt": now_iso()})
             unused = [] if any(v.blobKey == gone.blobKey for v in kept) else [gone.blobKey]
@@ -311,7 +308,7 @@ class Library:
 
     def create_folder(self, account: str, name: str, parent: str) -> str:
         if not name or "/" in name.strip("/"):
-            raise PermanentError("folderName: a name, without /", code="invalid_request")
+            raise PermanentError("folderName: a name, without /", code=ErrorCode.INVALID_REQUEST)
         folder = _folder(_folder(parent, "parentFolderPath") + name, "folderName")
         index = self.files.folder_key(account)
         self.kv.transact([], lambda _cur: Txn(index_add={index: ancestors(folder + "x")}))
@@ -342,7 +339,8 @@ class Library:
             dest = _folder(destination, "destinationPath")
             target = dest + src.rstrip("/").rsplit("/", 1)[1] + "/"
         if target.startswith(src):
-            raise PermanentError("destinationPath: inside the folder itself", code="invalid")
+            raise PermanentError("destinationPath: inside the folder itself",
+                                 code=ErrorCode.INVALID)
         self.require_folder(account, src, "sourceFolderPath")
         folders = self.folders_under(account, src)
         index = self.files.folder_key(account)

@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 from worker.core.contract import Contract
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, NotFound, PermanentError
 from worker.core.records import now_iso
 from worker.core.settings import Settings
 from worker.store.kv import KV, AccountDocs, Txn
@@ -69,11 +69,11 @@ class SavedStore(AccountDocs):
             doc = cur[key] or {}
             if item["id"] in doc:
                 raise PermanentError(f"id: a saved extension {item['id']} exists already",
-                                     code="exists")
+                                     code=ErrorCode.EXISTS)
             if len(doc) >= MAX_SAVED:
                 raise PermanentError(
                     f"account {account!r} already has {MAX_SAVED} saved extensions (the maximum)",
-                    code="limit_reached")
+                    code=ErrorCode.LIMIT_REACHED)
             return Txn(writes={key: {**doc, item["id"]: item}})
 
         self.kv.transact([key], txn)
@@ -87,7 +87,7 @@ class SavedStore(AccountDocs):
         def txn(cur: dict[str, Any]) -> Txn[dict[str, Any]]:
             doc = cur[key] or {}
             if ext_id not in doc:
-                raise PermanentError(f"saved extension not found: {ext_id}", code="not_found")
+                raise NotFound(f"saved extension not found: {ext_id}")
             item = dict(doc[ext_id])
             if name is not None:
                 item["name"] = name

@@ -27,7 +27,7 @@ import string
 from collections.abc import Callable
 
 from worker.core.contract import Upload
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 from worker.store.blobs import BlobStore
 
 _SUFFIX_ALPHABET = string.ascii_letters + string.digits
@@ -39,7 +39,7 @@ def sanitize_file_name(name: str) -> str:
     clean = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in name)
     if clean.strip(".") == "":
         raise PermanentError(f"upload.fileName: {name[:60]!r} is not a usable file name",
-                             code="invalid_upload")
+                             code=ErrorCode.INVALID_UPLOAD)
     return clean
 
 
@@ -69,7 +69,7 @@ def check_blob_key(key: str) -> str:
             or ".." in key.split("/") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", key)):
         raise PermanentError(
             f"upload.blobKey: {key[:100]!r} is outside the blob storage (use a relative key "
-            "such as incoming/photo.jpg)", code="invalid_upload")
+            "such as incoming/photo.jpg)", code=ErrorCode.INVALID_UPLOAD)
     return key
 
 
@@ -80,11 +80,12 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
     if len(text) * 3 // 4 > max_bytes + 3:
         raise PermanentError(
             f"upload.base64: above the {max_bytes}-byte limit for inline files; put large "
-            "files in blob storage (blobKey) or behind a URL", code="upload_too_large")
+            "files in blob storage (blobKey) or behind a URL", code=ErrorCode.UPLOAD_TOO_LARGE)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise PermanentError("upload.base64: not valid base64", code="invalid_upload") from None
+        raise PermanentError("upload.base64: not valid base64",
+                             code=ErrorCode.INVALID_UPLOAD) from None
 
 
 def read_source(upload: Upload, *, blobs: BlobStore, fetch: Callable[[str, int], bytes],
@@ -98,13 +99,13 @@ def read_source(upload: Upload, *, blobs: BlobStore, fetch: Callable[[str, int],
             size = blobs.size(key)
             if size > max_bytes:  # refused before a byte is read
                 raise PermanentError(f"upload.blobKey: the file is {size} bytes, above the "
-                                     f"{max_bytes}-byte limit", code="upload_too_large")
+                                     f"{max_bytes}-byte limit", code=ErrorCode.UPLOAD_TOO_LARGE)
             data = blobs.get(key)
         except FileNotFoundError:
             raise PermanentError(f"upload.blobKey: no object at {key!r} in blob storage",
-                                 code="blob_not_found") from None
+                                 code=ErrorCode.BLOB_NOT_FOUND) from None
         except ValueError as e:
-            raise PermanentError(f"upload.blobKey: {e}", code="invalid_upload") from None
+            raise PermanentError(f"upload.blobKey: {e}", code=ErrorCode.INVALID_UPLOAD) from None
     else:
         try:
             data = fetch(str(upload.url), max_bytes)
@@ -112,7 +113,7 @@ def read_source(upload: Upload, *, blobs: BlobStore, fetch: Callable[[str, int],
             raise PermanentError(f"upload.url: {e}", code=e.code) from None
     if len(data) > max_bytes:
         raise PermanentError(f"upload: the file is {len(data)} bytes, above the {max_bytes}-"
-                             "byte limit", code="upload_too_large")
+                             "byte limit", code=ErrorCode.UPLOAD_TOO_LARGE)
     if not data:
-        raise PermanentError("upload: the file is empty (0 bytes)", code="invalid_upload")
+        raise PermanentError("upload: the file is empty (0 bytes)", code=ErrorCode.INVALID_UPLOAD)
     return data

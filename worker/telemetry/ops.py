@@ -27,6 +27,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from worker.core.settings import Settings
+from worker.models.ref import ModelKind, ModelRef
 
 QUEUES_ENV = "EXTWORKER_SERVE_QUEUES"  # set by `extworker serve` for this fork
 
@@ -48,7 +49,7 @@ def check_health(client: redis.Redis) -> tuple[bool, list[str]]:
 def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str]]:
     ok, problems = check_health(client)
     from worker.models.catalog import require
-    from worker.store.kv import persistence_problem
+    from worker.store.backends.redis_kv import persistence_problem
 
     if ok and settings.require_persistent_redis:
         lost = persistence_problem(client)
@@ -56,23 +57,21 @@ def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str
             ok = False
             problems.append(lost)
 
-    wanted = [("remove-bg", settings.remove_bg_model)] if settings.queue_extensions in \
-        _queues(settings) else []
-    preloaded: list[tuple[str, str]] = []
+    wanted = [ModelRef(ModelKind.REMOVE_BG, settings.remove_bg_model)] \
+        if settings.queue_extensions in _queues(settings) else []
+    preloaded: list[ModelRef] = []
     for entry in settings.preload:
-        kind, sep, name = entry.partition(":")
-        if not sep or not kind or not name:
-            ok = False
-            problems.append(f"preload entry {entry!r}: expected <kind>:<name>, e.g. "
-                            "remove-bg:u2netp")
-            continue
-        preloaded.append((kind, name))
-    for kind, name in wanted + preloaded:
         try:
-            require(name, settings.models_dir)
+            preloaded.append(ModelRef.parse(entry))
+        except ValueError as e:
+            ok = False
+            problems.append(f"preload entry {entry!r}: {e}")
+    for ref in wanted + preloaded:
+        try:
+            require(ref.name, settings.models_dir)
         except Exception as e:
             ok = False
-            problems.append(f"{kind}:{name}: {e}")
+            problems.append(f"{ref}: {e}")
     if settings.inference_address:  # shared models: the node's inference processes answer
         from worker.models.remote import InferenceClient
 
@@ -84,10 +83,10 @@ def check_ready(client: redis.Redis, settings: Settings) -> tuple[bool, list[str
     # synchronous attempt is ready once its worker processes report them.
     if preloaded and ok:
         here = loaded_in_pod(client, settings)
-        for kind, name in preloaded:
-            if name not in here:
+        for ref in preloaded:
+            if ref.name not in here:
                 ok = False
-                problems.append(f"{kind}:{name}: not loaded yet by this pod's workers")
+                problems.append(f"{ref}: not loaded yet by this pod's workers")
     return ok, problems
 
 

@@ -18,11 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from worker.api.errors import ApiError
-from worker.core.errors import BlobNotFound, RetryableError
-from worker.delivery.service import Busy, Delivery, NotFound, Unauthorized, rel_after_account
-from worker.delivery.transform import TransformError
+from worker.api.deps import DeliveryDep
+from worker.core.errors import BlobNotFound, NotFound, RangeNotSatisfiable, RetryableError
+from worker.delivery.service import rel_after_account
 
+router = APIRouter()
 YEAR = 365 * 24 * 3600
 SANDBOX = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 ACTIVE = re.compile(r"^(image/svg\+xml|text/html|application/xhtml\+xml|text/xml|"
@@ -41,13 +41,14 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not m.group(1):  # the last N bytes
         n = int(m.group(2))
         if n == 0:
-            raise ApiError(416, "Range: nothing to send", {"Content-Range": f"bytes */{size}"})
+            raise RangeNotSatisfiable("Range: nothing to send",
+                                      headers={"Content-Range": f"bytes */{size}"})
         return max(0, size - n), size - 1
     first = int(m.group(1))
     last = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
     if first >= size or last < first:
-        raise ApiError(416, f"Range: starts beyond the {size} bytes",
-                       {"Content-Range": f"bytes */{size}"})
+        raise RangeNotSatisfiable(f"Range: starts beyond the {size} bytes",
+                                  headers={"Content-Range": f"bytes */{size}"})
     return first, last
 
 
@@ -64,76 +65,61 @@ def _not_modified(request: Request, etag: str, modified: datetime) -> bool:
     return False
 
 
-def router(delivery: Delivery) -> APIRouter:
-    r = APIRouter()
+@router.api_route("/{account}/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+async def deliver(request: Request, delivery: DeliveryDep, account: str, path: str) -> Response:
     settings = delivery.settings
+    raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    raw_query = request.scope.get("query_string", b"").decode("latin-1")
+    rel = rel_after_account(raw_path.split("?", 1)[0], request.scope.get("root_path", ""))
+    target = await run_in_threadpool(delivery.locate, account, path,
+                                     dict(request.query_params), rel, raw_query)
+    version = target.version
+    modified = datetime.fromisoformat(version.createdAt.replace("Z", "+00:00"))
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": SANDBOX,
+               "Cross-Origin-Resource-Policy": "cross-origin", "Accept-Ranges": "bytes",
+               "Last-Modified": format_datetime(modified, usegmt=True)}
+    if target.expires is not None:
+        left = max(0, int(target.expires - delivery.clock()))
+        headers["Cache-Control"] = f"private, max-age={min(left, settings.delivery_max_age_s)}"
+    elif target.immutable:
+        headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
+    else:
+        headers["Cache-Control"] = f"public, max-age={settings.delivery_max_age_s}"
+    data: bytes | None = None
+    if target.chain:
+        fmt = delivery.output(target, request.headers.get("accept", ""))
+        if target.chain.format == "auto":
+            headers["Vary"] = "Accept"
+        derived = await delivery.derive(target, fmt)
+        key, size, mime, etag, data = (derived.key, derived.size, derived.mime,
+                                       f'"{derived.etag}"', derived.data)
+        headers["X-Extworker-Derivative"] = "computed" if derived.computed else "stored"
+    else:
+        key, size, mime, etag = version.blobKey, version.size, version.mime, f'"{version.id}"'
+    headers["ETag"] = etag
+    if ACTIVE.match(mime):
+        headers["Content-Disposition"] = "attachment"
+    if _not_modified(request, etag, modified):
+        return Response(status_code=304, headers=headers)
+    span = byte_range(request.headers.get("range"), size)
+    status = 200
+    first, last = 0, size - 1
+    if span is not None:
+        first, last = span
+        status = 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    headers["Content-Length"] = str(last - first + 1)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=mime)
+    if data is not None:
+        return Response(data[first:last + 1], status_code=status, headers=headers,
+                        media_type=mime)
+    try:
+        chunks = await run_in_threadpool(delivery.blobs.open_range, key, first, last)
+    except BlobNotFound:
+        raise NotFound(f"The requested file does not exist: /{path}") from None
+    except RetryableError:
+        raise RetryableError("blob storage is unavailable",
+                             headers={"Retry-After": "5"}) from None
+    return StreamingResponse(chunks, status_code=status, headers=headers, media_type=mime)
 
-    @r.api_route("/{account}/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
-    async def deliver(request: Request, account: str, path: str) -> Response:
-        raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
-        raw_query = request.scope.get("query_string", b"").decode("latin-1")
-        rel = rel_after_account(raw_path.split("?", 1)[0], request.scope.get("root_path", ""))
-        try:
-            target = await run_in_threadpool(delivery.locate, account, path,
-                                             dict(request.query_params), rel, raw_query)
-        except NotFound:
-            raise ApiError(404, f"The requested file does not exist: /{path}") from None
-        except Unauthorized as e:
-            raise ApiError(401, str(e)) from None
-        except TransformError as e:
-            raise ApiError(400, str(e)) from None
-        version = target.version
-        modified = datetime.fromisoformat(version.createdAt.replace("Z", "+00:00"))
-        headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": SANDBOX,
-                   "Cross-Origin-Resource-Policy": "cross-origin", "Accept-Ranges": "bytes",
-                   "Last-Modified": format_datetime(modified, usegmt=True)}
-        if target.expires is not None:
-            left = max(0, int(target.expires - delivery.clock()))
-            headers["Cache-Control"] = f"private, max-age={min(left, settings.delivery_max_age_s)}"
-        elif target.immutable:
-            headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
-        else:
-            headers["Cache-Control"] = f"public, max-age={settings.delivery_max_age_s}"
-        data: bytes | None = None
-        if target.chain:
-            fmt = delivery.output(target, request.headers.get("accept", ""))
-            if target.chain.format == "auto":
-                headers["Vary"] = "Accept"
-            try:
-                derived = await delivery.derive(target, fmt)
-            except Busy as e:
-                raise ApiError(503, f"delivery is busy: {e}", {"Retry-After": "1"}) from None
-            except TransformError as e:
-                raise ApiError(400, str(e)) from None
-            key, size, mime, etag, data = (derived.key, derived.size, derived.mime,
-                                           f'"{derived.etag}"', derived.data)
-            headers["X-Extworker-Derivative"] = "computed" if derived.computed else "stored"
-        else:
-            key, size, mime, etag = version.blobKey, version.size, version.mime, f'"{version.id}"'
-        headers["ETag"] = etag
-        if ACTIVE.match(mime):
-            headers["Content-Disposition"] = "attachment"
-        if _not_modified(request, etag, modified):
-            return Response(status_code=304, headers=headers)
-        span = byte_range(request.headers.get("range"), size)
-        status = 200
-        first, last = 0, size - 1
-        if span is not None:
-            first, last = span
-            status = 206
-            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-        headers["Content-Length"] = str(last - first + 1)
-        if request.method == "HEAD":
-            return Response(status_code=status, headers=headers, media_type=mime)
-        if data is not None:
-            return Response(data[first:last + 1], status_code=status, headers=headers,
-                            media_type=mime)
-        try:
-            chunks = await run_in_threadpool(delivery.blobs.open_range, key, first, last)
-        except BlobNotFound:
-            raise ApiError(404, f"The requested file does not exist: /{path}") from None
-        except RetryableError:
-            raise ApiError(503, "blob storage is unavailable", {"Retry-After": "5"}) from None
-        return StreamingResponse(chunks, status_code=status, headers=headers, media_type=mime)
-
-    return r

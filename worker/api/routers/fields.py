@@ -1,15 +1,17 @@
 """Custom metadata fields: create, list, update, delete (the id is the field's name)."""
 
-# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
-# `Account` (bound to this app's key store) lives in router()'s scope.
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.api.deps import Api
-from worker.api.errors import ApiError
+from worker.api.deps import Account, RuntimeDep
+from worker.api.limits import BoundedRoute
+from worker.core.errors import NotFound
+
+router = APIRouter(route_class=BoundedRoute, tags=["custom metadata fields"])
 
 
 class FieldBody(BaseModel):
@@ -20,35 +22,34 @@ class FieldBody(BaseModel):
     schema_: dict[str, Any] | None = Field(None, alias="schema")
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(route_class=api.route_type)
-    Account = Annotated[str, Depends(api.account)]
+def field_out(f: Any) -> dict[str, Any]:
+    return {"id": f.name, **f.public()}
 
-    # --- custom metadata fields -----------------------------------------------------
 
-    fields = api.runtime.fields
+@router.post("/v1/customMetadataFields", status_code=201,
+             operation_id="createCustomMetadataField")
+def create_field(acct: Account, runtime: RuntimeDep, body: FieldBody) -> dict[str, Any]:
+    raw = body.model_dump(by_alias=True, exclude_none=True)
+    raw.pop("description", None)
+    return field_out(runtime.fields.create(acct, raw))
 
-    def field_out(f: Any) -> dict[str, Any]:
-        return {"id": f.name, **f.public()}
 
-    @r.post("/v1/customMetadataFields", status_code=201)
-    def create_field(acct: Account, body: FieldBody) -> dict[str, Any]:
-        raw = body.model_dump(by_alias=True, exclude_none=True)
-        raw.pop("description", None)
-        return field_out(fields.create(acct, raw))
+@router.get("/v1/customMetadataFields", operation_id="listCustomMetadataFields")
+def list_fields(acct: Account, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    return [field_out(f) for f in runtime.fields.all(acct).values()]
 
-    @r.get("/v1/customMetadataFields")
-    def list_fields(acct: Account) -> list[dict[str, Any]]:
-        return [field_out(f) for f in fields.all(acct).values()]
 
-    @r.patch("/v1/customMetadataFields/{field_id}")
-    def update_field(acct: Account, field_id: str, body: FieldBody) -> dict[str, Any]:
-        return field_out(fields.update(acct, field_id, label=body.label, schema=body.schema_))
+@router.patch("/v1/customMetadataFields/{field_id}",
+              operation_id="updateCustomMetadataField")
+def update_field(acct: Account, runtime: RuntimeDep, field_id: str,
+                 body: FieldBody) -> dict[str, Any]:
+    return field_out(runtime.fields.update(acct, field_id, label=body.label,
+                                           schema=body.schema_))
 
-    @r.delete("/v1/customMetadataFields/{field_id}")
-    def delete_field(acct: Account, field_id: str) -> dict[str, Any]:
-        if not fields.delete(acct, field_id):
-            raise ApiError(404, f"custom metadata field not found: {field_id}")
-        return {}
 
-    return r
+@router.delete("/v1/customMetadataFields/{field_id}",
+               operation_id="deleteCustomMetadataField")
+def delete_field(acct: Account, runtime: RuntimeDep, field_id: str) -> dict[str, Any]:
+    if not runtime.fields.delete(acct, field_id):
+        raise NotFound(f"custom metadata field not found: {field_id}")
+    return {}

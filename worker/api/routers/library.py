@@ -7,19 +7,19 @@ them, a worker runs them (durable, retried, resumed after a crash), and they are
 the account's other jobs.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
-# `Account` (bound to this app's key store) lives in router()'s scope.
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.api.deps import Api
-from worker.api.errors import ApiError
+from worker.api.deps import Account, RuntimeDep, ServicesDep
+from worker.api.limits import BoundedRoute
+from worker.core.errors import NotFound
 from worker.core.records import RecordPatch
-from worker.store.bulkjobs import BulkJobs
-from worker.store.library import Library
+
+router = APIRouter(route_class=BoundedRoute, tags=["media library"])
 
 
 class _Body(BaseModel):
@@ -83,97 +83,111 @@ class FileIdsBody(_Body):
     fileIds: list[str] = Field(..., min_length=1, max_length=100)
 
 
-def router(api: Api, library: Library, bulk: BulkJobs) -> APIRouter:
-    r = APIRouter(route_class=api.route_type)
-    Account = Annotated[str, Depends(api.account)]
+# --- versions -----------------------------------------------------------------
 
-    # --- versions -----------------------------------------------------------------
 
-    @r.put("/v1/files/{fileId}/versions/{versionId}/restore")
-    def restore_version(acct: Account, fileId: str, versionId: str) -> dict[str, Any]:  # noqa: N803
-        return api.file_out(library.restore(acct, fileId, versionId))
+@router.put("/v1/files/{fileId}/versions/{versionId}/restore", operation_id="restoreVersion")
+def restore_version(acct: Account, svc: ServicesDep, fileId: str,  # noqa: N803
+                    versionId: str) -> dict[str, Any]:  # noqa: N803
+    return svc.files.file_out(svc.runtime.library.restore(acct, fileId, versionId))
 
-    @r.delete("/v1/files/{fileId}/versions/{versionId}", status_code=204)
-    def delete_version(acct: Account, fileId: str, versionId: str) -> None:  # noqa: N803
-        library.delete_version(acct, fileId, versionId)
 
-    # --- paths ----------------------------------------------------------------------
+@router.delete("/v1/files/{fileId}/versions/{versionId}", status_code=204,
+                operation_id="deleteVersion")
+def delete_version(acct: Account, runtime: RuntimeDep, fileId: str, versionId: str) -> None:  # noqa: N803
+    runtime.library.delete_version(acct, fileId, versionId)
 
-    @r.post("/v1/files/copy", status_code=204)
-    def copy_file(acct: Account, body: CopyBody) -> None:
-        library.copy(acct, body.sourceFilePath, body.destinationPath, body.includeFileVersions)
 
-    @r.post("/v1/files/move", status_code=204)
-    def move_file(acct: Account, body: MoveBody) -> None:
-        library.move(acct, body.sourceFilePath, body.destinationPath)
+# --- paths ----------------------------------------------------------------------
 
-    @r.put("/v1/files/rename")
-    def rename_file(acct: Account, body: RenameBody) -> dict[str, Any]:
-        library.rename(acct, body.filePath, body.newFileName)
-        return {}  # no CDN cache here to purge: URLs name paths, derivatives follow the file
 
-    # --- bulk updates -----------------------------------------------------------------
+@router.post("/v1/files/copy", status_code=204, operation_id="copyFile")
+def copy_file(acct: Account, runtime: RuntimeDep, body: CopyBody) -> None:
+    runtime.library.copy(acct, body.sourceFilePath, body.destinationPath, body.includeFileVersions)
 
-    @r.post("/v1/files/addTags")
-    def add_tags(acct: Account, body: TagsBody) -> dict[str, Any]:
-        done = library.patch_many(acct, body.fileIds, lambda _r: RecordPatch(add_tags=body.tags))
-        return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
-    @r.post("/v1/files/removeTags")
-    def remove_tags(acct: Account, body: TagsBody) -> dict[str, Any]:
-        done = library.patch_many(acct, body.fileIds,
-                                  lambda _r: RecordPatch(remove_tags=body.tags))
-        return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
+@router.post("/v1/files/move", status_code=204, operation_id="moveFile")
+def move_file(acct: Account, runtime: RuntimeDep, body: MoveBody) -> None:
+    runtime.library.move(acct, body.sourceFilePath, body.destinationPath)
 
-    @r.post("/v1/files/removeAITags")
-    def remove_ai_tags(acct: Account, body: AITagsBody) -> dict[str, Any]:
-        done = library.patch_many(acct, body.fileIds,
-                                  lambda _r: RecordPatch(remove_ai_tags=body.AITags))
-        return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
-    @r.post("/v1/files/batch/deleteByFileIds")
-    def delete_many(acct: Account, body: FileIdsBody) -> dict[str, Any]:
-        return {"successfullyDeletedFileIds": library.delete_many(acct, body.fileIds)}
+@router.put("/v1/files/rename", operation_id="renameFile")
+def rename_file(acct: Account, runtime: RuntimeDep, body: RenameBody) -> dict[str, Any]:
+    runtime.library.rename(acct, body.filePath, body.newFileName)
+    return {}  # no CDN cache here to purge: URLs name paths, derivatives follow the file
 
-    # --- folders ----------------------------------------------------------------------
 
-    @r.post("/v1/folder", status_code=201)
-    def create_folder(acct: Account, body: FolderBody) -> dict[str, Any]:
-        library.create_folder(acct, body.folderName, body.parentFolderPath)
-        return {}
+# --- bulk updates -----------------------------------------------------------------
 
-    @r.delete("/v1/folder", status_code=204)
-    def delete_folder(acct: Account, body: FolderPathBody) -> Response:
-        library.delete_folder(acct, body.folderPath)
-        return Response(status_code=204)
 
-    @r.post("/v1/bulkJobs/copyFolder")
-    def copy_folder(acct: Account, body: FolderCopyBody) -> dict[str, Any]:
-        library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
-        return {"jobId": bulk.submit(acct, "COPY_FOLDER", {
-            "source": body.sourceFolderPath, "destination": body.destinationPath,
-            "copy": True, "include_versions": body.includeVersions})}
+@router.post("/v1/files/addTags", operation_id="addTags")
+def add_tags(acct: Account, runtime: RuntimeDep, body: TagsBody) -> dict[str, Any]:
+    done = runtime.library.patch_many(acct, body.fileIds,
+                                      lambda _r: RecordPatch(add_tags=body.tags))
+    return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
-    @r.post("/v1/bulkJobs/moveFolder")
-    def move_folder(acct: Account, body: FolderMoveBody) -> dict[str, Any]:
-        library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
-        return {"jobId": bulk.submit(acct, "MOVE_FOLDER", {
-            "source": body.sourceFolderPath, "destination": body.destinationPath,
-            "copy": False})}
 
-    @r.post("/v1/bulkJobs/renameFolder")
-    def rename_folder(acct: Account, body: FolderRenameBody) -> dict[str, Any]:
-        library.require_folder(acct, body.folderPath, "folderPath")
-        return {"jobId": bulk.submit(acct, "RENAME_FOLDER", {
-            "source": body.folderPath, "destination": "/", "copy": False,
-            "rename_to": body.newFolderName})}
+@router.post("/v1/files/removeTags", operation_id="removeTags")
+def remove_tags(acct: Account, runtime: RuntimeDep, body: TagsBody) -> dict[str, Any]:
+    done = runtime.library.patch_many(acct, body.fileIds,
+                                      lambda _r: RecordPatch(remove_tags=body.tags))
+    return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
-    @r.get("/v1/bulkJobs/{jobId}")
-    def bulk_job_status(acct: Account, jobId: str) -> dict[str, Any]:  # noqa: N803
-        doc = bulk.status(acct, jobId)
-        if doc is None:
-            raise ApiError(404, f"The requested job does not exist: {jobId}")
-        return doc
 
-    return r
+@router.post("/v1/files/removeAITags", operation_id="removeAiTags")
+def remove_ai_tags(acct: Account, runtime: RuntimeDep, body: AITagsBody) -> dict[str, Any]:
+    done = runtime.library.patch_many(acct, body.fileIds,
+                                      lambda _r: RecordPatch(remove_ai_tags=body.AITags))
+    return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
+
+@router.post("/v1/files/batch/deleteByFileIds", operation_id="deleteMany")
+def delete_many(acct: Account, runtime: RuntimeDep, body: FileIdsBody) -> dict[str, Any]:
+    return {"successfullyDeletedFileIds": runtime.library.delete_many(acct, body.fileIds)}
+
+
+# --- folders ----------------------------------------------------------------------
+
+
+@router.post("/v1/folder", status_code=201, operation_id="createFolder")
+def create_folder(acct: Account, runtime: RuntimeDep, body: FolderBody) -> dict[str, Any]:
+    runtime.library.create_folder(acct, body.folderName, body.parentFolderPath)
+    return {}
+
+
+@router.delete("/v1/folder", status_code=204, operation_id="deleteFolder")
+def delete_folder(acct: Account, runtime: RuntimeDep, body: FolderPathBody) -> Response:
+    runtime.library.delete_folder(acct, body.folderPath)
+    return Response(status_code=204)
+
+
+@router.post("/v1/bulkJobs/copyFolder", operation_id="copyFolder")
+def copy_folder(acct: Account, runtime: RuntimeDep, body: FolderCopyBody) -> dict[str, Any]:
+    runtime.library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
+    return {"jobId": runtime.bulk.submit(acct, "COPY_FOLDER", {
+        "source": body.sourceFolderPath, "destination": body.destinationPath,
+        "copy": True, "include_versions": body.includeVersions})}
+
+
+@router.post("/v1/bulkJobs/moveFolder", operation_id="moveFolder")
+def move_folder(acct: Account, runtime: RuntimeDep, body: FolderMoveBody) -> dict[str, Any]:
+    runtime.library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
+    return {"jobId": runtime.bulk.submit(acct, "MOVE_FOLDER", {
+        "source": body.sourceFolderPath, "destination": body.destinationPath,
+        "copy": False})}
+
+
+@router.post("/v1/bulkJobs/renameFolder", operation_id="renameFolder")
+def rename_folder(acct: Account, runtime: RuntimeDep, body: FolderRenameBody) -> dict[str, Any]:
+    runtime.library.require_folder(acct, body.folderPath, "folderPath")
+    return {"jobId": runtime.bulk.submit(acct, "RENAME_FOLDER", {
+        "source": body.folderPath, "destination": "/", "copy": False,
+        "rename_to": body.newFolderName})}
+
+
+@router.get("/v1/bulkJobs/{jobId}", operation_id="bulkJobStatus")
+def bulk_job_status(acct: Account, runtime: RuntimeDep, jobId: str) -> dict[str, Any]:  # noqa: N803
+    doc = runtime.bulk.status(acct, jobId)
+    if doc is None:
+        raise NotFound(f"The requested job does not exist: {jobId}")
+    return doc

@@ -1,15 +1,17 @@
 """Saved extensions: create, list, get, update, delete (per account)."""
 
-# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
-# `Account` (bound to this app's key store) lives in router()'s scope.
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from worker.api.deps import Api
-from worker.api.errors import ApiError
+from worker.api.deps import Account, RuntimeDep
+from worker.api.limits import BoundedRoute
+from worker.core.errors import NotFound, PermanentError
+
+router = APIRouter(route_class=BoundedRoute, tags=["saved extensions"])
 
 
 class SavedBody(BaseModel):
@@ -19,39 +21,35 @@ class SavedBody(BaseModel):
     config: dict[str, Any] | None = None
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(route_class=api.route_type)
-    Account = Annotated[str, Depends(api.account)]
+@router.post("/v1/saved-extensions", operation_id="createSavedExtension")
+def create_saved(acct: Account, runtime: RuntimeDep, body: SavedBody) -> dict[str, Any]:
+    if body.name is None or body.config is None:
+        raise PermanentError("name and config are required")
+    return runtime.saved.create(acct, body.name, body.description or "", body.config)
 
-    # --- saved extensions ---------------------------------------------------------
 
-    saved = api.runtime.saved
+@router.get("/v1/saved-extensions", operation_id="listSavedExtensions")
+def list_saved(acct: Account, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    return runtime.saved.list(acct)
 
-    @r.post("/v1/saved-extensions")
-    def create_saved(acct: Account, body: SavedBody) -> dict[str, Any]:
-        if body.name is None or body.config is None:
-            raise ApiError(400, "name and config are required")
-        return saved.create(acct, body.name, body.description or "", body.config)
 
-    @r.get("/v1/saved-extensions")
-    def list_saved(acct: Account) -> list[dict[str, Any]]:
-        return saved.list(acct)
+@router.get("/v1/saved-extensions/{ext_id}", operation_id="getSavedExtension")
+def get_saved(acct: Account, runtime: RuntimeDep, ext_id: str) -> dict[str, Any]:
+    item = runtime.saved.get(acct, ext_id)
+    if item is None:
+        raise NotFound(f"saved extension not found: {ext_id}")
+    return item
 
-    @r.get("/v1/saved-extensions/{ext_id}")
-    def get_saved(acct: Account, ext_id: str) -> dict[str, Any]:
-        item = saved.get(acct, ext_id)
-        if item is None:
-            raise ApiError(404, f"saved extension not found: {ext_id}")
-        return item
 
-    @r.patch("/v1/saved-extensions/{ext_id}")
-    def update_saved(acct: Account, ext_id: str, body: SavedBody) -> dict[str, Any]:
-        return saved.update(acct, ext_id, name=body.name, description=body.description,
-                            config=body.config)
+@router.patch("/v1/saved-extensions/{ext_id}", operation_id="updateSavedExtension")
+def update_saved(acct: Account, runtime: RuntimeDep, ext_id: str,
+                 body: SavedBody) -> dict[str, Any]:
+    return runtime.saved.update(acct, ext_id, name=body.name, description=body.description,
+                                config=body.config)
 
-    @r.delete("/v1/saved-extensions/{ext_id}", status_code=204)
-    def delete_saved(acct: Account, ext_id: str) -> None:
-        if not saved.delete(acct, ext_id):
-            raise ApiError(404, f"saved extension not found: {ext_id}")
 
-    return r
+@router.delete("/v1/saved-extensions/{ext_id}", status_code=204,
+               operation_id="deleteSavedExtension")
+def delete_saved(acct: Account, runtime: RuntimeDep, ext_id: str) -> None:
+    if not runtime.saved.delete(acct, ext_id):
+        raise NotFound(f"saved extension not found: {ext_id}")

@@ -1,25 +1,19 @@
 """Extension units of the key's account."""
 
-# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
-# `Account` (bound to this app's key store) lives in router()'s scope.
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from worker.api.deps import Api
+from worker.api.deps import Account, RuntimeDep
+from worker.api.limits import BoundedRoute
+
+router = APIRouter(route_class=BoundedRoute, tags=["usage"])
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(route_class=api.route_type)
-    Account = Annotated[str, Depends(api.account)]
-    pipeline = api.pipeline
-    # --- usage -----------------------------------------------------------------------
-
-    @r.get("/v1/extworker/usage")
-    def usage(acct: Account, month: Annotated[str | None, Query(
-            pattern=r"^\d{4}-\d{2}$")] = None) -> dict[str, Any]:
-        """Extension units of the key's account in one month (``YYYY-MM``, default now)."""
-        return pipeline.usage(acct, month)
-
-    return r
+@router.get("/v1/extworker/usage", operation_id="getUsage")
+def usage(acct: Account, runtime: RuntimeDep, month: Annotated[str | None, Query(
+        pattern=r"^\d{4}-\d{2}$")] = None) -> dict[str, Any]:
+    """Extension units of the key's account in one month (``YYYY-MM``, default now)."""
+    return runtime.pipeline.usage(acct, month)

@@ -1,4 +1,6 @@
-"""Which document store a process uses: ``EXTWORKER_STORE_URL`` read once, here."""
+"""The document store's engines, one module each, behind the one contract
+(``worker.store.kv.KV``): Redis (``redis_kv``), SQLite (``sqlite_kv``) and PostgreSQL
+(``postgres_kv``). Which one a process uses: ``EXTWORKER_STORE_URL``, read once, here."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ from typing import Any
 import redis
 
 from worker.core.settings import Settings
-from worker.store.kv import KV, LocalKV, RedisKV
+from worker.store.backends.redis_kv import RedisKV
+from worker.store.backends.sqlite_kv import LocalKV
+from worker.store.kv import KV
+
+__all__ = ["KV", "LocalKV", "RedisKV", "open_store"]
 
 _PG_STORES: dict[tuple[str, str], Any] = {}
 
@@ -18,7 +24,7 @@ def open_store(settings: Settings, client: redis.Redis | None) -> KV:
     (one node only: a file), or Redis (``client``) when unset."""
     url = settings.store_url or ""
     if url.startswith(("postgresql://", "postgres://")):
-        from worker.store.pgkv import PostgresKV
+        from worker.store.backends.postgres_kv import PostgresKV
         from worker.store.search import FileColumns
 
         # One pool per process and database: every Runtime a process builds shares it.

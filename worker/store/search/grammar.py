@@ -1,31 +1,5 @@
-"""Searching an account's files: the media API's ``searchQuery`` grammar, parsed once and
-then either run over records in Python (the Redis and SQLite stores: a scan of the account)
-or translated to parameterised SQL over the PostgreSQL store's columns (indexed).
-
-The grammar (the hosted list API's Lucene-like language)::
-
-    query  := or
-    or     := and ("OR" and)*
-    and    := term ("AND" term)*
-    term   := "(" or ")" | field op value | field "IN" list | field "NOT" "IN" list
-            | field "NOT" "=" value | field "EXISTS" | field "NOT" "EXISTS"
-    op     := "=" | ":" | "<" | "<=" | ">" | ">=" | "HAS"
-    value  := "string" | number | true | false
-    list   := "[" value ("," value)* "]"
-
-A field is a bare word or a quoted string (``"customMetadata.brand"``). Words are case
-insensitive (``and``, ``in``); field names are not. What each field means, and which
-operators it takes, is ``FIELDS``: ``=`` is equality, ``:`` begins-with (for ``path``: in
-the folder or any subfolder), ``HAS`` a case-insensitive substring, ``IN`` any of the list.
-Dates take ISO 8601 (``"2026-01-31"``, ``"2026-01-31T12:00:00Z"``) or a span back from
-now: ``"30m"``, ``"24h"``, ``"7d"``, ``"2w"``, ``"1y"`` (``createdAt > "7d"``: the last
-seven days). Sizes take bytes or ``"500kb"``, ``"2mb"``, ``"1gb"``.
-
-Both evaluations follow one definition: the query tables in ``tests/test_search.py`` run
-on every backend and must return the same ids. A bad query is a ``QueryError`` naming the
-token and its position; the SQL never contains text from the query (every value, field
-key included, is a bound parameter).
-"""
+"""The ``searchQuery`` grammar: tokens, the parser into a tree (``Cond``/``Bool``), the
+fields (``FIELDS``), dates, sizes and sorting (see the package's doc for the language)."""
 
 from __future__ import annotations
 
@@ -35,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from worker.core.errors import PermanentError
+from worker.core.errors import ErrorCode, PermanentError
 
 # --- the grammar ---------------------------------------------------------------------
 
@@ -43,7 +17,7 @@ from worker.core.errors import PermanentError
 class QueryError(PermanentError):
     def __init__(self, problem: str, token: str | None, pos: int) -> None:
         where = f"at position {pos}" + (f" ({token!r})" if token is not None else "")
-        super().__init__(f"searchQuery: {problem} {where}", code="invalid_query")
+        super().__init__(f"searchQuery: {problem} {where}", code=ErrorCode.INVALID_QUERY)
         self.token, self.pos = token, pos
 
 
@@ -386,248 +360,14 @@ def check_sort(sort: str | None) -> tuple[str, bool] | None:
     direction, _, what = sort.upper().partition("_")
     if direction not in ("ASC", "DESC") or not what:
         raise PermanentError(f"sort: {sort!r} is not ASC_<field> or DESC_<field>",
-                             code="invalid_query")
+                             code=ErrorCode.INVALID_QUERY)
     if what == "RELEVANCE":
         return None
     if what not in SORTS:
         raise PermanentError(f"sort: {sort!r} is not supported (ASC_/DESC_ with one of "
-                             f"{', '.join(SORTS)}, RELEVANCE)", code="invalid_query")
+                             f"{', '.join(SORTS)}, RELEVANCE)", code=ErrorCode.INVALID_QUERY)
     return what, direction == "DESC"
 
-
-# --- evaluation in Python (Redis, SQLite) ------------------------------------------------
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality: a boolean equals only a boolean, numbers compare as numbers."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return float(a) == float(b)
-    return type(a) is type(b) and a == b
-
-
-def _compare(op: str, a: Any, b: Any) -> bool:
-    if op == "<":
-        return bool(a < b)
-    if op == "<=":
-        return bool(a <= b)
-    if op == ">":
-        return bool(a > b)
-    return bool(a >= b)
-
-
-def _meta_match(op: str, stored: Any, present: bool, value: Any) -> bool:
-    items = stored if isinstance(stored, list) else [stored]
-    if op == "EXISTS":
-        return present
-    if op == "NOT EXISTS":
-        return not present
-    if op in ("=", "NOT =", "IN", "NOT IN"):
-        wanted = value if op in ("IN", "NOT IN") else (value,)
-        hit = present and any(_same(s, w) for s in items for w in wanted)
-        return hit if op in ("=", "IN") else not hit
-    if not present:
-        return False
-    if op == ":":
-        return any(isinstance(s, str) and s.startswith(value) for s in items)
-    if op == "HAS":
-        return any(isinstance(s, str) and value.lower() in s.lower() for s in items)
-    # <, <=, >, >=: on a scalar of the value's type
-    if isinstance(stored, list) or isinstance(stored, bool) or isinstance(value, bool):
-        return False
-    if isinstance(value, float):
-        return isinstance(stored, int | float) and _compare(op, float(stored), value)
-    return isinstance(stored, str) and _compare(op, stored, value)
-
-
-def matches(node: Node, doc: dict[str, Any]) -> bool:
-    """Whether the stored record ``doc`` satisfies the query."""
-    if isinstance(node, Bool):
-        parts = (matches(p, doc) for p in node.parts)
-        return all(parts) if node.op == "AND" else any(parts)
-    f, op, v = node.field, node.op, node.value
-    if f.kind == "meta":
-        meta = f.read(doc)
-        present = node.key in meta and meta[node.key] is not None
-        return _meta_match(op, meta.get(node.key), present, v)
-    x = f.read(doc)
-    if f.kind == "list":
-        if op == "EXISTS":
-            return bool(x)
-        if op == "NOT EXISTS":
-            return not x
-        if op == "HAS":
-            return any(v.lower() in t.lower() for t in x)
-        wanted = v if op in ("IN", "NOT IN") else (v,)
-        hit = any(w in x for w in wanted)
-        return hit if op in ("=", "IN") else not hit
-    if x is None:  # width/height of a non-image: matches nothing (SQL's NULL)
-        return False
-    if op == "=":
-        return _same(x, v) if f.kind in ("number", "bool") else x == v
-    if op == "NOT =":
-        return not (_same(x, v) if f.kind in ("number", "bool") else x == v)
-    if op == "IN":
-        return any(_same(x, w) if f.kind == "number" else x == w for w in v)
-    if op == "NOT IN":
-        return not any(_same(x, w) if f.kind == "number" else x == w for w in v)
-    if op == ":":
-        # text: begins with; a folder: the file is in it or in any subfolder
-        return x.startswith(v) if f.kind == "text" else doc["filePath"].startswith(v)
-    if op == "HAS":
-        return v.lower() in x.lower()
-    return _compare(op, x, v)
-
-
-def sort_docs(docs: list[dict[str, Any]], sort: tuple[str, bool] | None
-              ) -> list[dict[str, Any]]:
-    """Docs in the order a listing shows them (ties: path order)."""
-    docs = sorted(docs, key=lambda d: d["filePath"].encode())
-    if sort is None:
-        return docs
-    what, desc = sort
-    key = SORTS[what][1]
-    return sorted(docs, key=lambda d: (key(d), d["filePath"].encode()), reverse=desc)
-
-
-# --- translation to SQL (PostgreSQL) -------------------------------------------------------
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def to_sql(node: Node, params: list[Any]) -> str:
-    """The condition as SQL over ``extworker_docs``'s columns; values go to ``params``
-    (``%s`` placeholders) — the text is only this module's own fragments."""
-    if isinstance(node, Bool):
-        joiner = " AND " if node.op == "AND" else " OR "
-        return "(" + joiner.join(to_sql(p, params) for p in node.parts) + ")"
-    f, op, v = node.field, node.op, node.value
-    col = f.column
-
-    def p(value: Any) -> str:
-        params.append(value)
-        return "%s"
-
-    if f.kind == "meta":
-        return _meta_sql(col, node.key or "", op, v, p)
-    if f.kind == "list":
-        arrays = _ARRAYS[col]
-        if op in ("EXISTS", "NOT EXISTS"):
-            return f"cardinality({arrays}) {'>' if op == 'EXISTS' else '='} 0"
-        if op == "HAS":
-            return (f"EXISTS (SELECT 1 FROM unnest({arrays}) AS t "
-                    f"WHERE strpos(lower(t), lower({p(v)})) > 0)")
-        wanted = list(v) if op in ("IN", "NOT IN") else [v]
-        # Each array column has its own GIN index: && on each, OR-ed.
-        hit = ("(tags && %s::text[] OR ai_tags && %s::text[])" if col == "tags"
-               else f"{arrays} && %s::text[]")
-        params.extend([wanted] * hit.count("%s"))
-        return hit if op in ("=", "IN") else f"NOT {hit}"
-    if f.kind == "folder" and op == ":":
-        return f"path LIKE {p(_like_prefix(v))}"
-    if op == ":":
-        return f"{col} LIKE {p(_like_prefix(v))}"
-    if op == "HAS":
-        return f"strpos(lower({col}), lower({p(v)})) > 0"
-    if op == "IN":
-        return f"{col} = ANY({p(list(v))})"
-    if op == "NOT IN":
-        return f"{col} <> ALL({p(list(v))})"
-    sql_op = {"=": "=", "NOT =": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[op]
-    return f"{col} {sql_op} {p(v)}"
-
-
-_ROOT = "'{}'"  # the path of a JSON value's root, for #>>
-
-
-def _meta_sql(col: str, key: str, op: str, v: Any, p: Callable[[Any], str]) -> str:
-    from psycopg.types.json import Jsonb
-
-    doc = "(value -> 'embeddedMetadata')" if col == "embedded" else "custom"
-
-    def item() -> str:  # the field's value: a placeholder of its own each time it is used
-        return f"({doc} -> {p(key)})"
-
-    if op in ("EXISTS", "NOT EXISTS"):
-        return f"coalesce(jsonb_typeof({item()}), 'null') {'<>' if op == 'EXISTS' else '='} 'null'"
-    if op in ("=", "NOT =", "IN", "NOT IN"):
-        wanted = list(v) if op in ("IN", "NOT IN") else [v]
-        # {key: value} or {key: [value]} is contained in the document: equality for a
-        # scalar, membership for a MultiSelect list (GIN jsonb_path_ops on `custom`).
-        ors = []
-        for w in wanted:
-            ors.append(f"{doc} @> {p(Jsonb({key: w}))}")
-            ors.append(f"{doc} @> {p(Jsonb({key: [w]}))}")
-        hit = "(" + " OR ".join(ors) + ")"
-        return hit if op in ("=", "IN") else f"NOT {hit}"
-    if op in (":", "HAS"):
-        def test(text: str) -> str:
-            return (f"starts_with({text}, {p(v)})" if op == ":"
-                    else f"strpos(lower({text}), lower({p(v)})) > 0")
-
-        scalar = f"CASE jsonb_typeof({item()}) WHEN 'string' THEN {test(item() + ' #>> ' + _ROOT)}"
-        listed = (f"WHEN 'array' THEN EXISTS (SELECT 1 FROM jsonb_array_elements({item()}) "
-                  f"AS e WHERE jsonb_typeof(e) = 'string' AND {test('(e #>> ' + _ROOT + ')')})")
-        return f"({scalar} {listed} ELSE false END)"
-    if isinstance(v, bool):
-        return "false"
-    if isinstance(v, float):
-        return (f"(CASE WHEN jsonb_typeof({item()}) = 'number' THEN ({item()} #>> '{{}}')::numeric "
-                f"{op} {p(v)} ELSE false END)")
-    return (f"(CASE WHEN jsonb_typeof({item()}) = 'string' THEN ({item()} #>> '{{}}') "
-            f"COLLATE \"C\" {op} {p(v)} ELSE false END)")
-
-
-def order_sql(sort: tuple[str, bool] | None) -> str:
-    if sort is None:
-        return "path COLLATE \"C\""
-    what, desc = sort
-    d = " DESC" if desc else ""
-    return f"{SORTS[what][0]}{d}, path COLLATE \"C\"{d}"
-
-
-# --- what the PostgreSQL store keeps in columns -----------------------------------------------
-
-
-COLUMNS = ("account", "path", "folder", "name", "tags", "ai_tags", "custom", "type",
-           "file_type", "mime", "format", "size", "width", "height", "created_at",
-           "updated_at", "private", "published", "alpha")
-
-
-@dataclass(frozen=True)
-class FileColumns:
-    """Which documents are file records (keys under ``prefix``) and their column values."""
-
-    prefix: str
-
-    def of(self, key: str, doc: Any) -> dict[str, Any] | None:
-        """The columns of a file record (``None`` for any other document, and for one
-        without a record's fields: it is stored, and found by key only)."""
-        if not key.startswith(self.prefix) or not isinstance(doc, dict):
-            return None
-        from psycopg.types.json import Jsonb
-
-        try:
-            path, mime = str(doc["filePath"]), str(doc.get("mime") or "")
-            return {
-                "account": doc.get("accountId", "default"), "path": path,
-                "folder": _folder_of(path), "name": str(doc.get("name") or ""),
-                "tags": [str(t) for t in doc.get("tags") or []], "ai_tags": _ai_tags(doc),
-                "custom": Jsonb(doc.get("customMetadata") or {}),
-                "type": doc.get("type", "file"), "file_type": doc.get("fileType"),
-                "mime": mime, "format": _format_of(mime), "size": doc.get("size"),
-                "width": doc.get("width"), "height": doc.get("height"),
-                "created_at": _when(doc.get("createdAt")),
-                "updated_at": _when(doc.get("updatedAt")),
-                "private": bool(doc.get("isPrivateFile")),
-                "published": bool(doc.get("isPublished", True)),
-                "alpha": bool(doc.get("hasAlpha")),
-            }
-        except (KeyError, TypeError, AttributeError):
-            return None
 
 
 def normalise_folder(path: str) -> str:
@@ -650,3 +390,4 @@ def scan_filter(query: Node | None, extra: Iterable[Node]) -> Node | None:
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else Bool("AND", tuple(parts))
+

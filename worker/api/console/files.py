@@ -1,0 +1,103 @@
+"""One file (``/console/files/{id}``): its versions, similar files, jobs, details and
+custom metadata, each editable."""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from worker.api.console.common import Account, Console, ConsoleDep, back, number
+from worker.core.errors import Conflict, ExtworkerError
+from worker.core.records import RecordPatch
+from worker.core.urls import RASTER
+from worker.services.jobs import new_job_id
+
+router = APIRouter()
+
+
+def typed(value: str, field: Any) -> Any:
+    """A form's text as the field's type wants it (the store then checks it)."""
+    kind = field.schema_.type
+    if kind == "Number":
+        return number(value)
+    if kind == "Boolean":
+        return {"true": True, "false": False}.get(value, value)
+    options = field.schema_.selectOptions or []
+    return next((o for o in options if str(o) == value), value)
+
+
+def file_view(request: Request, console: Console, acct: str, file_id: str,
+              meta_errors: dict[str, str] | None = None, status_code: int = 200
+              ) -> HTMLResponse:
+    record = console.owned(file_id, acct)
+    versions = []
+    for v in record.versions:
+        obj = record.version_object(v.id, console.urls)
+        versions.append({**obj, "url": console.signed(record, obj["url"]),
+                         "image": v.mime in RASTER})
+    try:  # files that look like this one (the imagenet tagger's embeddings)
+        alike = [{**other.file_object(console.urls), "similarity": round(score, 3),
+                  "thumb": console.signed(other, console.urls.thumbnail(other))
+                  if other.mime in RASTER else None}
+                 for other, score in console.services.files.similar(record, 6)]
+    except Conflict:
+        alike = None  # not tagged by the imagenet tagger yet
+    return console.page(request, "file.html", acct, status=status_code,
+                f=record.file_object(console.urls), versions=versions, similar=alike,
+                history=console.runtime.pipeline.jobs(acct, count=20, file_id=file_id),
+                meta_fields=[f.public() for f in console.runtime.fields.all(acct).values()],
+                meta_errors=meta_errors or {})
+
+
+@router.get("/files/{file_id}")
+def file_page(request: Request, acct: Account, console: ConsoleDep, file_id: str) -> HTMLResponse:
+    return file_view(request, console, acct, file_id)
+
+
+@router.post("/files/{file_id}/metadata")
+async def save_metadata(request: Request, acct: Account, console: ConsoleDep,
+                        file_id: str) -> Response:
+    form = await request.form()
+    defined = console.runtime.fields.all(acct)
+    values: dict[str, Any] = {}
+    for name, field in defined.items():
+        kind = field.schema_.type
+        given = [str(v) for v in form.getlist(f"cm.{name}")]
+        if kind == "MultiSelect":
+            values[name] = [typed(v, field) for v in given] or None
+        elif not given or given[0] == "":
+            values[name] = None
+        else:
+            values[name] = typed(given[0], field)
+    try:
+        await run_in_threadpool(console.services.jobs.run, {
+            "jobId": new_job_id(), "accountId": acct, "fileId": file_id,
+            "origin": "update", "update": {"customMetadata": values}})
+    except ExtworkerError as e:
+        # "update.customMetadata.<field>: …": shown on that field.
+        head = e.message.split(":", 1)[0]
+        name = head.rsplit(".", 1)[-1] if head.startswith("update.customMetadata.") else ""
+        return await run_in_threadpool(file_view, request, console, acct, file_id,
+                                       {name or next(iter(defined), ""): e.message}, 400)
+    return back(request, f"/files/{file_id}", "Metadata saved.")
+
+
+@router.post("/files/{file_id}/details")
+def save_details(request: Request, acct: Account, console: ConsoleDep, file_id: str,
+                 tags: Annotated[str, Form()] = "",
+                 description: Annotated[str, Form()] = "") -> Response:
+    console.owned(file_id, acct)
+    wanted = [t.strip() for t in tags.split(",") if t.strip()]
+    console.runtime.library.patch_many(acct, [file_id], lambda _r: RecordPatch(
+        replace_tags=wanted, set_fields={"description": description or None}))
+    return back(request, f"/files/{file_id}", "Saved.")
+
+
+@router.post("/files/{file_id}/restore/{version_id}")
+def restore(request: Request, acct: Account, console: ConsoleDep, file_id: str,
+            version_id: str) -> Response:
+    console.runtime.library.restore(acct, file_id, version_id)
+    return back(request, f"/files/{file_id}", "Restored as a new version.")

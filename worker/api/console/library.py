@@ -1,0 +1,101 @@
+"""The media library (``/console/``): a folder's files with search and filters, and
+applying saved or ad-hoc extensions to the selection."""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from worker.api.console.common import PAGE, Account, ConsoleDep, back, base_of, number
+from worker.core.errors import ExtworkerError
+from worker.core.urls import RASTER
+from worker.services.jobs import new_job_id
+from worker.store import search
+from worker.store.files import Listing
+
+router = APIRouter()
+
+
+@router.get("")
+@router.get("/")
+def library_page(request: Request, acct: Account, console: ConsoleDep, path: str = "/", q: str = "",
+                 tag: str = "", aitag: str = "", page_no: int = 1) -> HTMLResponse:
+    page_no = max(1, int(request.query_params.get("page", page_no) or 1))
+    folder = path if path.endswith("/") else path + "/"
+    # The list API's search: on PostgreSQL indexed; on Redis/SQLite a walk in path
+    # order that stops at the page (see the README's "Search").
+    conds: list[search.Node] = []
+    if q:
+        conds.append(search.Cond(search.FIELDS["name"], "HAS", q))
+    if aitag:
+        conds.append(search.Cond(search.FIELDS["AITags.name"], "HAS", aitag))
+    if tag.strip():
+        conds.append(search.Cond(search.TAGS_PARAM, "IN", (tag.strip(),)))
+    page_files = console.runtime.files.search(acct, Listing(query=search.scan_filter(None, conds),
+                                            path=folder, skip=(page_no - 1) * PAGE,
+                                            limit=PAGE + 1))
+    shown, more = page_files[:PAGE], len(page_files) > PAGE
+    sub = console.runtime.library.subfolders(acct, folder)
+    params = {"path": folder, "q": q, "tag": tag, "aitag": aitag}
+    here = "/?" + urlencode({**params, "page": page_no})
+    return console.page(request, "library.html", acct, path=folder, q=q, tag=tag, aitag=aitag,
+                folders=sub, here=here,
+                parent=(folder.rstrip("/").rsplit("/", 1)[0] + "/") if folder != "/"
+                else None,
+                saved=console.runtime.saved.list(acct), page=page_no, more=more,
+                prev=base_of(request) + "/?" + urlencode({**params, "page": page_no - 1}),
+                next=base_of(request) + "/?" + urlencode({**params, "page": page_no + 1}),
+                files=[{**rec.file_object(console.urls), "thumb": console.signed(
+                    rec, console.urls.thumbnail(rec)) if rec.mime in RASTER else None}
+                    for rec in shown])
+
+
+@router.post("/apply")
+def apply_saved(request: Request, acct: Account, console: ConsoleDep,
+                fileId: Annotated[list[str] | None, Form()] = None,  # noqa: N803
+                saved_ids: Annotated[list[str] | None, Form(alias="saved")] = None,
+                adhoc: Annotated[list[str] | None, Form()] = None,
+                rb_shadow: Annotated[str, Form()] = "", rb_semi: Annotated[str, Form()] = "",
+                rb_bg: Annotated[str, Form()] = "", t_min: Annotated[str, Form()] = "70",
+                t_max: Annotated[str, Form()] = "5",
+                back_to: Annotated[str, Form(alias="back")] = "/",
+                webhookUrl: Annotated[str, Form()] = "") -> Response:  # noqa: N803
+    extensions: list[dict[str, Any]] = [{"name": "saved-extension", "id": s}
+                                        for s in saved_ids or []]
+    for name in adhoc or []:
+        if name == "remove-bg":
+            options: dict[str, Any] = {"add_shadow": bool(rb_shadow),
+                                       "semitransparency": bool(rb_semi)}
+            if rb_bg.strip():
+                options["bg_color"] = rb_bg.strip()
+            extensions.append({"name": name, "options": options})
+        elif name.endswith("-auto-tagging"):
+            extensions.append({"name": name, "minConfidence": number(t_min),
+                               "maxTags": number(t_max)})
+        else:
+            extensions.append({"name": name})
+    if not fileId or not extensions:
+        return back(request, back_to if back_to.startswith("/") else "/",
+                    "Select files and at least one extension.")
+    for fid in fileId:
+        console.owned(fid, acct)
+    for fid in fileId:
+        job = {"jobId": new_job_id(), "accountId": acct, "fileId": fid,
+               "origin": "update", "extensions": extensions}
+        if webhookUrl:
+            job["webhookUrl"] = webhookUrl
+        try:
+            console.services.jobs.run(job)
+        except ExtworkerError as e:  # the contract's refusal, naming the parameter
+            return back(request, back_to if back_to.startswith("/") else "/",
+                        f"Not applied: {e.message}")
+    return back(request, back_to if back_to.startswith("/") else "/",
+                f"Applied to {len(fileId)} files.")
+
+
+@router.get("/status/{file_id}")
+def status(acct: Account, console: ConsoleDep, file_id: str) -> JSONResponse:
+    return JSONResponse(console.owned(file_id, acct).extensionStatus)

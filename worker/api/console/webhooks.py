@@ -1,0 +1,58 @@
+"""Webhooks (``/console/webhooks``): the account's deliveries, redelivery and the
+signing secret's rotation."""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from worker.api.console.common import Account, Console, ConsoleDep, back
+from worker.core.errors import NotFound
+
+router = APIRouter()
+
+
+def mine(console: Console, acct: str, status: str | None = None) -> list[dict[str, Any]]:
+    out = []
+    for d in console.runtime.webhooks.store.list(status=status, limit=500):
+        if d.get("accountId") != acct:
+            continue
+        if d.get("status") == "pending" and d.get("nextAt"):
+            d["next"] = datetime.fromtimestamp(d["nextAt"] / 1000, UTC).isoformat(
+                timespec="seconds")
+        out.append(d)
+    return out
+
+
+@router.get("/webhooks")
+def webhooks_page(request: Request, acct: Account, console: ConsoleDep) -> HTMLResponse:
+    return console.page(request, "webhooks.html", acct, deliveries=mine(console, acct)[:200],
+                secret=console.runtime.webhooks.secrets.current(acct))
+
+
+@router.post("/webhooks/{delivery_id}/redeliver")
+def redeliver(request: Request, acct: Account, console: ConsoleDep, delivery_id: str) -> Response:
+    doc = console.runtime.webhooks.store.get(delivery_id)
+    if doc is None or doc.get("accountId") != acct:
+        raise NotFound(f"no delivery {delivery_id}")
+    console.runtime.webhooks.redeliver(delivery_id)
+    return back(request, "/webhooks", f"Redelivering {delivery_id}.")
+
+
+@router.post("/webhooks/redeliver-exhausted")
+def redeliver_exhausted(request: Request, acct: Account, console: ConsoleDep) -> Response:
+    done = 0
+    for d in mine(console, acct, "exhausted"):
+        console.runtime.webhooks.redeliver(d["id"])
+        done += 1
+    return back(request, "/webhooks", f"Redelivering {done} exhausted deliveries.")
+
+
+@router.post("/webhooks/rotate")
+def rotate(request: Request, acct: Account, console: ConsoleDep) -> Response:
+    console.runtime.webhooks.secrets.rotate(acct)
+    return back(request, "/webhooks", "Rotated: the previous secret stays valid for the "
+                "grace period.")
