@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from worker.delivery.service import Delivery
 from worker.runtime import Runtime
 from worker.services.files import FileService
+from worker.services.folders import FolderJobs
 from worker.services.jobs import JobService
 from worker.services.uploads import Uploader
 
@@ -20,10 +21,12 @@ class Services:
     files: FileService
     jobs: JobService
     uploads: Uploader
+    folders: FolderJobs
 
 
 def build(runtime: Runtime, delivery: Delivery) -> Services:
     """The services of one process, over its ``Runtime`` (built once, in the entry point)."""
     files = FileService(runtime)
     jobs = JobService(runtime)
-    return Services(runtime, delivery, files, jobs, Uploader(runtime, delivery, files, jobs))
+    return Services(runtime, delivery, files, jobs, Uploader(runtime, delivery, files, jobs),
+                    FolderJobs(runtime))

@@ -32,7 +32,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(first, last)`` of one satisfiable ``Range``; ``None``: serve it whole (no header,
-    another unit, several ranges); ``ApiError(416)`` when it starts past the end."""
+    another unit, several ranges); ``RangeNotSatisfiable`` (416) past the end."""
     if not header:
         return None
     m = _RANGE.match(header.strip())

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.api.deps import Account, RuntimeDep, ServicesDep
 from worker.api.limits import BoundedRoute
-from worker.core.errors import NotFound
 from worker.core.records import RecordPatch
 
 router = APIRouter(route_class=BoundedRoute, tags=["media library"])
@@ -162,32 +161,21 @@ def delete_folder(acct: Account, runtime: RuntimeDep, body: FolderPathBody) -> R
 
 
 @router.post("/v1/bulkJobs/copyFolder", operation_id="copyFolder")
-def copy_folder(acct: Account, runtime: RuntimeDep, body: FolderCopyBody) -> dict[str, Any]:
-    runtime.library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
-    return {"jobId": runtime.bulk.submit(acct, "COPY_FOLDER", {
-        "source": body.sourceFolderPath, "destination": body.destinationPath,
-        "copy": True, "include_versions": body.includeVersions})}
+def copy_folder(acct: Account, svc: ServicesDep, body: FolderCopyBody) -> dict[str, Any]:
+    return {"jobId": svc.folders.copy(acct, body.sourceFolderPath, body.destinationPath,
+                                      body.includeVersions)}
 
 
 @router.post("/v1/bulkJobs/moveFolder", operation_id="moveFolder")
-def move_folder(acct: Account, runtime: RuntimeDep, body: FolderMoveBody) -> dict[str, Any]:
-    runtime.library.require_folder(acct, body.sourceFolderPath, "sourceFolderPath")
-    return {"jobId": runtime.bulk.submit(acct, "MOVE_FOLDER", {
-        "source": body.sourceFolderPath, "destination": body.destinationPath,
-        "copy": False})}
+def move_folder(acct: Account, svc: ServicesDep, body: FolderMoveBody) -> dict[str, Any]:
+    return {"jobId": svc.folders.move(acct, body.sourceFolderPath, body.destinationPath)}
 
 
 @router.post("/v1/bulkJobs/renameFolder", operation_id="renameFolder")
-def rename_folder(acct: Account, runtime: RuntimeDep, body: FolderRenameBody) -> dict[str, Any]:
-    runtime.library.require_folder(acct, body.folderPath, "folderPath")
-    return {"jobId": runtime.bulk.submit(acct, "RENAME_FOLDER", {
-        "source": body.folderPath, "destination": "/", "copy": False,
-        "rename_to": body.newFolderName})}
+def rename_folder(acct: Account, svc: ServicesDep, body: FolderRenameBody) -> dict[str, Any]:
+    return {"jobId": svc.folders.rename(acct, body.folderPath, body.newFolderName)}
 
 
 @router.get("/v1/bulkJobs/{jobId}", operation_id="bulkJobStatus")
-def bulk_job_status(acct: Account, runtime: RuntimeDep, jobId: str) -> dict[str, Any]:  # noqa: N803
-    doc = runtime.bulk.status(acct, jobId)
-    if doc is None:
-        raise NotFound(f"The requested job does not exist: {jobId}")
-    return doc
+def bulk_job_status(acct: Account, svc: ServicesDep, jobId: str) -> dict[str, Any]:  # noqa: N803
+    return svc.folders.status(acct, jobId)
