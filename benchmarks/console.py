@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,12 +29,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.net import free_port  # noqa: E402  (the tests' one free-port helper)
 
 
 def main() -> None:
@@ -53,7 +47,7 @@ def main() -> None:
     from worker.core.settings import Settings
     from worker.runtime import Runtime
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     settings = Settings(redis_url=os.environ.get("EXTWORKER_REDIS_URL",

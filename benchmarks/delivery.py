@@ -24,7 +24,6 @@ import io
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,13 +37,11 @@ import httpx
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.support.net import free_port  # noqa: E402  (the tests' one free-port helper)
+
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
@@ -164,7 +161,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="extworker-delivery-"))
     photos = _photos(args.side, args.photos, tmp)
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    api_port, thumbor_port = _free_port(), _free_port()
+    api_port, thumbor_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{api_port}"
     env = {**os.environ, "EXTWORKER_DATA_DIR": str(tmp / "data"),
            "EXTWORKER_NAMESPACE": namespace, "EXTWORKER_API_URL": api_url,

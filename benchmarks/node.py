@@ -29,7 +29,6 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -45,16 +44,10 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from benchmarks.remove_bg import PHOTOS, photo  # noqa: E402
+from tests.support.net import free_port  # noqa: E402  (the tests' one free-port helper)
 from worker.core.settings import Settings  # noqa: E402
 from worker.models.catalog import pull  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class CpuMeter:
@@ -150,7 +143,7 @@ def tagger_models(kind: str, models_dir: Path) -> str | None:
     """The classifier model for google-auto-tagging, or None for remove-bg only."""
     if kind == "none":
         return None
-    from tests.tiny_models import build, build_full_size
+    from tests.support.tiny_models import build, build_full_size
 
     if kind == "efficientnet-lite0":  # the trained default (the `imagenet` tagger)
         from worker.models.catalog import pull
@@ -182,7 +175,7 @@ def run_extworker(args: argparse.Namespace, models_dir: Path, tagger: str | None
                        f"{tagger}")
     env = {**os.environ, "EXTWORKER_REDIS_URL": args.redis, "EXTWORKER_NAMESPACE": namespace,
            "EXTWORKER_DATA_DIR": str(data_dir), "EXTWORKER_MODELS_DIR": str(models_dir),
-           "EXTWORKER_PRELOAD": json.dumps(preload), "EXTWORKER_HTTP_PORT": str(_free_port()),
+           "EXTWORKER_PRELOAD": json.dumps(preload), "EXTWORKER_HTTP_PORT": str(free_port()),
            "EXTWORKER_DEVICE": args.device, "EXTWORKER_SHARED_MODELS": args.shared_models,
            "PYTHONUNBUFFERED": "1"}
     if tagger == "efficientnet-lite0":
@@ -266,7 +259,7 @@ def run_extworker(args: argparse.Namespace, models_dir: Path, tagger: str | None
 
 def run_rembg_server(args: argparse.Namespace, models_dir: Path,
                      photos: list[tuple[str, bytes]]) -> dict[str, object]:
-    port = _free_port()
+    port = free_port()
     clients = args.processes * args.threads
     home = Path(tempfile.mkdtemp(prefix="rembg-home-"))
     shutil.copytree(models_dir / "rembg", home, dirs_exist_ok=True)  # rembg's own layout

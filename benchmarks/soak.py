@@ -58,8 +58,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.node import _free_port, pct, session_rss  # noqa: E402
-from tests.receiver import Receiver, Reply  # noqa: E402
+from benchmarks.node import free_port, pct, session_rss  # noqa: E402
+from tests.support.receiver import Receiver, Reply  # noqa: E402
 from webhooks.events import webhook_id  # noqa: E402
 from webhooks.store import DeliveryStore  # noqa: E402
 from worker.broker.doctor import OWNED_BLOBS  # noqa: E402
@@ -76,7 +76,7 @@ class PrivateRedis:
     """A redis-server of the soak's own (AOF fsynced on every write), killed and restarted."""
 
     def __init__(self, workdir: Path) -> None:
-        self.dir, self.port = workdir, _free_port()
+        self.dir, self.port = workdir, free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.start()
 
@@ -183,14 +183,14 @@ class Soak:
         self.pg = pg_database(args.pg) if args.store == "pg" else None
         models_dir = Path(args.models_dir)
         pull("u2netp", models_dir)
-        from tests.tiny_models import build
+        from tests.support.tiny_models import build
 
         classifier = build(models_dir)["classifier"]
         self.settings = Settings(redis_url=self.redis.url, data_dir=self.tmp / "data",
                                  models_dir=models_dir, classifier_model=classifier,
                                  store_url=self.pg[0] if self.pg else None,
                                  egress_allowlist="127.0.0.1/32,::1/128")
-        self.api_port = _free_port()
+        self.api_port = free_port()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
                     "EXTWORKER_REDIS_URL": self.redis.url,
                     "EXTWORKER_DATA_DIR": str(self.settings.data_dir),

@@ -20,7 +20,6 @@ import argparse
 import io
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
+from tests.support.net import free_port  # noqa: E402  (the tests' one free-port helper)
 
 FOLDERS = 10
 # What ExifTool reads from a camera photo with IPTC fields (the kind of record the issue
@@ -61,11 +61,6 @@ EMBEDDED = {
     "ImageWidth": 6720, "ImageHeight": 4480, "BitsPerSample": 8, "ColorComponents": 3,
 }
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _library(n: int, keys: Any, account: str) -> Any:
@@ -151,7 +146,7 @@ def run_backend(backend: str, args: argparse.Namespace, pg_url: str | None,
 
     data_dir = Path(tempfile.mkdtemp())
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+    port = free_port()
     store_url = {"redis": None, "sqlite": f"sqlite://{data_dir / 'store'}",
                  "postgres": pg_url}[backend]
     settings = Settings(redis_url=redis_url, namespace=namespace, store_url=store_url,

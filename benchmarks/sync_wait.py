@@ -42,7 +42,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.node import _free_port, _stamp, pct, stop, tagger_models  # noqa: E402
+from benchmarks.node import _stamp, free_port, pct, stop, tagger_models  # noqa: E402
 from benchmarks.remove_bg import PHOTOS, photo  # noqa: E402
 from worker.core.settings import Settings  # noqa: E402
 from worker.models.catalog import pull  # noqa: E402
@@ -94,7 +94,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "EXTWORKER_REDIS_URL": args.redis,
            "EXTWORKER_NAMESPACE": namespace, "EXTWORKER_DATA_DIR": str(data_dir),
            "EXTWORKER_MODELS_DIR": str(models_dir), "EXTWORKER_CLASSIFIER_MODEL": tagger,
-           "EXTWORKER_TAGGER_GOOGLE": "classifier", "EXTWORKER_HTTP_PORT": str(_free_port()),
+           "EXTWORKER_TAGGER_GOOGLE": "classifier", "EXTWORKER_HTTP_PORT": str(free_port()),
            "EXTWORKER_PRELOAD": json.dumps(["remove-bg:u2netp", f"classifier:{tagger}"])}
     procs = []
     client = redis.Redis.from_url(args.redis)
@@ -103,7 +103,7 @@ def main() -> None:
                            data_dir / "serve.log", "ready for action"))
         ports = {}
         for wait in (0.0, args.wait):
-            port = _free_port()
+            port = free_port()
             procs.append(start(["api", "--port", str(port)],
                                {**env, "EXTWORKER_API_SYNC_WAIT_S": str(wait)},
                                data_dir / f"api-{wait}.log", port))

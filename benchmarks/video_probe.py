@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.videos import KINDS, make_video  # noqa: E402
+from tests.support.videos import KINDS, make_video  # noqa: E402
 from worker.core import video  # noqa: E402
 
 

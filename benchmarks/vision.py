@@ -66,7 +66,7 @@ def main() -> None:
                     "those: speed is real, output is not (no hub needed, e.g. on a GPU node)")
     args = ap.parse_args()
     if args.full_size:
-        from tests.tiny_models import build_full_size
+        from tests.support.tiny_models import build_full_size
 
         models_dir = Path(args.full_size)
         full = build_full_size(models_dir)
@@ -79,7 +79,7 @@ def main() -> None:
                  "captioner": args.captioner}
         label = "real models"
     else:
-        from tests.tiny_models import build
+        from tests.support.tiny_models import build
 
         models_dir = Path(tempfile.mkdtemp())
         tiny = build(models_dir)

@@ -2,8 +2,8 @@
 
 The model file comes from ``MODELS_DIR`` only (``extworker models pull``; never downloaded at
 run time). Pre- and post-processing follow rembg's session classes family by family
-(``RECIPES``: input size, mean/std, how the output becomes a mask); ``tests/test_rembg.py``
-runs rembg's own ``predict`` next to ours for every family.
+(``RECIPES``: input size, mean/std, how the output becomes a mask);
+``tests/extensions/test_rembg.py`` runs rembg's own ``predict`` next to ours for every family.
 
 Micro-batching: concurrent ``mask`` calls in a process go through one ``MicroBatcher``, so N
 jobs share one ``InferenceSession.run``. rembg's exports declare a fixed batch of 1, although

@@ -1,7 +1,7 @@
 """The job contract: what an upload service publishes, as pydantic v2 models.
 
 ``Job`` is the published contract (``worker/schema/job.schema.json`` is
-generated from it; ``tests/test_contract.py`` fails when the file is stale).
+generated from it; ``tests/core/test_contract.py`` fails when the file is stale).
 Workers parse a message in two steps so one bad extension never sinks the
 others: ``JobEnvelope`` validates the job-level fields and keeps each
 extension as a raw object, then ``parse_extension`` validates each one on its

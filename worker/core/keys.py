@@ -12,7 +12,7 @@ is the last part — so a global key (the KDF salt, the due set, the pump's toke
 an id can build. Only non-final parts are escaped so that stored keys keep their names: job
 ids, file ids and paths (``/photo 12:30.jpg``) are last in their keys and never change; an
 account with a ``:`` (ids never hold ``%``) moved in ``path:`` and ``units:`` keys, which
-``extworker doctor --fix`` renames (``legacy_keys``). ``tests/test_architecture.py``
+``extworker doctor --fix`` renames (``legacy_keys``). ``tests/system/test_architecture.py``
 runs every builder with adversarial ids and checks that no two meanings share a key.
 """
 

@@ -102,7 +102,8 @@ class HubSpec:
 def _rembg(name: str, checksum: str, *extra: UrlSource | WheelSource, release: str = "",
            licence: str = "") -> ModelSpec:
     """A model of rembg's release (``release``: its file name there, default ``<name>.onnx``);
-    ``checksum`` as rembg's session class pins it (``tests/test_rembg.py`` checks each)."""
+    ``checksum`` as rembg's session class pins it (``tests/extensions/test_rembg.py`` checks
+    each)."""
     if ":" not in checksum:
         checksum = f"md5:{checksum}"
     return ModelSpec(

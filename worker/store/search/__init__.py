@@ -21,7 +21,7 @@ Dates take ISO 8601 (``"2026-01-31"``, ``"2026-01-31T12:00:00Z"``) or a span bac
 now: ``"30m"``, ``"24h"``, ``"7d"``, ``"2w"``, ``"1y"`` (``createdAt > "7d"``: the last
 seven days). Sizes take bytes or ``"500kb"``, ``"2mb"``, ``"1gb"``.
 
-Both evaluations follow one definition: the query tables in ``tests/test_search.py`` run
+Both evaluations follow one definition: the query tables in ``tests/store/test_search.py`` run
 on every backend and must return the same ids. A bad query is a ``QueryError`` naming the
 token and its position; the SQL never contains text from the query (every value, field
 key included, is a bound parameter).
