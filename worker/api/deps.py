@@ -13,6 +13,9 @@ from worker.core.errors import Unauthorized
 from worker.delivery.service import Delivery
 from worker.runtime import Runtime
 from worker.services import Services
+from worker.store.fields import FieldStore
+from worker.store.library import Library
+from worker.store.saved import SavedStore
 
 BASIC = HTTPBasic(auto_error=False)
 Credentials = Annotated[HTTPBasicCredentials | None, Depends(BASIC)]
@@ -30,7 +33,22 @@ def get_delivery(request: Request) -> Delivery:
     return request.app.state.services.delivery
 
 
+def get_library(request: Request) -> Library:
+    return request.app.state.runtime.library
+
+
+def get_saved(request: Request) -> SavedStore:
+    return request.app.state.runtime.saved
+
+
+def get_fields(request: Request) -> FieldStore:
+    return request.app.state.runtime.fields
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+LibraryDep = Annotated[Library, Depends(get_library)]
+SavedDep = Annotated[SavedStore, Depends(get_saved)]
+FieldsDep = Annotated[FieldStore, Depends(get_fields)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 DeliveryDep = Annotated[Delivery, Depends(get_delivery)]
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.api.deps import Account, RuntimeDep
+from worker.api.deps import Account, FieldsDep
 from worker.api.limits import BoundedRoute
 from worker.core.errors import NotFound
 
@@ -28,28 +28,28 @@ def field_out(f: Any) -> dict[str, Any]:
 
 @router.post("/v1/customMetadataFields", status_code=201,
              operation_id="createCustomMetadataField")
-def create_field(acct: Account, runtime: RuntimeDep, body: FieldBody) -> dict[str, Any]:
+def create_field(acct: Account, fields: FieldsDep, body: FieldBody) -> dict[str, Any]:
     raw = body.model_dump(by_alias=True, exclude_none=True)
     raw.pop("description", None)
-    return field_out(runtime.fields.create(acct, raw))
+    return field_out(fields.create(acct, raw))
 
 
 @router.get("/v1/customMetadataFields", operation_id="listCustomMetadataFields")
-def list_fields(acct: Account, runtime: RuntimeDep) -> list[dict[str, Any]]:
-    return [field_out(f) for f in runtime.fields.all(acct).values()]
+def list_fields(acct: Account, fields: FieldsDep) -> list[dict[str, Any]]:
+    return [field_out(f) for f in fields.all(acct).values()]
 
 
 @router.patch("/v1/customMetadataFields/{field_id}",
               operation_id="updateCustomMetadataField")
-def update_field(acct: Account, runtime: RuntimeDep, field_id: str,
+def update_field(acct: Account, fields: FieldsDep, field_id: str,
                  body: FieldBody) -> dict[str, Any]:
-    return field_out(runtime.fields.update(acct, field_id, label=body.label,
+    return field_out(fields.update(acct, field_id, label=body.label,
                                            schema=body.schema_))
 
 
 @router.delete("/v1/customMetadataFields/{field_id}",
                operation_id="deleteCustomMetadataField")
-def delete_field(acct: Account, runtime: RuntimeDep, field_id: str) -> dict[str, Any]:
-    if not runtime.fields.delete(acct, field_id):
+def delete_field(acct: Account, fields: FieldsDep, field_id: str) -> dict[str, Any]:
+    if not fields.delete(acct, field_id):
         raise NotFound(f"custom metadata field not found: {field_id}")
     return {}

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.api.deps import Account, RuntimeDep, ServicesDep
+from worker.api.deps import Account, LibraryDep, ServicesDep
 from worker.api.limits import BoundedRoute
 from worker.core.records import RecordPatch
 
@@ -86,33 +86,33 @@ class FileIdsBody(_Body):
 
 
 @router.put("/v1/files/{fileId}/versions/{versionId}/restore", operation_id="restoreVersion")
-def restore_version(acct: Account, svc: ServicesDep, fileId: str,  # noqa: N803
-                    versionId: str) -> dict[str, Any]:  # noqa: N803
-    return svc.files.file_out(svc.runtime.library.restore(acct, fileId, versionId))
+def restore_version(acct: Account, library: LibraryDep, svc: ServicesDep,
+                    fileId: str, versionId: str) -> dict[str, Any]:  # noqa: N803
+    return svc.files.file_out(library.restore(acct, fileId, versionId))
 
 
 @router.delete("/v1/files/{fileId}/versions/{versionId}", status_code=204,
                 operation_id="deleteVersion")
-def delete_version(acct: Account, runtime: RuntimeDep, fileId: str, versionId: str) -> None:  # noqa: N803
-    runtime.library.delete_version(acct, fileId, versionId)
+def delete_version(acct: Account, library: LibraryDep, fileId: str, versionId: str) -> None:  # noqa: N803
+    library.delete_version(acct, fileId, versionId)
 
 
 # --- paths ----------------------------------------------------------------------
 
 
 @router.post("/v1/files/copy", status_code=204, operation_id="copyFile")
-def copy_file(acct: Account, runtime: RuntimeDep, body: CopyBody) -> None:
-    runtime.library.copy(acct, body.sourceFilePath, body.destinationPath, body.includeFileVersions)
+def copy_file(acct: Account, library: LibraryDep, body: CopyBody) -> None:
+    library.copy(acct, body.sourceFilePath, body.destinationPath, body.includeFileVersions)
 
 
 @router.post("/v1/files/move", status_code=204, operation_id="moveFile")
-def move_file(acct: Account, runtime: RuntimeDep, body: MoveBody) -> None:
-    runtime.library.move(acct, body.sourceFilePath, body.destinationPath)
+def move_file(acct: Account, library: LibraryDep, body: MoveBody) -> None:
+    library.move(acct, body.sourceFilePath, body.destinationPath)
 
 
 @router.put("/v1/files/rename", operation_id="renameFile")
-def rename_file(acct: Account, runtime: RuntimeDep, body: RenameBody) -> dict[str, Any]:
-    runtime.library.rename(acct, body.filePath, body.newFileName)
+def rename_file(acct: Account, library: LibraryDep, body: RenameBody) -> dict[str, Any]:
+    library.rename(acct, body.filePath, body.newFileName)
     return {}  # no CDN cache here to purge: URLs name paths, derivatives follow the file
 
 
@@ -120,43 +120,43 @@ def rename_file(acct: Account, runtime: RuntimeDep, body: RenameBody) -> dict[st
 
 
 @router.post("/v1/files/addTags", operation_id="addTags")
-def add_tags(acct: Account, runtime: RuntimeDep, body: TagsBody) -> dict[str, Any]:
-    done = runtime.library.patch_many(acct, body.fileIds,
+def add_tags(acct: Account, library: LibraryDep, body: TagsBody) -> dict[str, Any]:
+    done = library.patch_many(acct, body.fileIds,
                                       lambda _r: RecordPatch(add_tags=body.tags))
     return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
 
 @router.post("/v1/files/removeTags", operation_id="removeTags")
-def remove_tags(acct: Account, runtime: RuntimeDep, body: TagsBody) -> dict[str, Any]:
-    done = runtime.library.patch_many(acct, body.fileIds,
+def remove_tags(acct: Account, library: LibraryDep, body: TagsBody) -> dict[str, Any]:
+    done = library.patch_many(acct, body.fileIds,
                                       lambda _r: RecordPatch(remove_tags=body.tags))
     return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
 
 @router.post("/v1/files/removeAITags", operation_id="removeAiTags")
-def remove_ai_tags(acct: Account, runtime: RuntimeDep, body: AITagsBody) -> dict[str, Any]:
-    done = runtime.library.patch_many(acct, body.fileIds,
+def remove_ai_tags(acct: Account, library: LibraryDep, body: AITagsBody) -> dict[str, Any]:
+    done = library.patch_many(acct, body.fileIds,
                                       lambda _r: RecordPatch(remove_ai_tags=body.AITags))
     return {"successfullyUpdatedFileIds": [x.fileId for x in done]}
 
 
 @router.post("/v1/files/batch/deleteByFileIds", operation_id="deleteMany")
-def delete_many(acct: Account, runtime: RuntimeDep, body: FileIdsBody) -> dict[str, Any]:
-    return {"successfullyDeletedFileIds": runtime.library.delete_many(acct, body.fileIds)}
+def delete_many(acct: Account, library: LibraryDep, body: FileIdsBody) -> dict[str, Any]:
+    return {"successfullyDeletedFileIds": library.delete_many(acct, body.fileIds)}
 
 
 # --- folders ----------------------------------------------------------------------
 
 
 @router.post("/v1/folder", status_code=201, operation_id="createFolder")
-def create_folder(acct: Account, runtime: RuntimeDep, body: FolderBody) -> dict[str, Any]:
-    runtime.library.create_folder(acct, body.folderName, body.parentFolderPath)
+def create_folder(acct: Account, library: LibraryDep, body: FolderBody) -> dict[str, Any]:
+    library.create_folder(acct, body.folderName, body.parentFolderPath)
     return {}
 
 
 @router.delete("/v1/folder", status_code=204, operation_id="deleteFolder")
-def delete_folder(acct: Account, runtime: RuntimeDep, body: FolderPathBody) -> Response:
-    runtime.library.delete_folder(acct, body.folderPath)
+def delete_folder(acct: Account, library: LibraryDep, body: FolderPathBody) -> Response:
+    library.delete_folder(acct, body.folderPath)
     return Response(status_code=204)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from worker.api.deps import Account, RuntimeDep
+from worker.api.deps import Account, SavedDep
 from worker.api.limits import BoundedRoute
 from worker.core.errors import NotFound, PermanentError
 
@@ -22,34 +22,34 @@ class SavedBody(BaseModel):
 
 
 @router.post("/v1/saved-extensions", operation_id="createSavedExtension")
-def create_saved(acct: Account, runtime: RuntimeDep, body: SavedBody) -> dict[str, Any]:
+def create_saved(acct: Account, saved: SavedDep, body: SavedBody) -> dict[str, Any]:
     if body.name is None or body.config is None:
         raise PermanentError("name and config are required")
-    return runtime.saved.create(acct, body.name, body.description or "", body.config)
+    return saved.create(acct, body.name, body.description or "", body.config)
 
 
 @router.get("/v1/saved-extensions", operation_id="listSavedExtensions")
-def list_saved(acct: Account, runtime: RuntimeDep) -> list[dict[str, Any]]:
-    return runtime.saved.list(acct)
+def list_saved(acct: Account, saved: SavedDep) -> list[dict[str, Any]]:
+    return saved.list(acct)
 
 
 @router.get("/v1/saved-extensions/{ext_id}", operation_id="getSavedExtension")
-def get_saved(acct: Account, runtime: RuntimeDep, ext_id: str) -> dict[str, Any]:
-    item = runtime.saved.get(acct, ext_id)
+def get_saved(acct: Account, saved: SavedDep, ext_id: str) -> dict[str, Any]:
+    item = saved.get(acct, ext_id)
     if item is None:
         raise NotFound(f"saved extension not found: {ext_id}")
     return item
 
 
 @router.patch("/v1/saved-extensions/{ext_id}", operation_id="updateSavedExtension")
-def update_saved(acct: Account, runtime: RuntimeDep, ext_id: str,
+def update_saved(acct: Account, saved: SavedDep, ext_id: str,
                  body: SavedBody) -> dict[str, Any]:
-    return runtime.saved.update(acct, ext_id, name=body.name, description=body.description,
+    return saved.update(acct, ext_id, name=body.name, description=body.description,
                                 config=body.config)
 
 
 @router.delete("/v1/saved-extensions/{ext_id}", status_code=204,
                operation_id="deleteSavedExtension")
-def delete_saved(acct: Account, runtime: RuntimeDep, ext_id: str) -> None:
-    if not runtime.saved.delete(acct, ext_id):
+def delete_saved(acct: Account, saved: SavedDep, ext_id: str) -> None:
+    if not saved.delete(acct, ext_id):
         raise NotFound(f"saved extension not found: {ext_id}")
