@@ -21,8 +21,12 @@ from extensions.vision import Captioner, ImageClassifier, ZeroShotTagger
 from tests.support import PHOTOS, Server, concurrently, jpeg, photo, sustained, wait_until
 from worker.core.errors import PermanentError, RetryableError
 from worker.models.cache import ModelCache
+from worker.models.ref import ModelRef
 from worker.models.remote import InferenceClient
 from worker.runtime import InferenceProcess
+
+U2NETP, U2NET = ModelRef.parse("remove-bg:u2netp"), ModelRef.parse("remove-bg:u2net")
+FAST = ModelRef.parse("remove-bg:fast")  # the stand-in model of the load test
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ def inference(settings):
 
 def _answers(client: InferenceClient) -> bool:
     try:
-        client.call("remove-bg:u2netp", "describe")
+        client.call(U2NETP, "describe")
         return True
     except RetryableError:
         return False
@@ -92,7 +96,7 @@ def test_calls_from_many_threads_meet_in_one_batch_there(inference):
     for name, im, g in zip(PHOTOS, images, got, strict=True):
         assert isinstance(g, np.ndarray), g
         assert np.abs(g - np.asarray(alone.mask(im), np.int16)).max() <= 1, name
-    assert max(client.call("remove-bg:u2netp", "describe")["batches"]) > 1
+    assert max(client.call(U2NETP, "describe")["batches"]) > 1
 
 
 def test_under_sustained_load_its_batches_stay_full_and_no_call_starves(tmp_path):
@@ -125,7 +129,7 @@ def test_under_sustained_load_its_batches_stay_full_and_no_call_starves(tmp_path
     server = InferenceServer(address, key, lambda k: model)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     client = InferenceClient(address, key, timeout_s=30, connect_wait_s=5)
-    worst, wrong = sustained(lambda x: client.call("remove-bg:fast", "infer", x), threads=12,
+    worst, wrong = sustained(lambda x: client.call(FAST, "infer", x), threads=12,
                              seconds=3.0)
     assert not wrong
     # 3 batches a cycle (60 ms); 10 cycles of slack for a loaded 2-core CI machine (seen:
@@ -138,16 +142,16 @@ def test_under_sustained_load_its_batches_stay_full_and_no_call_starves(tmp_path
 def test_errors_keep_their_kind_and_a_dead_process_comes_back(inference):
     proc, client, s = inference
     with pytest.raises(PermanentError, match="extworker models pull u2net") as missing:
-        client.call("remove-bg:u2net", "describe")
+        client.call(U2NET, "describe")
     assert missing.value.code == "model_missing"
     with pytest.raises(PermanentError, match="no method"):
-        client.call("remove-bg:u2netp", "__init__")
+        client.call(U2NETP, "__init__")
     proc.process.kill()
     proc.process.join(5)
     with pytest.raises(RetryableError, match="inference server at .* unavailable"):
-        client.call("remove-bg:u2netp", "describe")
+        client.call(U2NETP, "describe")
     patient = InferenceClient(proc.address, proc.authkey, timeout_s=60, connect_wait_s=30)
-    assert patient.call("remove-bg:u2netp", "describe")["device"] == "cpu"  # waits for it
+    assert patient.call(U2NETP, "describe")["device"] == "cpu"  # waits for it
     assert proc.restarts == 1
 
 
@@ -155,7 +159,7 @@ def test_a_wrong_key_is_refused(inference):
     proc, _, _ = inference
     stranger = InferenceClient(proc.address, b"not the key", timeout_s=5)
     with pytest.raises(RetryableError):
-        stranger.call("remove-bg:u2netp", "describe")
+        stranger.call(U2NETP, "describe")
     _, client, _ = inference
     assert _answers(client)  # the server goes on serving the others
 
@@ -178,7 +182,7 @@ def test_one_process_per_device_threads_spread_and_fail_over(settings):
         def ask(_: int) -> object:
             barrier.wait()  # four threads, each with its own connection
             try:
-                return client.call("remove-bg:u2netp", "describe")["pid"]
+                return client.call(U2NETP, "describe")["pid"]
             except RetryableError as e:
                 return e
 
@@ -273,3 +277,10 @@ def test_readyz_says_when_an_inference_process_does_not_answer(inference, rclien
     proc.stop()
     ok, problems = check_ready(rclient, pod)
     assert not ok and problems and "does not answer" in problems[0]
+
+
+def test_a_key_that_is_not_a_model_ref_is_refused_and_the_connection_lives(inference):
+    _, client, _ = inference
+    with pytest.raises(PermanentError, match="is not a ModelRef"):
+        client.call("remove-bg:u2netp", "describe")  # type: ignore[arg-type]
+    assert client.call(U2NETP, "describe")["device"] == "cpu"  # the same connection serves on

@@ -90,8 +90,10 @@ class InferenceServer:
                     conn.send(("retry", f"inference server could not send the result: {e}", ""))
 
     def _answer(self, key: ModelRef, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        kind = key.kind
         try:
+            if not isinstance(key, ModelRef):
+                raise PermanentError(f"inference server: {key!r} is not a ModelRef")
+            kind = key.kind
             if method != "describe" and method not in METHODS.get(kind, ()):
                 raise PermanentError(f"inference server: {kind!r} has no method {method!r}")
             model = self.get_model(key)
