@@ -18,16 +18,6 @@ ARTEFACTS = ROOT / ".data" / "artifacts" / "console"
 
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
 def _shot(page, name):
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTEFACTS / f"{name}.png"), full_page=True)
@@ -183,7 +173,7 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     page.get_by_label("aws-auto-tagging").check()
     page.get_by_label("maxTags").fill("3")
     page.get_by_role("button", name="Apply").click()
-    assert page.get_by_role("status").inner_text() == "Applied to 1 files."
+    assert page.get_by_role("status").inner_text() == "Applied to 1 file."
     page.goto(file_url)
     assert "pending" in page.get_by_role("region", name="Extensions").locator(
         "tr", has_text="aws-auto").inner_text()

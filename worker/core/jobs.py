@@ -40,6 +40,9 @@ class Slot(BaseModel):
     device: str | None = None
     finishedAt: str | None = None
     saved: dict[str, Any] | None = None  # {"id", "updatedAt"} of a saved extension
+    # The extension as the job asked for it, kept when it could not be resolved (invalid
+    # parameters, a saved extension gone): a retry replays exactly this.
+    requested: dict[str, Any] | None = None
     # A caller waits (the job's syncUntil) and may be answered for this one: else its
     # webhook is always sent, whenever it ends.
     sync: bool = False

@@ -120,6 +120,10 @@ class Keys:
         """A signed-in console session (its account)."""
         return self._k("console", "session", session_id)
 
+    def console_flash(self, session_id: str) -> str:
+        """What the console says on a session's next page: set by an action, read once."""
+        return self._k("console", "flash", session_id)
+
     def console_cookie_key(self) -> str:
         """What console session cookies are signed with (made once, shared by every pod)."""
         return self._k("console", "cookie-key")

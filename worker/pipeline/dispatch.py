@@ -116,6 +116,8 @@ class Dispatcher:
             if job.syncUntil is not None:
                 slot.sync = job.syncExtensions is None or extension in job.syncExtensions
             if error is not None:
+                if isinstance(raw, dict):
+                    slot.requested = raw
                 slot.finish("failed", error=error)
             slots[label] = slot
         return slots

@@ -24,6 +24,10 @@ FieldType = Literal["Text", "Textarea", "Number", "Date", "Boolean", "SingleSele
 MAX_FIELDS = 100
 
 
+def _shown(v: Any) -> Any:
+    return f"{v:g}" if isinstance(v, float) else v
+
+
 class FieldSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +45,14 @@ class FieldSchema(BaseModel):
             raise ValueError(f"selectOptions are required for {self.type}")
         if not selecting and self.selectOptions is not None:
             raise ValueError(f"selectOptions only apply to select fields, not {self.type}")
+        low, high = self.minValue, self.maxValue
+        if low is not None and high is not None and type(low) is type(high) and low > high:
+            raise ValueError(f"minValue {_shown(low)} is above maxValue {_shown(high)}: no "
+                             "value could pass")
+        if (self.minLength is not None and self.maxLength is not None
+                and self.minLength > self.maxLength):
+            raise ValueError(f"minLength {self.minLength} is above maxLength "
+                             f"{self.maxLength}: no text could pass")
         return self
 
 

@@ -7,7 +7,7 @@ the page and redirect answers with their headers, scoped lookups and signed URLs
 
 import json
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -48,10 +48,17 @@ class Console:
              **ctx: Any) -> HTMLResponse:
         html = self.env.get_template(name).render(
             base=base_of(request), account=account,
-            message=request.query_params.get("message"), **ctx)
+            flashes=self.sessions.take_flashes(request.cookies.get(COOKIE)), **ctx)
         return HTMLResponse(html, status_code=status, headers={
             "Content-Security-Policy": self.csp(), "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "same-origin", "Cache-Control": "no-store"})
+
+    def back(self, request: Request, to: str, text: str | None = None,
+             kind: str = "ok") -> RedirectResponse:
+        """Redirect to ``to`` (303), saying ``text`` there (``kind``: ``ok`` or ``error``)."""
+        if text:
+            self.sessions.flash(request.cookies.get(COOKIE), text, kind)
+        return back(request, to)
 
     def signed(self, record: FileRecord, url: str) -> str:
         """``url`` as the SDKs sign it, for a private file the console shows its owner."""
@@ -75,11 +82,9 @@ def base_of(request: Request) -> str:
     return request.scope.get("root_path", "").rstrip("/") + "/console"
 
 
-def back(request: Request, to: str, message: str | None = None) -> RedirectResponse:
-    target = base_of(request) + to
-    if message:
-        target += ("&" if "?" in target else "?") + urlencode({"message": message})
-    return RedirectResponse(target, status_code=303)
+def back(request: Request, to: str) -> RedirectResponse:
+    """A 303 to the console's ``to`` (messages: ``Console.back``)."""
+    return RedirectResponse(base_of(request) + to, status_code=303)
 
 
 def get_console(request: Request) -> Console:

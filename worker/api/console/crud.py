@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from worker.api.console.common import Account, ConsoleDep, back, json_input
+from worker.api.console.common import Account, ConsoleDep, json_input
 from worker.core.errors import NotFound, PermanentError
 from worker.runtime import Runtime
 
@@ -76,7 +76,7 @@ class Crud:
             except (PermanentError, ValueError) as e:
                 return self.page(request, console, acct, form=form, error=str(e),
                                  status_code=400)
-            return back(request, self.path, self.done(form))
+            return console.back(request, self.path, self.done(form))
 
         @r.get(self.path + "/{key}")
         def edit(request: Request, acct: Account, console: ConsoleDep,
@@ -94,12 +94,12 @@ class Crud:
             except (PermanentError, ValueError) as e:
                 return self.page(request, console, acct, editing=item, form=form,
                                  error=str(e), status_code=400)
-            return back(request, self.path, self.done(form))
+            return console.back(request, self.path, self.done(form))
 
         @r.post(self.path + "/{key}/delete")
         def delete(request: Request, acct: Account, console: ConsoleDep, key: str) -> Response:
             if not self.delete(console.runtime, acct, key):
                 raise NotFound(f"{self.noun} not found: {key}")
-            return back(request, self.path, "Deleted.")
+            return console.back(request, self.path, "Deleted.")
 
         return r

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from worker.api.console.common import Account, Console, ConsoleDep, back, number
+from worker.api.console.common import Account, Console, ConsoleDep, number
 from worker.core.errors import Conflict, ExtworkerError
 from worker.core.records import RecordPatch
 from worker.core.urls import RASTER
@@ -82,7 +82,7 @@ async def save_metadata(request: Request, acct: Account, console: ConsoleDep,
         name = head.rsplit(".", 1)[-1] if head.startswith("update.customMetadata.") else ""
         return await run_in_threadpool(file_view, request, console, acct, file_id,
                                        {name or next(iter(defined), ""): e.message}, 400)
-    return back(request, f"/files/{file_id}", "Metadata saved.")
+    return console.back(request, f"/files/{file_id}", "Metadata saved.")
 
 
 @router.post("/files/{file_id}/details")
@@ -93,11 +93,11 @@ def save_details(request: Request, acct: Account, console: ConsoleDep, file_id: 
     wanted = [t.strip() for t in tags.split(",") if t.strip()]
     console.runtime.library.patch_many(acct, [file_id], lambda _r: RecordPatch(
         replace_tags=wanted, set_fields={"description": description or None}))
-    return back(request, f"/files/{file_id}", "Saved.")
+    return console.back(request, f"/files/{file_id}", "Saved.")
 
 
 @router.post("/files/{file_id}/restore/{version_id}")
 def restore(request: Request, acct: Account, console: ConsoleDep, file_id: str,
             version_id: str) -> Response:
     console.runtime.library.restore(acct, file_id, version_id)
-    return back(request, f"/files/{file_id}", "Restored as a new version.")
+    return console.back(request, f"/files/{file_id}", "Restored as a new version.")

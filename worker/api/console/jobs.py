@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from worker.api.console.common import PAGE, SCAN_LIMIT, Account, Console, ConsoleDep, back, base_of
+from worker.api.console.common import PAGE, SCAN_LIMIT, Account, Console, ConsoleDep, base_of
 from worker.core.errors import NotFound, PermanentError
 from worker.services.jobs import new_job_id
 
@@ -58,8 +58,10 @@ def my_job(console: Console, acct: str, job_id: str) -> Any:
 def job_page(request: Request, acct: Account, console: ConsoleDep, job_id: str) -> HTMLResponse:
     job = my_job(console, acct, job_id)
     started = datetime.fromisoformat(job.createdAt.replace("Z", "+00:00"))
-    seconds = {n: round((datetime.fromisoformat(sl.finishedAt.replace("Z", "+00:00"))
-                         - started).total_seconds(), 2)
+    # Seconds from the job's creation to each slot's end; never below 0 (a slot refused at
+    # dispatch is stamped before the document that holds it).
+    seconds = {n: max(0.0, round((datetime.fromisoformat(sl.finishedAt.replace("Z", "+00:00"))
+                                  - started).total_seconds(), 2))
                for n, sl in job.extensions.items() if sl.finishedAt}
     return console.page(request, "job.html", acct, job=job, seconds=seconds,
                 document=json.dumps(job.to_json(), indent=2, default=str))
@@ -71,11 +73,17 @@ def retry(request: Request, acct: Account, console: ConsoleDep, job_id: str, slo
     sl = job.extensions.get(slot)
     if sl is None or sl.status != "failed" or not job.fileId:
         raise PermanentError(f"{slot}: only a failed extension of a file can be retried")
-    ext = ({"name": "saved-extension", "id": sl.saved["id"]} if sl.saved
-           else {"name": sl.extension, **(sl.config or {})})
+    # The job's own configuration: the extension as it was asked for when it could not be
+    # resolved (it then fails again, visibly), else the saved extension or the resolved one.
+    if sl.requested is not None:
+        ext = sl.requested
+    elif sl.saved:
+        ext = {"name": "saved-extension", "id": sl.saved["id"]}
+    else:
+        ext = {"name": sl.extension, **(sl.config or {})}
     again = {"jobId": new_job_id(), "accountId": acct, "fileId": job.fileId,
              "origin": "update", "extensions": [ext]}
     if job.webhookUrl:
         again["webhookUrl"] = job.webhookUrl
     doc = console.services.jobs.run(again)
-    return back(request, f"/jobs/{doc.jobId}", f"Retrying {slot} as a new job.")
+    return console.back(request, f"/jobs/{doc.jobId}", f"Retrying {slot} as a new job.")

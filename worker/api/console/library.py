@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from worker.api.console.common import PAGE, Account, ConsoleDep, back, base_of, number
+from worker.api.console.common import PAGE, Account, ConsoleDep, base_of, number
 from worker.core.errors import ExtworkerError
 from worker.core.urls import RASTER
 from worker.services.jobs import new_job_id
@@ -77,9 +77,9 @@ def apply_saved(request: Request, acct: Account, console: ConsoleDep,
                                "maxTags": number(t_max)})
         else:
             extensions.append({"name": name})
+    to = back_to if back_to.startswith("/") else "/"
     if not fileId or not extensions:
-        return back(request, back_to if back_to.startswith("/") else "/",
-                    "Select files and at least one extension.")
+        return console.back(request, to, "Select files and at least one extension.", "error")
     for fid in fileId:
         console.owned(fid, acct)
     for fid in fileId:
@@ -90,10 +90,9 @@ def apply_saved(request: Request, acct: Account, console: ConsoleDep,
         try:
             console.services.jobs.run(job)
         except ExtworkerError as e:  # the contract's refusal, naming the parameter
-            return back(request, back_to if back_to.startswith("/") else "/",
-                        f"Not applied: {e.message}")
-    return back(request, back_to if back_to.startswith("/") else "/",
-                f"Applied to {len(fileId)} files.")
+            return console.back(request, to, f"Not applied: {e.message}", "error")
+    count = len(fileId)
+    return console.back(request, to, f"Applied to {count} file{'' if count == 1 else 's'}.")
 
 
 @router.get("/status/{file_id}")

@@ -21,6 +21,7 @@ from typing import Any
 
 COOKIE = "extworker_console"
 TTL_S = 12 * 3600
+FLASH_TTL_S = 120  # an action's message waits this long for the page it redirects to
 
 
 class Sessions:
@@ -58,6 +59,30 @@ class Sessions:
             return None
         raw = self.redis.get(self.keys.console_session(sid))
         return json.loads(raw)["account"] if raw else None
+
+    def flash(self, cookie: str | None, text: str, kind: str = "ok") -> None:
+        """Say ``text`` on the session's next page (``kind``: ``ok`` or ``error``). Only the
+        server says anything there: a page never shows text from its URL."""
+        sid = self._sid(cookie)
+        if sid is None:
+            return
+        key = self.keys.console_flash(sid)
+        pipe = self.redis.pipeline()
+        pipe.rpush(key, json.dumps({"text": text, "kind": kind}))
+        pipe.expire(key, FLASH_TTL_S)
+        pipe.execute()
+
+    def take_flashes(self, cookie: str | None) -> list[dict[str, str]]:
+        """What was said for this session since its last page, once."""
+        sid = self._sid(cookie)
+        if sid is None:
+            return []
+        key = self.keys.console_flash(sid)
+        pipe = self.redis.pipeline()
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        said, _ = pipe.execute()
+        return [json.loads(x) for x in said]
 
     def end(self, cookie: str | None) -> None:
         sid = self._sid(cookie)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from worker.api.console.common import Account, Console, ConsoleDep, back
+from worker.api.console.common import Account, Console, ConsoleDep
 from worker.core.errors import NotFound
 
 router = APIRouter()
@@ -39,7 +39,7 @@ def redeliver(request: Request, acct: Account, console: ConsoleDep, delivery_id:
     if doc is None or doc.get("accountId") != acct:
         raise NotFound(f"no delivery {delivery_id}")
     console.runtime.webhooks.redeliver(delivery_id)
-    return back(request, "/webhooks", f"Redelivering {delivery_id}.")
+    return console.back(request, "/webhooks", f"Redelivering {delivery_id}.")
 
 
 @router.post("/webhooks/redeliver-exhausted")
@@ -48,11 +48,11 @@ def redeliver_exhausted(request: Request, acct: Account, console: ConsoleDep) ->
     for d in mine(console, acct, "exhausted"):
         console.runtime.webhooks.redeliver(d["id"])
         done += 1
-    return back(request, "/webhooks", f"Redelivering {done} exhausted deliveries.")
+    return console.back(request, "/webhooks", f"Redelivering {done} exhausted deliveries.")
 
 
 @router.post("/webhooks/rotate")
 def rotate(request: Request, acct: Account, console: ConsoleDep) -> Response:
     console.runtime.webhooks.secrets.rotate(acct)
-    return back(request, "/webhooks", "Rotated: the previous secret stays valid for the "
-                "grace period.")
+    return console.back(request, "/webhooks", "Rotated: the previous secret stays valid for "
+                        "the grace period.")

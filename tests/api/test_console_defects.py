@@ -1,0 +1,88 @@
+"""Console defects found walking it as a new user (issue 31), each in a real browser:
+Retry replays the failed configuration; a finished job reads finished, never "-0.0" s;
+messages come from the server's own flash, never the URL; Apply's refusal reads as one;
+a Number field whose minValue is above its maxValue is refused (the API too)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.api.test_console import _sign_in
+from tests.support import jpeg
+
+
+def _upload(base: str, key: str, astronaut) -> str:
+    up = httpx.post(f"{base}/api/v1/files/upload", auth=(key, ""),
+                    data={"fileName": "a.jpg", "folder": "/d", "useUniqueFileName": "false"},
+                    files={"file": ("a.jpg", jpeg(astronaut), "image/jpeg")})
+    up.raise_for_status()
+    return up.json()["fileId"]
+
+
+def test_retry_replays_the_configuration_that_failed(api, browser, astronaut):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    file_id = _upload(base, key, astronaut)
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/?path=/d/")
+    page.locator("li.tile input[type=checkbox]").first.check()
+    page.get_by_label("remove-bg").check()
+    page.get_by_label("background colour").fill("zz")
+    page.get_by_role("button", name="Apply").click()
+    assert page.get_by_role("status").inner_text() == "Applied to 1 file."
+
+    page.goto(f"{base}/console/jobs?state=failed&extension=remove-bg")
+    page.locator("tbody tr").first.get_by_role("link").first.click()
+    first = page.url
+    row = page.locator("tbody tr", has_text="remove-bg")
+    assert "failed" in row.inner_text() and "bg_color" in row.inner_text()
+    header = page.locator("main > p").first.inner_text()
+    assert "finished" in header and "dispatched" not in header, header
+    assert "-0.0" not in row.inner_text()
+
+    page.get_by_role("button", name="Retry remove-bg").click()
+    assert page.url != first  # a new job …
+    assert page.get_by_role("status").inner_text() == "Retrying remove-bg as a new job."
+    again = page.locator("tbody tr", has_text="remove-bg")
+    # … with the same options: it fails the same way, and makes no version.
+    assert "failed" in again.inner_text() and "bg_color" in again.inner_text()
+    versions = httpx.get(f"{base}/v1/files/{file_id}/versions", auth=(key, "")).json()
+    assert len(versions) == 1
+
+
+def test_messages_come_from_the_server_never_from_the_url(api, browser, astronaut):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    _upload(base, key, astronaut)
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/?message=Your+account+is+suspended.+Call+555-0100")
+    assert "suspended" not in page.content()
+    assert page.get_by_role("status").count() == 0
+
+    # Apply with nothing selected: the hint reads as a refusal, not as a success.
+    page.goto(f"{base}/console/?path=/d/")
+    page.get_by_role("button", name="Apply").click()
+    assert page.get_by_role("alert").inner_text() == "Select files and at least one extension."
+    assert page.get_by_role("status").count() == 0
+    page.reload()  # said once
+    assert page.get_by_role("alert").count() == 0
+
+
+def test_a_number_field_whose_range_is_empty_is_refused(api, browser):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    r = httpx.post(f"{base}/v1/customMetadataFields", auth=(key, ""), json={
+        "name": "size", "label": "Size", "schema": {"type": "Number", "minValue": 10,
+                                                    "maxValue": 1}})
+    assert r.status_code == 400 and "minValue 10 is above maxValue 1" in r.json()["message"]
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/fields")
+    page.get_by_label("Name").fill("size")
+    page.get_by_label("Label").fill("Size")
+    page.get_by_label("Schema (JSON)").fill('{"type": "Number", "minValue": 10, "maxValue": 1}')
+    page.get_by_role("button", name="Save field").click()
+    assert "minValue 10 is above maxValue 1" in page.get_by_role("alert").inner_text()
+    assert httpx.get(f"{base}/v1/customMetadataFields", auth=(key, "")).json() == []
