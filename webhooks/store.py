@@ -12,6 +12,8 @@
 * ``<p>:index`` — every delivery by creation time, capped at ``log_max`` (trimmed
   inside ``create``'s script); final documents expire ``log_ttl_s`` after their
   last attempt.
+* ``<p>:account:<account>`` — one account's deliveries by creation time, capped at
+  ``log_max`` in the same script; an id whose document is gone is dropped when read.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ return 1
 """
 
 
-# KEYS: doc, due, index, dead; ARGV: id, doc json, due ms, created ms, log max, doc prefix.
+# KEYS: doc, due, index, dead, account index; ARGV: id, doc json, due ms, created ms,
+# log max, doc prefix.
 # Creation is one atomic step (a delivery is never stored without being due), and the log
 # is trimmed in the same call: no extra round trips, at most TRIM_BATCH entries per create.
 _CREATE = """
@@ -69,6 +72,9 @@ if excess > 0 then
 end
 local dead = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[5])
 if dead > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, dead - 1) end
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
+local mine = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[5])
+if mine > 0 then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, mine - 1) end
 return 1
 """
 
@@ -129,7 +135,8 @@ class DeliveryStore:
         Also trims the log (``log_max``; pending deliveries are never dropped) and the
         dead-letter set, in the same call."""
         return bool(self._create(
-            keys=[self.doc_key(doc["id"]), self.due, self.index, self.dead],
+            keys=[self.doc_key(doc["id"]), self.due, self.index, self.dead,
+                  self.keys.webhook_account_index(str(doc.get("accountId") or "default"))],
             args=[doc["id"], json.dumps(doc), due_ms, doc["createdAt"], self.log_max,
                   self.doc_key("")]))
 
@@ -213,23 +220,33 @@ class DeliveryStore:
         return count, (int(oldest[0][1]) if oldest and oldest[0][1] <= now_ms else None)
 
     def list(self, *, file_id: str | None = None, job_id: str | None = None,
-             status: str | None = None, limit: int = 100,
+             status: str | None = None, account: str | None = None, limit: int = 100,
              max_scanned: int = 20_000) -> list[dict[str, Any]]:
-        """Newest first, filtered; reads the index a page at a time (never all of it) and
-        stops after ``max_scanned`` deliveries."""
+        """Newest first, filtered; reads the index (``account``: that account's own) a page
+        at a time (never all of it) and stops after ``max_scanned`` deliveries."""
         out: list[dict[str, Any]] = []
-        page = 200
-        for start in range(0, max_scanned, page):
-            chunk = [i.decode() for i in self.client.zrevrange(self.index, start,
+        index = self.index if account is None else self.keys.webhook_account_index(account)
+        if account is not None and not self.client.exists(index):
+            index = self.index  # deliveries made before accounts had a log of their own
+        page, start = 200, 0
+        while start < max_scanned:
+            chunk = [i.decode() for i in self.client.zrevrange(index, start,
                                                                 start + page - 1)]
             if not chunk:
                 break
-            for raw in self.client.mget([self.doc_key(i) for i in chunk]):
+            docs = self.client.mget([self.doc_key(i) for i in chunk])
+            gone = [i for i, raw in zip(chunk, docs, strict=True) if raw is None]
+            if gone and index != self.index:  # expired: its account's log forgets it too
+                self.client.zrem(index, *gone)
+                start -= len(gone)
+            start += len(chunk)
+            for raw in docs:
                 if raw is None:
                     continue
                 doc = json.loads(raw)
                 if ((file_id and doc["fileId"] != file_id) or (job_id and doc["jobId"] != job_id)
-                        or (status and doc["status"] != status)):
+                        or (status and doc["status"] != status)
+                        or (account is not None and doc.get("accountId") != account)):
                     continue
                 out.append(doc)
                 if len(out) >= limit:

@@ -86,3 +86,47 @@ def test_a_number_field_whose_range_is_empty_is_refused(api, browser):
     page.get_by_role("button", name="Save field").click()
     assert "minValue 10 is above maxValue 1" in page.get_by_role("alert").inner_text()
     assert httpx.get(f"{base}/v1/customMetadataFields", auth=(key, "")).json() == []
+
+
+def test_a_refused_metadata_value_keeps_what_was_typed(api, browser, astronaut):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    file_id = _upload(base, key, astronaut)
+    for name, schema in (("brand", {"type": "Text"}), ("price", {"type": "Number",
+                                                                 "minValue": 0})):
+        httpx.post(f"{base}/v1/customMetadataFields", auth=(key, ""), json={
+            "name": name, "label": name.title(), "schema": schema}).raise_for_status()
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/files/{file_id}")
+    page.get_by_label("Brand").fill("Acme")
+    page.get_by_label("Price").fill("-5")
+    page.get_by_role("button", name="Save metadata").click()
+    assert "price" in page.locator("#cm-price-error").inner_text()
+    assert page.get_by_label("Brand").input_value() == "Acme"  # the valid one kept
+    assert page.get_by_label("Price").input_value() == "-5"  # the refused one, to correct
+    got = httpx.get(f"{base}/v1/files/{file_id}/details", auth=(key, "")).json()
+    assert got.get("customMetadata", {}) == {}  # nothing stored of a refused save
+
+
+def test_a_quiet_accounts_webhooks_page_shows_its_deliveries(settings, rclient, api, browser):
+    from webhooks.store import DeliveryStore
+
+    base, keys = api
+    key = keys.create("acme")["key"]
+    store = DeliveryStore(rclient, settings.keys)
+    mine = [{"id": f"msg_acme_{i}", "accountId": "acme", "createdAt": i, "fileId": "f",
+             "jobId": "j", "service": "remove-bg", "status": "delivered", "attempt": 1}
+            for i in range(2)]
+    busy = [{"id": f"msg_busy_{i}", "accountId": "busy", "createdAt": 10 + i, "fileId": "g",
+             "jobId": "k", "service": "remove-bg", "status": "delivered", "attempt": 1}
+            for i in range(600)]
+    for doc in mine + busy:  # the quiet account's two, then 600 newer of another's
+        store.create(doc, 10 ** 12)
+        rclient.zrem(store.due, doc["id"])
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/webhooks")
+    rows = page.locator("tr[data-delivery]")
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.delivery)")) == [
+        "msg_acme_0", "msg_acme_1"]

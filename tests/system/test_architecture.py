@@ -192,6 +192,7 @@ def test_the_document_stores_keys_are_told_from_redis_own():
                  k.console_flash("s"), k.console_cookie_key(), k.upload_token("a", "t"), k.intake(),
                  k.models_loaded("w"), k.doctor_report(), k.webhook_delivery("d"),
                  k.webhook_due(), k.webhook_secret("a"), k.webhook_kdf_salt(),
+                 k.webhook_account_index("a"),
                  "other:file:f", "dramatiq:default"]
     assert [key for key in store if not k.is_store_key(key)] == []
     assert [key for key in redis_own if k.is_store_key(key)] == []

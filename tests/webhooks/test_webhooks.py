@@ -650,3 +650,27 @@ def test_settings_refuse_a_lease_that_could_send_twice(monkeypatch, lease, timeo
     monkeypatch.setenv("EXTWORKER_WEBHOOK_TIMEOUT_S", timeout)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+def test_a_quiet_account_finds_its_own_deliveries_under_a_busy_one(settings, rclient):
+    """Each account has a log of its own: the newest 10,000 deliveries of every account
+    together no longer hide a quiet account's few."""
+    from webhooks.store import DeliveryStore
+
+    store = DeliveryStore(rclient, settings.keys, log_max=1000)
+    docs = [{"id": f"q{i}", "accountId": "quiet", "createdAt": i, "fileId": "f", "jobId": "j",
+             "status": "delivered"} for i in range(3)]
+    docs += [{"id": f"b{i}", "accountId": "busy", "createdAt": 10 + i, "fileId": "f",
+              "jobId": "j", "status": "delivered"} for i in range(600)]
+    for doc in docs:
+        assert store.create(doc, 10 ** 12)
+        rclient.zrem(store.due, doc["id"])
+    # What the console read before: the newest 500 of everyone's, then its own — none.
+    assert [d for d in store.list(limit=500) if d["accountId"] == "quiet"] == []
+    assert [d["id"] for d in store.list(account="quiet", limit=10,
+                                        max_scanned=200)] == ["q2", "q1", "q0"]
+    assert len(store.list(account="busy", limit=1000)) == 600
+    assert store.list(account="nobody") == []
+    rclient.delete(store.doc_key("q1"))  # expired: forgotten by its account's log too
+    assert [d["id"] for d in store.list(account="quiet")] == ["q2", "q0"]
+    assert rclient.zcard(settings.keys.webhook_account_index("quiet")) == 2

@@ -177,6 +177,10 @@ class Keys:
         """Sorted set of every delivery id by creation (the log), trimmed."""
         return self._k("wh", "index")
 
+    def webhook_account_index(self, account: str) -> str:
+        """One account's deliveries by creation (its log: the console's webhooks page)."""
+        return self._k("wh", "account", _id(account))
+
     def webhook_kick(self) -> str:
         """The once-a-second token of the pump (one wake-up call fleet-wide)."""
         return self._k("wh", "kick")

@@ -30,8 +30,10 @@ def typed(value: str, field: Any) -> Any:
 
 
 def file_view(request: Request, console: Console, acct: str, file_id: str,
-              meta_errors: dict[str, str] | None = None, status_code: int = 200
-              ) -> HTMLResponse:
+              meta_errors: dict[str, str] | None = None, status_code: int = 200,
+              meta_values: dict[str, Any] | None = None) -> HTMLResponse:
+    """The file page; after a refused metadata save, ``meta_values`` (what was sent) fill the
+    form again, the refused one with its error beside it."""
     record = console.owned(file_id, acct)
     versions = []
     for v in record.versions:
@@ -49,7 +51,7 @@ def file_view(request: Request, console: Console, acct: str, file_id: str,
                 f=record.file_object(console.urls), versions=versions, similar=alike,
                 history=console.runtime.pipeline.jobs(acct, count=20, file_id=file_id),
                 meta_fields=[f.public() for f in console.runtime.fields.all(acct).values()],
-                meta_errors=meta_errors or {})
+                meta_errors=meta_errors or {}, meta_values=meta_values)
 
 
 @router.get("/files/{file_id}")
@@ -81,7 +83,8 @@ async def save_metadata(request: Request, acct: Account, console: ConsoleDep,
         head = e.message.split(":", 1)[0]
         name = head.rsplit(".", 1)[-1] if head.startswith("update.customMetadata.") else ""
         return await run_in_threadpool(file_view, request, console, acct, file_id,
-                                       {name or next(iter(defined), ""): e.message}, 400)
+                                       {name or next(iter(defined), ""): e.message}, 400,
+                                       values)
     return console.back(request, f"/files/{file_id}", "Metadata saved.")
 
 

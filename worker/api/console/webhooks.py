@@ -17,7 +17,7 @@ router = APIRouter()
 
 def mine(console: Console, acct: str, status: str | None = None) -> list[dict[str, Any]]:
     out = []
-    for d in console.runtime.webhooks.store.list(status=status, limit=500):
+    for d in console.runtime.webhooks.store.list(status=status, account=acct, limit=500):
         if d.get("accountId") != acct:
             continue
         if d.get("status") == "pending" and d.get("nextAt"):
