@@ -130,3 +130,30 @@ def test_a_quiet_accounts_webhooks_page_shows_its_deliveries(settings, rclient, 
     rows = page.locator("tr[data-delivery]")
     assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.delivery)")) == [
         "msg_acme_0", "msg_acme_1"]
+
+
+def test_the_grid_and_the_file_page_show_each_version_by_its_own_url(api, browser, astronaut):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    file_id = _upload(base, key, astronaut)
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/?path=/d/")
+    before = page.locator("li.tile img").first.get_attribute("src")
+    assert "updatedAt=" in before
+    _upload(base, key, astronaut.rotate(180))  # a new version at the same path
+    page.goto(f"{base}/console/?path=/d/")
+    after = page.locator("li.tile img").first.get_attribute("src")
+    assert "updatedAt=" in after and after != before  # never the cached old thumbnail
+    assert httpx.get(after).content != httpx.get(before).content
+    assert "immutable" in httpx.get(after).headers["cache-control"]
+
+    # The file page previews each version at a preview's size, linking the full one.
+    page.goto(f"{base}/console/files/{file_id}")
+    previews = page.locator("li.version img")
+    assert previews.count() == 2
+    shown = [previews.nth(i).get_attribute("src") for i in range(2)]
+    assert all("tr:w-480" in s and "updatedAt=" in s for s in shown), shown
+    full = [page.locator("li.version a").nth(i).get_attribute("href") for i in range(2)]
+    assert sum(len(httpx.get(s).content) for s in shown) < \
+        sum(len(httpx.get(u).content) for u in full)

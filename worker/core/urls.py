@@ -60,7 +60,14 @@ class Urls:
             return None  # a video's thumbnail is its opening keyframe
         return self.path(record.accountId, record.filePath, THUMBNAIL)
 
-    def version(self, record: Any, version: Any) -> str:
-        """A URL that always names this version's bytes."""
-        return (self.path(record.accountId, record.filePath)
+    def version(self, record: Any, version: Any, transformation: str | None = None) -> str:
+        """A URL that always names this version's bytes (``transformation``: a derivative
+        of them): immutable, so a new version never hides behind a cached old one."""
+        return (self.path(record.accountId, record.filePath, transformation)
                 + f"?updatedAt={epoch_ms(version.createdAt)}")
+
+    def current_thumbnail(self, record: Any) -> str | None:
+        """The thumbnail of the current version, version-addressed (what a grid shows)."""
+        if self.thumbnail(record) is None:
+            return None
+        return self.version(record, record.current, THUMBNAIL)

@@ -16,6 +16,7 @@ from worker.core.urls import RASTER
 from worker.services.jobs import new_job_id
 
 router = APIRouter()
+PREVIEW = "w-480"  # the versions' previews: a derivative of each version, stored once
 
 
 def typed(value: str, field: Any) -> Any:
@@ -39,10 +40,13 @@ def file_view(request: Request, console: Console, acct: str, file_id: str,
     for v in record.versions:
         obj = record.version_object(v.id, console.urls)
         versions.append({**obj, "url": console.signed(record, obj["url"]),
-                         "image": v.mime in RASTER})
+                         "image": v.mime in RASTER,
+                         # a preview of that version, not its full size
+                         "preview": console.signed(record, console.urls.version(
+                             record, v, PREVIEW))})
     try:  # files that look like this one (the imagenet tagger's embeddings)
         alike = [{**other.file_object(console.urls), "similarity": round(score, 3),
-                  "thumb": console.signed(other, console.urls.thumbnail(other))
+                  "thumb": console.signed(other, console.urls.current_thumbnail(other))
                   if other.mime in RASTER else None}
                  for other, score in console.services.files.similar(record, 6)]
     except Conflict:

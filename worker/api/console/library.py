@@ -49,7 +49,7 @@ def library_page(request: Request, acct: Account, console: ConsoleDep, path: str
                 prev=base_of(request) + "/?" + urlencode({**params, "page": page_no - 1}),
                 next=base_of(request) + "/?" + urlencode({**params, "page": page_no + 1}),
                 files=[{**rec.file_object(console.urls), "thumb": console.signed(
-                    rec, console.urls.thumbnail(rec)) if rec.mime in RASTER else None}
+                    rec, console.urls.current_thumbnail(rec)) if rec.mime in RASTER else None}
                     for rec in shown])
 
 
