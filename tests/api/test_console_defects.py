@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 
 from tests.api.test_console import _sign_in
-from tests.support import jpeg
+from tests.support import ROOT, jpeg
 
 
 def _upload(base: str, key: str, astronaut) -> str:
@@ -157,3 +157,42 @@ def test_the_grid_and_the_file_page_show_each_version_by_its_own_url(api, browse
     full = [page.locator("li.version a").nth(i).get_attribute("href") for i in range(2)]
     assert sum(len(httpx.get(s).content) for s in shown) < \
         sum(len(httpx.get(u).content) for u in full)
+
+
+def test_names_lists_confirmations_and_the_icon(api, browser, astronaut):
+    """A saved extension's status by its name; embedded lists as their items; deletes ask
+    first; the page's icon is served (no 404 in the console)."""
+    base, keys = api
+    key = keys.create("acme")["key"]
+    with open(ROOT / "tests" / "data" / "exiftool" / "IPTC.jpg", "rb") as fh:
+        up = httpx.post(f"{base}/api/v1/files/upload", auth=(key, ""),
+                        data={"fileName": "iptc.jpg", "folder": "/d"},
+                        files={"file": ("iptc.jpg", fh.read(), "image/jpeg")}).json()
+    saved = httpx.post(f"{base}/v1/saved-extensions", auth=(key, ""), json={
+        "name": "my tags", "description": "", "config": {"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 2}})
+    assert saved.status_code == 200, saved.text
+    saved = saved.json()
+    httpx.patch(f"{base}/v1/files/{up['fileId']}/details", auth=(key, ""), json={
+        "extensions": [{"name": "saved-extension", "id": saved["id"]}]}).raise_for_status()
+    page = browser.new_page()
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/files/{up['fileId']}")
+    extensions = page.get_by_role("region", name="Extensions").inner_text()
+    assert "my tags" in extensions and saved["id"] not in extensions
+    embedded = page.locator("tr", has=page.locator("th", has_text="Keywords")).first
+    assert embedded.locator("td").inner_text() == "ExifTool, Test, IPTC"
+    page.goto(f"{base}/console/?path=/d/")
+    assert "my tags:" in page.locator("[data-status-for]").first.inner_text()
+    assert httpx.get(f"{base}/console/status/{up['fileId']}",
+                     cookies={c["name"]: c["value"] for c in page.context.cookies()}
+                     ).json().keys() == {"my tags"}
+    assert missing == [], missing  # the icon too
+
+    page.goto(f"{base}/console/saved")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Delete my tags").click()
+    assert asked and "my tags" in asked[0]
+    assert httpx.get(f"{base}/v1/saved-extensions", auth=(key, "")).json()  # kept: dismissed

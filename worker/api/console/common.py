@@ -34,6 +34,7 @@ class Console:
         self.env = Environment(loader=PackageLoader("worker.api.console", "templates"),
                                autoescape=select_autoescape(default=True,
                                                             default_for_string=True))
+        self.env.filters["shown"] = shown
 
     def csp(self) -> str:
         origins = {urlsplit(self.urls.endpoint("x")).netloc}
@@ -48,10 +49,15 @@ class Console:
              **ctx: Any) -> HTMLResponse:
         html = self.env.get_template(name).render(
             base=base_of(request), account=account,
-            flashes=self.sessions.take_flashes(request.cookies.get(COOKIE)), **ctx)
+            flashes=self.sessions.take_flashes(request.cookies.get(COOKIE)),
+            ext_names=self.extension_names(account) if account else {}, **ctx)
         return HTMLResponse(html, status_code=status, headers={
             "Content-Security-Policy": self.csp(), "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "same-origin", "Cache-Control": "no-store"})
+
+    def extension_names(self, acct: str) -> dict[str, str]:
+        """What a status calls each slot: a saved extension by its name, not its id."""
+        return {f"saved-extension:{s['id']}": s["name"] for s in self.runtime.saved.list(acct)}
 
     def back(self, request: Request, to: str, text: str | None = None,
              kind: str = "ok") -> RedirectResponse:
@@ -106,6 +112,15 @@ def session_account(request: Request, console: ConsoleDep) -> str:
 
 
 Account = Annotated[str, Depends(session_account)]
+
+
+def shown(value: Any) -> str:
+    """A metadata value as a person reads it: a list as its items, a mapping as JSON."""
+    if isinstance(value, list | tuple):
+        return ", ".join(shown(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
 
 
 def number(text: str) -> Any:

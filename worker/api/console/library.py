@@ -97,4 +97,6 @@ def apply_saved(request: Request, acct: Account, console: ConsoleDep,
 
 @router.get("/status/{file_id}")
 def status(acct: Account, console: ConsoleDep, file_id: str) -> JSONResponse:
-    return JSONResponse(console.owned(file_id, acct).extensionStatus)
+    names = console.extension_names(acct)  # a saved extension by its name
+    return JSONResponse({names.get(n, n): st
+                         for n, st in console.owned(file_id, acct).extensionStatus.items()})

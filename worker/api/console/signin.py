@@ -12,7 +12,8 @@ from worker.api.console.common import Account, ConsoleDep, back, base_of
 from worker.api.console.session import COOKIE, TTL_S, same_origin
 from worker.core.errors import Forbidden, NotFound
 
-_STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+_STATIC = {"console.css": "text/css", "console.js": "text/javascript",
+           "favicon.svg": "image/svg+xml"}
 router = APIRouter()
 
 

@@ -33,6 +33,7 @@ def upload(request: Request, acct: Account, console: ConsoleDep,
     extensions = json.dumps([{"name": "saved-extension", "id": s}
                              for s in saved_ids or []])
     results = []
+    names = console.extension_names(acct)  # a saved extension by its name
     for up in uploads:
         name = up.filename or f"upload-{uuid.uuid4().hex[:8]}"
         try:
@@ -44,7 +45,8 @@ def upload(request: Request, acct: Account, console: ConsoleDep,
                 "overwriteCustomMetadata": True, "tags": tags or None,
                 "customCoordinates": None, "description": None, "customMetadata": None})
             results.append({"fileId": out["fileId"], "name": out["name"],
-                            "extensionStatus": out.get("extensionStatus", {})})
+                            "extensionStatus": {names.get(n, n): st for n, st in
+                                                out.get("extensionStatus", {}).items()}})
         except ExtworkerError as e:
             results.append({"fileId": None, "name": name,
                             "error": str(e)})
