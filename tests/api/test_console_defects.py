@@ -169,7 +169,8 @@ def test_names_lists_confirmations_and_the_icon(api, browser, astronaut):
                         data={"fileName": "iptc.jpg", "folder": "/d"},
                         files={"file": ("iptc.jpg", fh.read(), "image/jpeg")}).json()
     saved = httpx.post(f"{base}/v1/saved-extensions", auth=(key, ""), json={
-        "name": "my tags", "description": "", "config": {"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 2}})
+        "name": "my tags", "description": "",
+        "config": {"name": "aws-auto-tagging", "minConfidence": 0, "maxTags": 2}})
     assert saved.status_code == 200, saved.text
     saved = saved.json()
     httpx.patch(f"{base}/v1/files/{up['fileId']}/details", auth=(key, ""), json={
@@ -196,3 +197,44 @@ def test_names_lists_confirmations_and_the_icon(api, browser, astronaut):
     page.get_by_role("button", name="Delete my tags").click()
     assert asked and "my tags" in asked[0]
     assert httpx.get(f"{base}/v1/saved-extensions", auth=(key, "")).json()  # kept: dismissed
+
+
+def _luminance(rgb: str) -> float:
+    r, g, b = (int(x) / 255 for x in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3])
+
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+def _contrast(fg: str, bg: str) -> float:
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_every_page_fits_a_phone_and_the_nav_stays_readable(api, browser, astronaut):
+    """390 px wide (a phone): no page scrolls sideways, and each nav link sits on the
+    header's own dark background with WCAG AA contrast (it overflowed onto the page's light
+    grey before)."""
+    base, keys = api
+    key = keys.create("acme")["key"]
+    file_id = _upload(base, key, astronaut)
+    httpx.patch(f"{base}/v1/files/{file_id}/details", auth=(key, ""), json={
+        "tags": ["a-rather-long-tag-name-that-goes-on", "b"]}).raise_for_status()
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/jobs")
+    job = page.locator("tbody tr a").first.get_attribute("href")
+    for path in ("/", "/?path=/d/", f"/files/{file_id}", "/upload", "/saved", "/fields",
+                 "/jobs", job.split("/console", 1)[1], "/webhooks", "/usage"):
+        page.goto(f"{base}/console{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path}: {width} px wide"
+        header = page.locator("header").bounding_box()
+        bg = page.locator("header").evaluate("e => getComputedStyle(e).backgroundColor")
+        for link in page.locator("header nav a").all():
+            box = link.bounding_box()
+            assert box["y"] + box["height"] <= header["y"] + header["height"] + 0.5, path
+            fg = link.evaluate("e => getComputedStyle(e).color")
+            assert _contrast(fg, bg) >= 4.5, (path, fg, bg)
