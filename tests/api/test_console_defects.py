@@ -227,7 +227,7 @@ def test_every_page_fits_a_phone_and_the_nav_stays_readable(api, browser, astron
     page.goto(f"{base}/console/jobs")
     job = page.locator("tbody tr a").first.get_attribute("href")
     for path in ("/", "/?path=/d/", f"/files/{file_id}", "/upload", "/saved", "/fields",
-                 "/jobs", job.split("/console", 1)[1], "/webhooks", "/usage"):
+                 "/jobs", job.split("/console", 1)[1], "/webhooks", "/usage", "/keys"):
         page.goto(f"{base}/console{path}")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path}: {width} px wide"
@@ -238,3 +238,27 @@ def test_every_page_fits_a_phone_and_the_nav_stays_readable(api, browser, astron
             assert box["y"] + box["height"] <= header["y"] + header["height"] + 0.5, path
             fg = link.evaluate("e => getComputedStyle(e).color")
             assert _contrast(fg, bg) >= 4.5, (path, fg, bg)
+
+
+def test_api_keys_are_created_shown_once_listed_and_revoked(api, browser):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.get_by_role("link", name="API keys").click()
+    assert page.locator("tbody tr").count() == 1  # the one signed in with, by its hint
+    assert key not in page.content()
+    page.get_by_role("button", name="Create a key").click()
+    new = page.get_by_label("Private key").input_value()
+    assert new.startswith("private_") and new != key
+    page.get_by_role("button", name="Copy").click()
+    assert page.get_by_role("button", name="Copied").count() == 1
+    assert httpx.get(f"{base}/v1/files", auth=(new, "")).status_code == 200  # it works
+    page.goto(f"{base}/console/keys")
+    assert new not in page.content() and page.locator("tbody tr").count() == 2  # not again
+    new_id = next(k["id"] for k in keys.list("acme") if new.startswith(k["hint"][:-1]))
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name=f"Revoke {new_id}").click()
+    assert page.get_by_role("status").inner_text().startswith(f"Revoked {new_id}")
+    assert httpx.get(f"{base}/v1/files", auth=(new, "")).status_code == 401
+    assert httpx.get(f"{base}/v1/files", auth=(key, "")).status_code == 200

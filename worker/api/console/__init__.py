@@ -20,6 +20,7 @@ from worker.api.console import (
     fields,
     files,
     jobs,
+    keys,
     library,
     saved,
     signin,
@@ -32,5 +33,5 @@ from worker.api.console.common import Console
 __all__ = ["Console", "router"]
 
 router = APIRouter()
-for page in (signin, library, files, fields, upload, saved, jobs, webhooks, usage):
+for page in (signin, library, files, fields, upload, saved, jobs, webhooks, usage, keys):
     router.include_router(page.router, prefix="/console", include_in_schema=False)

@@ -1,4 +1,4 @@
-// The console's only script: select-all, confirmations, drag and drop onto the file input,
+// The console's only script: select-all, confirmations, copy buttons, drag and drop onto the file input,
 // uploads with a progress bar per file, and live status until every extension is final.
 // No framework, nothing fetched from elsewhere.
 (function () {
@@ -16,6 +16,21 @@
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (e) {
       if (!window.confirm(form.getAttribute("data-confirm"))) { e.preventDefault(); }
+    });
+  });
+  // Copy buttons: the named input's value (or element's text) to the clipboard.
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var source = document.getElementById(button.getAttribute("data-copy"));
+      var text = "value" in source ? source.value : source.textContent;
+      var done = function () { button.textContent = "Copied"; };
+      var fallback = function () {
+        if (source.select) { source.select(); }
+        document.execCommand("copy");
+        done();
+      };
+      if (navigator.clipboard) { navigator.clipboard.writeText(text).then(done, fallback); }
+      else { fallback(); }
     });
   });
   document.querySelectorAll("[data-drop]").forEach(function (zone) {
