@@ -278,12 +278,22 @@ def test_console_watch_extensions_and_redeliver_webhooks(settings, api, browser,
         wait_until(lambda: len([r for r in recv.requests if {
             k.lower(): v for k, v in r.headers.items()}.get("webhook-id") == first_id]) >= 4,
             30, "the single redelivery (2 failed, 1 after all, 1 now)")
-        # The signing secret, rotated (after a confirmation): a new one is shown.
-        before = page.locator("#secret").inner_text()
+        # A delivery's own page: its payload as sent, every attempt's answer, its file.
+        page.get_by_role("link", name=first_id).click()
+        assert first_id in page.locator("h1").inner_text()
+        payload = page.get_by_role("region", name="Payload").inner_text()
+        assert '"status": "SUCCESS"' in payload and '"fileObject"' in payload
+        attempts = page.get_by_role("region", name="Attempts").locator("tbody tr")
+        assert attempts.count() >= 3 and "500" in attempts.first.inner_text()
+        assert page.get_by_role("link", name="the file").count() == 1
+        page.goto(f"{base}/console/webhooks")
+        # The signing secret: masked, copyable, rotated (after a confirmation).
+        assert page.locator("#secret").get_attribute("type") == "password"
+        before = page.locator("#secret").input_value()
         page.once("dialog", lambda d: d.accept())
         page.get_by_role("button", name="Rotate").click()
         assert "Rotated" in page.get_by_role("status").inner_text()
-        assert page.locator("#secret").inner_text() not in ("", before)
+        assert page.locator("#secret").input_value() not in ("", before)
     finally:
         worker.stop()
         recv.close()

@@ -3,6 +3,7 @@ signing secret's rotation."""
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,11 +34,32 @@ def webhooks_page(request: Request, acct: Account, console: ConsoleDep) -> HTMLR
                 secret=console.runtime.webhooks.secrets.current(acct))
 
 
-@router.post("/webhooks/{delivery_id}/redeliver")
-def redeliver(request: Request, acct: Account, console: ConsoleDep, delivery_id: str) -> Response:
+def _mine(console: Console, acct: str, delivery_id: str) -> dict[str, Any]:
     doc = console.runtime.webhooks.store.get(delivery_id)
     if doc is None or doc.get("accountId") != acct:
         raise NotFound(f"no delivery {delivery_id}")
+    return doc
+
+
+@router.get("/webhooks/{delivery_id}")
+def delivery_page(request: Request, acct: Account, console: ConsoleDep,
+                  delivery_id: str) -> HTMLResponse:
+    """One delivery: where it goes, the payload as signed and sent, each attempt's answer."""
+    doc = _mine(console, acct, delivery_id)
+    try:
+        payload = json.dumps(json.loads(doc.get("body") or "null"), indent=2)
+    except ValueError:
+        payload = doc.get("body") or ""
+    for a in doc.get("attempts", []):
+        if a.get("at"):
+            a["at_text"] = datetime.fromtimestamp(a["at"] / 1000, UTC).isoformat(
+                timespec="seconds")
+    return console.page(request, "delivery.html", acct, d=doc, payload=payload)
+
+
+@router.post("/webhooks/{delivery_id}/redeliver")
+def redeliver(request: Request, acct: Account, console: ConsoleDep, delivery_id: str) -> Response:
+    _mine(console, acct, delivery_id)
     console.runtime.webhooks.redeliver(delivery_id)
     return console.back(request, "/webhooks", f"Redelivering {delivery_id}.")
 
