@@ -262,3 +262,59 @@ def test_api_keys_are_created_shown_once_listed_and_revoked(api, browser):
     assert page.get_by_role("status").inner_text().startswith(f"Revoked {new_id}")
     assert httpx.get(f"{base}/v1/files", auth=(new, "")).status_code == 401
     assert httpx.get(f"{base}/v1/files", auth=(key, "")).status_code == 200
+
+
+def test_the_library_manages_files_and_folders(api, browser, astronaut):
+    """Tiles with type, dimensions and size; sort; a list view; create a folder; delete the
+    selection; a file renamed, moved, copied, downloaded and deleted from its page."""
+    base, keys = api
+    key = keys.create("acme")["key"]
+    for name, im in (("big.jpg", astronaut), ("small.jpg", astronaut.resize((64, 64)))):
+        httpx.post(f"{base}/api/v1/files/upload", auth=(key, ""),
+                   data={"fileName": name, "folder": "/d", "useUniqueFileName": "false"},
+                   files={"file": (name, jpeg(im), "image/jpeg")}).raise_for_status()
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/?path=/d/")
+    metas = page.locator("li.tile .meta").all_inner_texts()
+    assert any(m.startswith("JPEG · 512×512 · ") and m.endswith("KB") for m in metas), metas
+    page.get_by_label("Sort").select_option("DESC_SIZE")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("li.tile a").first.inner_text() == "big.jpg"
+    page.get_by_label("Sort").select_option("ASC_SIZE")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("li.tile a").first.inner_text() == "small.jpg"
+    page.get_by_role("link", name="List view").click()
+    assert "64×64" in page.locator("table.listing tbody tr").first.inner_text()
+
+    page.get_by_label("New folder in /d/").fill("sub")
+    page.get_by_role("button", name="Create folder").click()
+    assert page.get_by_role("status").inner_text() == "Created /d/sub/."
+    page.goto(f"{base}/console/?path=/d/")
+    assert page.locator("aside a", has_text="/d/sub/").count() == 1
+
+    page.get_by_label("Select small.jpg").check()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete selected").click()
+    assert page.get_by_role("status").inner_text() == "Deleted 1 file."
+    assert page.locator("li.tile a", has_text="small.jpg").count() == 0
+
+    page.locator("li.tile a", has_text="big.jpg").click()
+    url = page.get_by_label("URL", exact=True).input_value()
+    assert page.get_by_role("link", name="Download").get_attribute("href") == url
+    assert httpx.get(url).content[:2] == b"\xff\xd8"
+    page.get_by_label("New name").fill("renamed.jpg")
+    page.get_by_role("button", name="Rename").click()
+    assert page.get_by_role("status").inner_text() == "Renamed to renamed.jpg."
+    page.get_by_label("Folder", exact=True).fill("/d/sub/")
+    page.get_by_role("button", name="Move").click()
+    assert "/d/sub/renamed.jpg" in page.locator("h1").inner_text()
+    page.get_by_label("Folder", exact=True).fill("/")
+    page.get_by_role("button", name="Copy", exact=True).click()
+    assert page.get_by_role("status").inner_text() == "Copied from /d/sub/renamed.jpg."
+    assert "/renamed.jpg" in page.locator("h1 small").inner_text()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete file").click()
+    assert page.get_by_role("status").inner_text() == "Deleted /renamed.jpg."
+    listed = httpx.get(f"{base}/v1/files", auth=(key, "")).json()
+    assert [f["filePath"] for f in listed] == ["/d/sub/renamed.jpg"]

@@ -4,6 +4,7 @@ custom metadata, each editable."""
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations.
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -51,7 +52,8 @@ def file_view(request: Request, console: Console, acct: str, file_id: str,
                  for other, score in console.services.files.similar(record, 6)]
     except Conflict:
         alike = None  # not tagged by the imagenet tagger yet
-    return console.page(request, "file.html", acct, status=status_code,
+    url = console.signed(record, console.urls.file(record))
+    return console.page(request, "file.html", acct, status=status_code, url=url,
                 f=record.file_object(console.urls), versions=versions, similar=alike,
                 history=console.runtime.pipeline.jobs(acct, count=20, file_id=file_id),
                 meta_fields=[f.public() for f in console.runtime.fields.all(acct).values()],
@@ -108,3 +110,40 @@ def restore(request: Request, acct: Account, console: ConsoleDep, file_id: str,
             version_id: str) -> Response:
     console.runtime.library.restore(acct, file_id, version_id)
     return console.back(request, f"/files/{file_id}", "Restored as a new version.")
+
+
+@router.post("/files/{file_id}/versions/{version_id}/delete")
+def delete_version(request: Request, acct: Account, console: ConsoleDep, file_id: str,
+                   version_id: str) -> Response:
+    console.runtime.library.delete_version(acct, file_id, version_id)
+    return console.back(request, f"/files/{file_id}", "Deleted the version.")
+
+
+@router.post("/files/{file_id}/manage")
+def manage(request: Request, acct: Account, console: ConsoleDep, file_id: str,
+           action: Annotated[str, Form()], name: Annotated[str, Form()] = "",
+           folder: Annotated[str, Form()] = "",
+           versions: Annotated[str, Form()] = "") -> Response:
+    """Rename, move, copy or delete the file (the API's library calls); a refusal is said on
+    the file's page, naming what to change."""
+    record = console.owned(file_id, acct)
+    library, here = console.runtime.library, f"/files/{file_id}"
+    try:
+        if action == "rename":
+            library.rename(acct, record.filePath, name.strip())
+            return console.back(request, here, f"Renamed to {name.strip()}.")
+        if action == "move":
+            library.move(acct, record.filePath, folder or "/")
+            return console.back(request, here, f"Moved to {folder or '/'}.")
+        if action == "copy":
+            made = library.copy(acct, record.filePath, folder or "/", bool(versions))
+            return console.back(request, f"/files/{made.fileId}", f"Copied from {record.filePath}.")
+        if action == "delete":
+            library.delete_many(acct, [file_id])
+            parent = record.filePath.rsplit("/", 1)[0] + "/"
+            return console.back(request, "/?" + urlencode({"path": parent}),
+                                f"Deleted {record.filePath}.")
+    except ExtworkerError as e:
+        return console.back(request, here, str(e), "error")
+    return console.back(request, here, f"action: {action!r} is not rename, move, copy or delete",
+                        "error")

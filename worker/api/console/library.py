@@ -17,12 +17,25 @@ from worker.store import search
 from worker.store.files import Listing
 
 router = APIRouter()
+# The library's sorts (the list API's `sort`): label of each.
+SORTS = {"ASC_NAME": "name", "DESC_CREATED": "newest", "ASC_CREATED": "oldest",
+         "DESC_SIZE": "largest", "ASC_SIZE": "smallest"}
+
+
+def size_text(size: int) -> str:
+    """Bytes as a person reads them: 512 B, 48 KB, 3.1 MB."""
+    for unit, step in (("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024)):
+        if size >= step:
+            value = size / step
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} B"
 
 
 @router.get("")
 @router.get("/")
 def library_page(request: Request, acct: Account, console: ConsoleDep, path: str = "/", q: str = "",
-                 tag: str = "", aitag: str = "", page_no: int = 1) -> HTMLResponse:
+                 tag: str = "", aitag: str = "", page_no: int = 1, sort: str = "",
+                 view: str = "grid") -> HTMLResponse:
     page_no = max(1, int(request.query_params.get("page", page_no) or 1))
     folder = path if path.endswith("/") else path + "/"
     # The list API's search: on PostgreSQL indexed; on Redis/SQLite a walk in path
@@ -34,23 +47,50 @@ def library_page(request: Request, acct: Account, console: ConsoleDep, path: str
         conds.append(search.Cond(search.FIELDS["AITags.name"], "HAS", aitag))
     if tag.strip():
         conds.append(search.Cond(search.TAGS_PARAM, "IN", (tag.strip(),)))
-    page_files = console.runtime.files.search(acct, Listing(query=search.scan_filter(None, conds),
-                                            path=folder, skip=(page_no - 1) * PAGE,
-                                            limit=PAGE + 1))
+    sort = sort if sort in SORTS else ""
+    view = "list" if view == "list" else "grid"
+    page_files = console.runtime.files.search(acct, Listing(
+        query=search.scan_filter(None, conds), path=folder, skip=(page_no - 1) * PAGE,
+        limit=PAGE + 1, sort=search.check_sort(sort) if sort else None))
     shown, more = page_files[:PAGE], len(page_files) > PAGE
     sub = console.runtime.library.subfolders(acct, folder)
-    params = {"path": folder, "q": q, "tag": tag, "aitag": aitag}
+    params = {"path": folder, "q": q, "tag": tag, "aitag": aitag, "sort": sort, "view": view}
     here = "/?" + urlencode({**params, "page": page_no})
     return console.page(request, "library.html", acct, path=folder, q=q, tag=tag, aitag=aitag,
-                folders=sub, here=here,
+                folders=sub, here=here, sort=sort, sorts=SORTS, view=view,
+                other_view=base_of(request) + "/?" + urlencode(
+                    {**params, "view": "grid" if view == "list" else "list"}),
                 parent=(folder.rstrip("/").rsplit("/", 1)[0] + "/") if folder != "/"
                 else None,
                 saved=console.runtime.saved.list(acct), page=page_no, more=more,
                 prev=base_of(request) + "/?" + urlencode({**params, "page": page_no - 1}),
                 next=base_of(request) + "/?" + urlencode({**params, "page": page_no + 1}),
                 files=[{**rec.file_object(console.urls), "thumb": console.signed(
-                    rec, console.urls.current_thumbnail(rec)) if rec.mime in RASTER else None}
+                    rec, console.urls.current_thumbnail(rec)) if rec.mime in RASTER else None,
+                    "size_text": size_text(rec.size), "format": rec.mime.split("/")[-1].upper()}
                     for rec in shown])
+
+
+@router.post("/delete")
+def delete_selected(request: Request, acct: Account, console: ConsoleDep,
+                    fileId: Annotated[list[str] | None, Form()] = None,  # noqa: N803
+                    back_to: Annotated[str, Form(alias="back")] = "/") -> Response:
+    """The selection deleted, all or none (one the account does not own: nothing)."""
+    to = back_to if back_to.startswith("/") else "/"
+    if not fileId:
+        return console.back(request, to, "Select the files to delete.", "error")
+    done = console.runtime.library.delete_many(acct, fileId)
+    return console.back(request, to, f"Deleted {len(done)} file{'' if len(done) == 1 else 's'}.")
+
+
+@router.post("/folders")
+def create_folder(request: Request, acct: Account, console: ConsoleDep,
+                  name: Annotated[str, Form()], parent: Annotated[str, Form()] = "/") -> Response:
+    try:
+        made = console.runtime.library.create_folder(acct, name.strip(), parent or "/")
+    except ExtworkerError as e:
+        return console.back(request, "/?" + urlencode({"path": parent or "/"}), str(e), "error")
+    return console.back(request, "/?" + urlencode({"path": made}), f"Created {made}.")
 
 
 @router.post("/apply")
