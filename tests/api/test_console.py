@@ -111,7 +111,8 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     page.get_by_role("button", name="Search").click()
     assert page.locator("li.tile").count() == 1
     page.goto(f"{base}/console/")
-    assert page.get_by_role("link", name="/console/").count() == 1  # the folder tree
+    tree = page.get_by_role("navigation", name="Folder tree")
+    assert tree.get_by_role("link", name="console", exact=True).count() == 1
 
     # A file: its versions and details; a tag with <script> is text, never run.
     page.goto(f"{base}/console/?path=/console/")

@@ -291,7 +291,8 @@ def test_the_library_manages_files_and_folders(api, browser, astronaut):
     page.get_by_role("button", name="Create folder").click()
     assert page.get_by_role("status").inner_text() == "Created /d/sub/."
     page.goto(f"{base}/console/?path=/d/")
-    assert page.locator("aside a", has_text="/d/sub/").count() == 1
+    tree = page.get_by_role("navigation", name="Folder tree")
+    assert tree.get_by_role("link", name="sub", exact=True).count() == 1  # /d/ open: its child
 
     page.get_by_label("Select small.jpg").check()
     page.once("dialog", lambda d: d.accept())
@@ -318,3 +319,15 @@ def test_the_library_manages_files_and_folders(api, browser, astronaut):
     assert page.get_by_role("status").inner_text() == "Deleted /renamed.jpg."
     listed = httpx.get(f"{base}/v1/files", auth=(key, "")).json()
     assert [f["filePath"] for f in listed] == ["/d/sub/renamed.jpg"]
+
+    # A folder shows its own files; "include subfolders" shows those below it too.
+    page.goto(f"{base}/console/?path=/d/")
+    assert page.locator("li.tile").count() == 0
+    page.get_by_label("include subfolders").check()
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("li.tile a").all_inner_texts() == ["renamed.jpg"]
+    # The tree opens down to the current folder; /d/sub/ is the current one.
+    page.get_by_role("navigation", name="Folder tree").get_by_role("link", name="sub").click()
+    tree = page.get_by_role("navigation", name="Folder tree")
+    assert tree.locator("[aria-current=page]").inner_text() == "sub"
+    assert tree.locator("details[open]").count() == 3  # /, /d/, /d/sub/

@@ -22,6 +22,25 @@ SORTS = {"ASC_NAME": "name", "DESC_CREATED": "newest", "ASC_CREATED": "oldest",
          "DESC_SIZE": "largest", "ASC_SIZE": "smallest"}
 
 
+def folder_tree(console: ConsoleDep, acct: str, folder: str) -> list[dict[str, Any]]:
+    """The folder tree down to ``folder``: each open folder (the root, the current one and
+    those between) with its children; the rest closed, their children read only when opened
+    (lazily: a folder's subfolders come from the folder index, never from its files)."""
+    chain = ["/"]
+    for part in folder.strip("/").split("/") if folder != "/" else []:
+        chain.append(chain[-1] + part + "/")
+
+    def node(path: str, depth: int) -> dict[str, Any]:
+        is_open = depth < len(chain) and chain[depth] == path
+        children = ([node(c, depth + 1) for c in console.runtime.library.subfolders(acct, path)]
+                    if is_open else [])
+        name = path.rstrip("/").rsplit("/", 1)[-1] or "/"
+        return {"path": path, "name": name, "open": is_open, "current": path == folder,
+                "children": children}
+
+    return [node("/", 0)]
+
+
 def size_text(size: int) -> str:
     """Bytes as a person reads them: 512 B, 48 KB, 3.1 MB."""
     for unit, step in (("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024)):
@@ -35,12 +54,14 @@ def size_text(size: int) -> str:
 @router.get("/")
 def library_page(request: Request, acct: Account, console: ConsoleDep, path: str = "/", q: str = "",
                  tag: str = "", aitag: str = "", page_no: int = 1, sort: str = "",
-                 view: str = "grid") -> HTMLResponse:
+                 view: str = "grid", sub: str = "") -> HTMLResponse:
     page_no = max(1, int(request.query_params.get("page", page_no) or 1))
     folder = path if path.endswith("/") else path + "/"
     # The list API's search: on PostgreSQL indexed; on Redis/SQLite a walk in path
     # order that stops at the page (see the README's "Search").
     conds: list[search.Node] = []
+    if not sub:  # the folder's own files; with "include subfolders", everything below it
+        conds.append(search.Cond(search.FIELDS["path"], "=", folder))
     if q:
         conds.append(search.Cond(search.FIELDS["name"], "HAS", q))
     if aitag:
@@ -53,15 +74,14 @@ def library_page(request: Request, acct: Account, console: ConsoleDep, path: str
         query=search.scan_filter(None, conds), path=folder, skip=(page_no - 1) * PAGE,
         limit=PAGE + 1, sort=search.check_sort(sort) if sort else None))
     shown, more = page_files[:PAGE], len(page_files) > PAGE
-    sub = console.runtime.library.subfolders(acct, folder)
-    params = {"path": folder, "q": q, "tag": tag, "aitag": aitag, "sort": sort, "view": view}
+    params = {"path": folder, "q": q, "tag": tag, "aitag": aitag, "sort": sort, "view": view,
+              "sub": sub}
     here = "/?" + urlencode({**params, "page": page_no})
     return console.page(request, "library.html", acct, path=folder, q=q, tag=tag, aitag=aitag,
-                folders=sub, here=here, sort=sort, sorts=SORTS, view=view,
+                tree=folder_tree(console, acct, folder), here=here, sort=sort, sorts=SORTS,
+                view=view, sub=sub,
                 other_view=base_of(request) + "/?" + urlencode(
                     {**params, "view": "grid" if view == "list" else "list"}),
-                parent=(folder.rstrip("/").rsplit("/", 1)[0] + "/") if folder != "/"
-                else None,
                 saved=console.runtime.saved.list(acct), page=page_no, more=more,
                 prev=base_of(request) + "/?" + urlencode({**params, "page": page_no - 1}),
                 next=base_of(request) + "/?" + urlencode({**params, "page": page_no + 1}),
