@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 
 from tests.api.test_console import _sign_in
-from tests.support import ROOT, jpeg
+from tests.support import ROOT, jpeg, wait_until
 
 
 def _upload(base: str, key: str, astronaut) -> str:
@@ -331,3 +331,33 @@ def test_the_library_manages_files_and_folders(api, browser, astronaut):
     tree = page.get_by_role("navigation", name="Folder tree")
     assert tree.locator("[aria-current=page]").inner_text() == "sub"
     assert tree.locator("details[open]").count() == 3  # /, /d/, /d/sub/
+
+
+def test_the_jobs_page_updates_live_and_pauses_when_hidden(api, browser, astronaut):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    file_id = _upload(base, key, astronaut)
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/jobs")
+    rows = page.locator("tbody tr")
+    assert rows.count() == 1
+    page.evaluate("window.notReloaded = true")
+
+    def tag(t: str) -> None:
+        httpx.patch(f"{base}/v1/files/{file_id}/details", auth=(key, ""),
+                    json={"tags": [t]}).raise_for_status()
+
+    tag("a")  # a second job
+    wait_until(lambda: rows.count() == 2, 10, "the new job shown without a reload",
+               every=0.2)
+    assert page.evaluate("window.notReloaded === true")
+    # Hidden: nothing is fetched, the page stays as it was; shown again: read at once.
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: true, configurable: true})")
+    tag("b")
+    page.wait_for_timeout(4500)
+    assert rows.count() == 2
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: false, configurable: true});"
+                  "document.dispatchEvent(new Event('visibilitychange'))")
+    wait_until(lambda: rows.count() == 3, 5, "read again once shown", every=0.2)
+    assert page.evaluate("window.notReloaded === true")

@@ -49,7 +49,10 @@ class Console:
              **ctx: Any) -> HTMLResponse:
         html = self.env.get_template(name).render(
             base=base_of(request), account=account,
-            flashes=self.sessions.take_flashes(request.cookies.get(COOKIE)),
+            # A live page's background refresh (console.js) leaves the messages for the
+            # next page the person opens.
+            flashes=[] if request.headers.get("x-console-live") else
+            self.sessions.take_flashes(request.cookies.get(COOKIE)),
             ext_names=self.extension_names(account) if account else {}, **ctx)
         return HTMLResponse(html, status_code=status, headers={
             "Content-Security-Policy": self.csp(), "X-Content-Type-Options": "nosniff",

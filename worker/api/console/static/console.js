@@ -1,5 +1,6 @@
 // The console's only script: select-all, confirmations, copy buttons, drag and drop onto the file input,
-// uploads with a progress bar per file, and live status until every extension is final.
+// uploads with a progress bar per file, live status until every extension is final, and
+// live jobs and webhooks pages (paused while the tab is hidden).
 // No framework, nothing fetched from elsewhere.
 (function () {
   "use strict";
@@ -58,6 +59,7 @@
   function poll() {
     pending = pending.filter(function (el) { return el.textContent.indexOf("pending") !== -1; });
     if (!pending.length) { polling = false; return; }
+    if (document.hidden) { window.setTimeout(poll, 1000); return; }  // paused while hidden
     pending.forEach(function (el) {
       fetch(base + "/status/" + encodeURIComponent(el.getAttribute("data-status-for")),
             {credentials: "same-origin"})
@@ -70,6 +72,28 @@
     window.setTimeout(poll, 1000);
   }
   document.querySelectorAll("[data-status-for]").forEach(watch);
+
+  // Live pages (jobs, webhooks): each [data-live] region is read again every 3 s while the
+  // tab is visible and replaced in place (no reload); paused while the tab is hidden, read
+  // at once when it shows again.
+  var regions = document.querySelectorAll("[data-live]");
+  function refresh() {
+    if (document.hidden || !regions.length) { return; }
+    fetch(window.location.href, {credentials: "same-origin", headers: {"X-Console-Live": "1"}})
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        regions.forEach(function (region) {
+          var next = fresh.querySelector("[data-live='" + region.getAttribute("data-live") + "']");
+          if (next && next.innerHTML !== region.innerHTML) { region.innerHTML = next.innerHTML; }
+        });
+      });
+  }
+  if (regions.length) {
+    window.setInterval(refresh, 3000);
+    document.addEventListener("visibilitychange", refresh);
+  }
 
   // Uploads: one request per file, each with its own progress bar; results link to the file.
   var form = document.getElementById("upload-form");
