@@ -361,3 +361,30 @@ def test_the_jobs_page_updates_live_and_pauses_when_hidden(api, browser, astrona
                   "document.dispatchEvent(new Event('visibilitychange'))")
     wait_until(lambda: rows.count() == 3, 5, "read again once shown", every=0.2)
     assert page.evaluate("window.notReloaded === true")
+
+
+def test_the_url_builder_makes_the_sdks_url_and_previews_it(api, browser, astronaut):
+    from imagekitio import ImageKit
+
+    base, keys = api
+    key = keys.create("acme")["key"]
+    file_id = _upload(base, key, astronaut)
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/files/{file_id}")
+    builder = page.get_by_role("region", name="Transformation URL")
+    builder.get_by_label("Width").fill("300")
+    builder.get_by_label("Height").fill("200")
+    builder.get_by_label("Crop").select_option("at_max")
+    builder.get_by_label("Format").select_option("webp")
+    builder.get_by_label("Quality").fill("80")
+    built = builder.get_by_label("URL", exact=True).input_value()
+    sdk = ImageKit(private_key=key).helper.build_url(
+        src="/d/a.jpg", url_endpoint=f"{base}/acme", transformation=[
+            {"width": 300, "height": 200, "crop": "at_max", "format": "webp", "quality": 80}])
+    assert built == sdk
+    preview = page.locator("img[data-url-preview]")
+    wait_until(lambda: preview.get_attribute("src") == sdk and preview.evaluate(
+        "i => i.complete && i.naturalWidth > 0"), 10, "the preview loaded", every=0.2)
+    assert preview.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [200, 200]  # at_max
+    assert httpx.get(sdk).headers["content-type"] == "image/webp"

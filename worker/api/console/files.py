@@ -53,7 +53,10 @@ def file_view(request: Request, console: Console, acct: str, file_id: str,
     except Conflict:
         alike = None  # not tagged by the imagenet tagger yet
     url = console.signed(record, console.urls.file(record))
+    # What the SDKs' build_url(src=filePath) starts from (the builder adds ?tr=…).
+    plain_url = console.urls.path(record.accountId, record.filePath)
     return console.page(request, "file.html", acct, status=status_code, url=url,
+                plain_url=plain_url,
                 f=record.file_object(console.urls), versions=versions, similar=alike,
                 history=console.runtime.pipeline.jobs(acct, count=20, file_id=file_id),
                 meta_fields=[f.public() for f in console.runtime.fields.all(acct).values()],

@@ -24,6 +24,26 @@
       if (!window.confirm(form.getAttribute("data-confirm"))) { e.preventDefault(); }
     });
   });
+  // The transformation URL builder: the URL the SDKs' build_url makes (?tr=w-…,h-…,c-…,f-…,
+  // q-…, in that order), shown and previewed as it is typed.
+  document.querySelectorAll("form[data-url-builder]").forEach(function (builder) {
+    var out = builder.querySelector("[data-url-out]");
+    var preview = document.querySelector("[data-url-preview]");
+    var update = function () {
+      var parts = [];
+      ["w", "h", "c", "f", "q"].forEach(function (k) {
+        var v = builder.elements[k].value.trim();
+        if (v) { parts.push(k + "-" + v); }
+      });
+      var url = builder.getAttribute("data-src") + (parts.length ? "?tr=" + parts.join(",") : "");
+      if (out.value !== url) {
+        out.value = url;
+        if (preview) { preview.src = url; }
+      }
+    };
+    builder.addEventListener("input", update);
+    builder.addEventListener("change", update);
+  });
   // Copy buttons: the named input's value (or element's text) to the clipboard.
   document.querySelectorAll("[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {
