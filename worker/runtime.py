@@ -26,6 +26,7 @@ from worker.core.settings import Settings
 from worker.models.cache import ModelCache
 from worker.models.remote import InferenceClient, InferenceServer
 from worker.pipeline.pipeline import Enqueue, Notify, Observe, Pipeline
+from worker.store.account_settings import AccountSettings
 from worker.store.apikeys import ApiKeys
 from worker.store.backends import open_store
 from worker.store.backends.sqlite_kv import LocalKV
@@ -89,6 +90,7 @@ class Runtime:
             if notify is None and self.webhooks is not None:
                 notify = self.webhooks.hand_off
         self.fields = FieldStore(kv, settings)
+        self.account_settings = AccountSettings(kv, settings)
         # API keys keep a sealed copy (signed URLs and client-side uploads are HMACs keyed
         # by the private key): sealed like webhook secrets, under EXTWORKER_SECRET_KEY.
         self.apikeys = ApiKeys(kv, settings, self.webhooks.secrets

@@ -388,3 +388,31 @@ def test_the_url_builder_makes_the_sdks_url_and_previews_it(api, browser, astron
         "i => i.complete && i.naturalWidth > 0"), 10, "the preview loaded", every=0.2)
     assert preview.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [200, 200]  # at_max
     assert httpx.get(sdk).headers["content-type"] == "image/webp"
+
+
+def test_an_accounts_endpoint_is_used_when_an_upload_names_none(api, browser, astronaut):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/webhooks")
+    page.get_by_label("Webhook URL used when an upload").fill("ftp://nope")
+    page.get_by_role("button", name="Save endpoint").click()
+    assert "is not an http(s) URL" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Webhook URL used when an upload").fill("https://hooks.example/x")
+    page.get_by_role("button", name="Save endpoint").click()
+    assert page.get_by_role("status").inner_text() == "Saved the endpoint."
+    assert page.get_by_label("Webhook URL used when an upload").input_value() == \
+        "https://hooks.example/x"
+
+    def job_of(data: dict) -> dict:
+        up = httpx.post(f"{base}/api/v1/files/upload", auth=(key, ""),
+                        data={"fileName": "a.jpg", **data},
+                        files={"file": ("a.jpg", jpeg(astronaut), "image/jpeg")}).json()
+        page.goto(f"{base}/console/files/{up['fileId']}")
+        page.get_by_role("region", name="Job history").locator("a").first.click()
+        return page.locator("pre").inner_text()
+
+    assert '"webhookUrl": "https://hooks.example/x"' in job_of({})  # the account's default
+    assert '"webhookUrl": "https://own.example/y"' in job_of(
+        {"webhookUrl": "https://own.example/y"})  # an upload's own wins

@@ -187,7 +187,8 @@ def test_the_document_stores_keys_are_told_from_redis_own():
     store = [k.job("j"), k.file("f"), k.path("a", "/x.jpg"), k.file_index("a"),
              k.units("a", "2026-12"), k.folder_index("a"), k.job_index("a"),
              k.file_jobs("f"), "ns:bulkjob:a:j", k.account_docs("saved", "a"),
-             k.account_docs("fields", "a"), k.account_docs("apikeys", "a"), k.api_key("d")]
+             k.account_docs("fields", "a"), k.account_docs("apikeys", "a"), k.api_key("d"),
+             k.account_docs("settings", "a")]
     redis_own = [k.claim("j", "e"), k.derive_lock("b"), k.console_session("s"),
                  k.console_flash("s"), k.console_cookie_key(), k.upload_token("a", "t"), k.intake(),
                  k.models_loaded("w"), k.doctor_report(), k.webhook_delivery("d"),

@@ -18,7 +18,7 @@ runs every builder with adversarial ids and checks that no two meanings share a 
 
 from __future__ import annotations
 
-ACCOUNT_DOC_KINDS = frozenset({"saved", "fields", "apikeys"})
+ACCOUNT_DOC_KINDS = frozenset({"saved", "fields", "apikeys", "settings"})
 # First words of keys; the intake stream's name may be none of them.
 _WORDS = frozenset({"job", "file", "path", "files", "units", "claim", "apikey", "models",
                     "doctor", "wh", *ACCOUNT_DOC_KINDS})
@@ -134,7 +134,8 @@ class Keys:
 
     def account_docs(self, kind: str, account: str) -> str:
         """One document per account of ``kind`` (``saved``: saved extensions, ``fields``:
-        custom metadata fields, ``apikeys``: the account's API keys)."""
+        custom metadata fields, ``apikeys``: the account's API keys, ``settings``: its own
+        settings, such as its default webhook endpoint)."""
         if kind not in ACCOUNT_DOC_KINDS:
             raise ValueError(f"account documents: unknown kind {kind!r}")
         return self._k(kind, account)

@@ -37,7 +37,12 @@ class JobService:
 
     def run(self, job: dict[str, Any]) -> JobDoc:
         """Accept a job as a published one would be; its refusal as the error of its code
-        (``file_not_found``: a 404), naming the field."""
+        (``file_not_found``: a 404), naming the field. A job naming no ``webhookUrl`` gets
+        the account's default endpoint, when it has one."""
+        if not job.get("webhookUrl") and isinstance(job.get("accountId"), str):
+            default = self.runtime.account_settings.webhook_url(job["accountId"])
+            if default:
+                job["webhookUrl"] = default
         doc = self.pipeline.accept(job)
         if doc is None:
             stored = self.pipeline.get_job(job["jobId"])

@@ -5,13 +5,13 @@ signing secret's rotation."""
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from worker.api.console.common import Account, Console, ConsoleDep
-from worker.core.errors import NotFound
+from worker.core.errors import ExtworkerError, NotFound
 
 router = APIRouter()
 
@@ -31,7 +31,19 @@ def mine(console: Console, acct: str, status: str | None = None) -> list[dict[st
 @router.get("/webhooks")
 def webhooks_page(request: Request, acct: Account, console: ConsoleDep) -> HTMLResponse:
     return console.page(request, "webhooks.html", acct, deliveries=mine(console, acct)[:200],
-                secret=console.runtime.webhooks.secrets.current(acct))
+                secret=console.runtime.webhooks.secrets.current(acct),
+                endpoint=console.runtime.account_settings.webhook_url(acct))
+
+
+@router.post("/webhooks/endpoint")
+def save_endpoint(request: Request, acct: Account, console: ConsoleDep,
+                  url: Annotated[str, Form()] = "") -> Response:
+    try:
+        console.runtime.account_settings.set_webhook_url(acct, url)
+    except ExtworkerError as e:
+        return console.back(request, "/webhooks", str(e), "error")
+    return console.back(request, "/webhooks", "Saved the endpoint." if url.strip() else
+                        "No default endpoint: only uploads that name one get webhooks.")
 
 
 def _mine(console: Console, acct: str, delivery_id: str) -> dict[str, Any]:
