@@ -130,6 +130,8 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     page.goto(f"{base}/console/fields")
     page.get_by_label("Name").fill("price")
     page.get_by_label("Label").fill("Price")
+    page.locator("summary", has_text="Advanced").click()  # the schema as JSON
+    page.get_by_label("Edit as JSON").check()
     page.get_by_label("Schema (JSON)").fill('{"type": "Money"}')
     page.get_by_role("button", name="Save field").click()
     assert "type" in page.get_by_role("alert").inner_text()

@@ -82,9 +82,11 @@ def test_a_number_field_whose_range_is_empty_is_refused(api, browser):
     page.goto(f"{base}/console/fields")
     page.get_by_label("Name").fill("size")
     page.get_by_label("Label").fill("Size")
-    page.get_by_label("Schema (JSON)").fill('{"type": "Number", "minValue": 10, "maxValue": 1}')
+    page.get_by_label("Type").select_option("Number")
+    page.get_by_label("Minimum value").fill("10")
+    page.get_by_label("Maximum value").fill("1")
     page.get_by_role("button", name="Save field").click()
-    assert "minValue 10 is above maxValue 1" in page.get_by_role("alert").inner_text()
+    assert "minValue 10 is above maxValue 1" in page.locator("#minValue-error").inner_text()
     assert httpx.get(f"{base}/v1/customMetadataFields", auth=(key, "")).json() == []
 
 
@@ -416,3 +418,34 @@ def test_an_accounts_endpoint_is_used_when_an_upload_names_none(api, browser, as
     assert '"webhookUrl": "https://hooks.example/x"' in job_of({})  # the account's default
     assert '"webhookUrl": "https://own.example/y"' in job_of(
         {"webhookUrl": "https://own.example/y"})  # an upload's own wins
+
+
+def test_fields_are_made_through_a_form_per_type(api, browser):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/fields")
+    page.get_by_label("Name").fill("size")
+    page.get_by_label("Label").fill("Size")
+    page.get_by_label("Type").select_option("Number")
+    page.get_by_label("Minimum value").fill("abc")
+    page.get_by_role("button", name="Save field").click()
+    assert "minValue: 'abc' is not a number" in page.locator("#minValue-error").inner_text()
+    assert page.get_by_label("Label").input_value() == "Size"  # what was typed, kept
+    page.get_by_label("Minimum value").fill("0")
+    page.get_by_label("Maximum value").fill("99.5")
+    page.get_by_role("button", name="Save field").click()
+    assert page.get_by_role("status").inner_text() == "Saved field size."
+    page.get_by_label("Name").fill("colour")
+    page.get_by_label("Label").fill("Colour")
+    page.get_by_label("Type").select_option("SingleSelect")
+    page.get_by_label("Choices").fill("red, green , blue")
+    page.get_by_role("button", name="Save field").click()
+    got = {f["name"]: f["schema"] for f in httpx.get(
+        f"{base}/v1/customMetadataFields", auth=(key, "")).json()}
+    assert got == {"size": {"type": "Number", "minValue": 0, "maxValue": 99.5},
+                   "colour": {"type": "SingleSelect", "selectOptions": ["red", "green", "blue"]}}
+    page.goto(f"{base}/console/fields/size")  # editing shows the form filled from the schema
+    assert page.get_by_label("Type").input_value() == "Number"
+    assert page.get_by_label("Maximum value").input_value() == "99.5"

@@ -33,6 +33,9 @@ class Crud:
     delete: Callable[[Runtime, str, str], bool]
     form_of: Callable[[dict[str, Any]], dict[str, str]]
     done: Callable[[dict[str, str]], str]  # the success message
+    # The form's own inputs (one per parameter) → the JSON value; the JSON textarea is used
+    # instead when the form's "advanced" box is ticked. Raises PermanentError naming the input.
+    build: Callable[[dict[str, str]], Any] | None = None
 
     def page(self, request: Request, console: Any, acct: str,
              editing: dict[str, Any] | None = None, form: dict[str, str] | None = None,
@@ -40,7 +43,20 @@ class Crud:
         form = form or (self.form_of(editing) if editing else dict(self.blank))
         return console.page(request, self.template, acct, status=status_code,
                             **{self.listed: self.items(console.runtime, acct)},
-                            editing=editing, form=form, form_error=error)
+                            editing=editing, form=form, form_error=error,
+                            error_on=self.input_of(error, form) if error else None)
+
+    def input_of(self, error: str, form: dict[str, str]) -> str:
+        """Which input a refusal names (``config.maxTags: …`` → ``maxTags``); the JSON
+        textarea when none of the form's own does."""
+        if self.build is None or form.get("advanced"):
+            return self.json_name
+        head = error.split(":", 1)[0]
+        for name in sorted(self.inputs, key=len, reverse=True):
+            if name not in (self.json_name, "advanced") and (
+                    head == name or head.endswith("." + name) or f" {name} " in f" {error} "):
+                return name
+        return self.json_name
 
     async def posted(self, request: Request, key: str | None) -> dict[str, str]:
         form = await request.form()
@@ -53,6 +69,8 @@ class Crud:
         return {**{k: "" for k in self.inputs}, **got}
 
     def values(self, form: dict[str, str]) -> dict[str, Any]:
+        if self.build is not None and not form.get("advanced"):
+            return {**form, self.json_name: self.build(form)}
         return {**form, self.json_name: json_input(self.json_name, form[self.json_name])}
 
     def found(self, runtime: Runtime, acct: str, key: str) -> dict[str, Any]:
