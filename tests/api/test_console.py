@@ -73,12 +73,13 @@ def test_console_library_file_saved_extensions_and_safety(api, browser, tmp_path
     # Saved extensions: a bad configuration is named on its field; a good one is listed.
     page.goto(f"{base}/console/saved")
     page.get_by_label("Name").fill("tags")
-    page.get_by_label("Configuration (JSON)").fill('{"name": "google-auto-tagging", '
-                                                   '"maxTags": "many"}')
+    page.get_by_label("Extension").select_option("google-auto-tagging")
+    page.get_by_label("Most tags").fill("many")
     page.get_by_role("button", name="Save").click()
-    assert "maxTags" in page.get_by_role("alert").inner_text()
-    page.get_by_label("Configuration (JSON)").fill('{"name": "aws-auto-tagging", '
-                                                   '"minConfidence": 0, "maxTags": 3}')
+    assert "maxTags" in page.locator("#maxTags-error").inner_text()  # on its input
+    page.get_by_label("Extension").select_option("aws-auto-tagging")
+    page.get_by_label("Minimum confidence").fill("0")
+    page.get_by_label("Most tags").fill("3")
     page.get_by_role("button", name="Save").click()
     assert page.get_by_role("status").inner_text() == "Saved tags."
     saved_id = page.locator("td code").first.inner_text()

@@ -449,3 +449,33 @@ def test_fields_are_made_through_a_form_per_type(api, browser):
     page.goto(f"{base}/console/fields/size")  # editing shows the form filled from the schema
     assert page.get_by_label("Type").input_value() == "Number"
     assert page.get_by_label("Maximum value").input_value() == "99.5"
+
+
+def test_saved_extensions_through_a_form_per_kind_or_as_json(api, browser):
+    base, keys = api
+    key = keys.create("acme")["key"]
+    page = browser.new_page()
+    _sign_in(page, base, key)
+    page.goto(f"{base}/console/saved")
+    page.get_by_label("Name", exact=True).fill("cut-out")
+    page.get_by_label("Extension").select_option("remove-bg")
+    page.get_by_label("Background colour").fill("zz")
+    page.get_by_role("button", name="Save").click()
+    assert "bg_color" in page.locator("#bg_color-error").inner_text()  # on its input
+    page.get_by_label("Background colour").fill("FF0000")
+    page.get_by_label("shadow", exact=True).check()
+    page.get_by_role("button", name="Save").click()
+    assert page.get_by_role("status").inner_text() == "Saved cut-out."
+    # The advanced switch: the whole configuration as JSON.
+    page.get_by_label("Name", exact=True).fill("described")
+    page.locator("summary", has_text="Advanced").click()
+    page.get_by_label("Edit as JSON").check()
+    page.get_by_label("Configuration (JSON)").fill('{"name": "ai-auto-description"}')
+    page.get_by_role("button", name="Save").click()
+    assert page.get_by_role("status").inner_text() == "Saved described."
+    got = {s["name"]: s["config"] for s in httpx.get(
+        f"{base}/v1/saved-extensions", auth=(key, "")).json()}
+    assert got["cut-out"]["name"] == "remove-bg"
+    assert got["cut-out"]["options"]["bg_color"].lstrip("#") == "FF0000"
+    assert got["cut-out"]["options"]["add_shadow"] is True
+    assert got["described"] == {"name": "ai-auto-description"}
