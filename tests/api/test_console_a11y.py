@@ -57,3 +57,33 @@ def test_every_page_passes_axe_at_both_widths(api, browser, astronaut):
         context.close()
     bad = {page: v for page, v in found.items() if v}
     assert bad == {}, bad
+
+
+def test_the_keyboard_alone_reaches_every_control(api, browser, astronaut):
+    """Tab from the top of each page: every visible link, button and input gets the focus
+    (none skipped, none unreachable), in a sequence that ends back at the start."""
+    base, keys = api
+    key = keys.create("acme")["key"]
+    up = httpx.post(f"{base}/api/v1/files/upload", auth=(key, ""),
+                    data={"fileName": "a.jpg", "folder": "/d"},
+                    files={"file": ("a.jpg", jpeg(astronaut), "image/jpeg")}).json()
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    _sign_in(page, base, key)
+    mark = """() => { let n = 0; for (const e of document.querySelectorAll(
+        'a[href], button, input:not([type=hidden]), select, textarea, summary')) {
+        if (e.checkVisibility({visibilityProperty: true}) && !e.disabled) {
+          e.dataset.kb = String(n++); } } return n; }"""
+    for path in ("/?path=/d/", f"/files/{up['fileId']}", "/upload", "/saved", "/fields",
+                 "/jobs", "/webhooks", "/usage", "/keys"):
+        page.goto(f"{base}/console{path}")
+        total = page.evaluate(mark)
+        reached = set()
+        for _ in range(total + 5):
+            page.keyboard.press("Tab")
+            kb = page.evaluate("document.activeElement && document.activeElement.dataset.kb")
+            if kb is not None:
+                reached.add(int(kb))
+        missed = sorted(set(range(total)) - reached)
+        assert not missed, (path, [page.evaluate(
+            f"document.querySelector('[data-kb=\"{m}\"]').outerHTML.slice(0, 120)")
+            for m in missed])
