@@ -303,21 +303,22 @@ def test_the_library_manages_files_and_folders(api, browser, astronaut):
     assert page.locator("li.tile a", has_text="small.jpg").count() == 0
 
     page.locator("li.tile a", has_text="big.jpg").click()
-    url = page.get_by_label("URL", exact=True).input_value()
-    assert page.get_by_role("link", name="Download").get_attribute("href") == url
+    own = page.get_by_role("region", name="File")
+    url = own.get_by_label("URL", exact=True).input_value()
+    assert own.get_by_role("link", name="Download").get_attribute("href") == url
     assert httpx.get(url).content[:2] == b"\xff\xd8"
-    page.get_by_label("New name").fill("renamed.jpg")
-    page.get_by_role("button", name="Rename").click()
+    own.get_by_label("New name").fill("renamed.jpg")
+    own.get_by_role("button", name="Rename").click()
     assert page.get_by_role("status").inner_text() == "Renamed to renamed.jpg."
-    page.get_by_label("Folder", exact=True).fill("/d/sub/")
-    page.get_by_role("button", name="Move").click()
+    own.get_by_label("Folder", exact=True).fill("/d/sub/")
+    own.get_by_role("button", name="Move").click()
     assert "/d/sub/renamed.jpg" in page.locator("h1").inner_text()
-    page.get_by_label("Folder", exact=True).fill("/")
-    page.get_by_role("button", name="Copy", exact=True).click()
+    own.get_by_label("Folder", exact=True).fill("/")
+    own.get_by_role("button", name="Copy", exact=True).click()
     assert page.get_by_role("status").inner_text() == "Copied from /d/sub/renamed.jpg."
     assert "/renamed.jpg" in page.locator("h1 small").inner_text()
     page.once("dialog", lambda d: d.accept())
-    page.get_by_role("button", name="Delete file").click()
+    own.get_by_role("button", name="Delete file").click()
     assert page.get_by_role("status").inner_text() == "Deleted /renamed.jpg."
     listed = httpx.get(f"{base}/v1/files", auth=(key, "")).json()
     assert [f["filePath"] for f in listed] == ["/d/sub/renamed.jpg"]
